@@ -1,0 +1,305 @@
+//! The catalog: which backups of a kind a sink holds, and selecting one to restore.
+
+use std::fmt;
+
+use backup_storage::{ObjectMeta, Sink, StorageError};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::error::{CoreError, Result};
+use crate::manifest::{Manifest, MANIFEST_SIZE_LIMIT};
+use crate::naming::{manifest_key_for, BackupKind, BackupName, MANIFEST_SUFFIX};
+
+/// Whether a backup is known to be complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "status", content = "detail")]
+pub enum BackupStatus {
+    /// Has a manifest (the commit marker): written completely by this tool.
+    Complete,
+    /// No manifest: made by the old scripts (or its manifest was lost). Restorable by name or
+    /// `--latest`, checked by decryption padding, decompression and the dump trailer.
+    Legacy,
+    /// Has a manifest that cannot be read; never selected automatically.
+    Damaged(String),
+}
+
+impl fmt::Display for BackupStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Complete => f.write_str("complete"),
+            Self::Legacy => f.write_str("legacy"),
+            Self::Damaged(_) => f.write_str("damaged"),
+        }
+    }
+}
+
+/// One backup in a sink.
+#[derive(Debug, Clone)]
+pub struct BackupEntry {
+    /// The object key.
+    pub key: String,
+    /// The parsed name (time, compression, encryption).
+    pub name: BackupName,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Completeness.
+    pub status: BackupStatus,
+    /// The manifest, for complete backups (its HMAC is checked at restore, not here).
+    pub manifest: Option<Manifest>,
+}
+
+impl BackupEntry {
+    /// When the backup was taken (UTC), from its name.
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.name.timestamp
+    }
+
+    /// The file name without the folder.
+    pub fn file_name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or(&self.key)
+    }
+
+    /// The key id from the manifest, if known.
+    pub fn key_id(&self) -> Option<&str> {
+        self.manifest.as_ref().and_then(Manifest::key_id)
+    }
+
+    /// Whether `--latest` and `--date` may pick this backup.
+    pub fn is_selectable(&self) -> bool {
+        !matches!(self.status, BackupStatus::Damaged(_))
+    }
+}
+
+/// How to pick one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// The newest complete or legacy backup.
+    Latest,
+    /// The newest backup taken on this UTC day.
+    Date(NaiveDate),
+    /// A backup by object key or file name.
+    Name(String),
+}
+
+/// Lists the backups of `kind` in `sink`, oldest first.
+pub async fn list_backups(sink: &dyn Sink, kind: BackupKind) -> Result<Vec<BackupEntry>> {
+    let prefix = format!("{}/", kind.folder());
+    let objects = sink.list(&prefix).await?;
+    let manifests: std::collections::BTreeSet<&str> = objects
+        .iter()
+        .filter_map(|o| o.key.strip_suffix(MANIFEST_SUFFIX))
+        .collect();
+    let mut entries = Vec::new();
+    for object in &objects {
+        // Only the kind's own folder: `redis/latest/` copies are not separate backups.
+        if object.key[prefix.len()..].contains('/') {
+            continue;
+        }
+        let Some(name) = BackupName::parse(&object.key, kind) else {
+            continue;
+        };
+        let has_manifest = manifests.contains(object.key.as_str());
+        entries.push(entry_from(sink, object, name, has_manifest).await?);
+    }
+    entries.sort_by(|a, b| {
+        a.timestamp()
+            .cmp(&b.timestamp())
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    Ok(entries)
+}
+
+/// The entry for one object key, or [`CoreError::NoMatch`] when it does not exist.
+pub async fn entry_for_key(sink: &dyn Sink, kind: BackupKind, key: &str) -> Result<BackupEntry> {
+    let object = match sink.head(key).await {
+        Ok(meta) => meta,
+        Err(StorageError::NotFound { .. }) => {
+            return Err(CoreError::NoMatch(format!(
+                "no backup named {key:?} in {}",
+                sink.describe()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let name = BackupName::parse(key, kind).ok_or_else(|| {
+        CoreError::NoMatch(format!(
+            "{key:?} is not a backup name (expected PREFIX_backup_YYYYMMDD_HHMMSS.EXT[.gz|.zst][.enc])"
+        ))
+    })?;
+    let has_manifest = match sink.head(&manifest_key_for(key)).await {
+        Ok(_) => true,
+        Err(StorageError::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    entry_from(sink, &object, name, has_manifest).await
+}
+
+async fn entry_from(
+    sink: &dyn Sink,
+    object: &ObjectMeta,
+    name: BackupName,
+    has_manifest: bool,
+) -> Result<BackupEntry> {
+    let (status, manifest) = if has_manifest {
+        let manifest_key = manifest_key_for(&object.key);
+        match sink.get_bytes(&manifest_key, MANIFEST_SIZE_LIMIT).await {
+            Ok(bytes) => match Manifest::parse(&manifest_key, &bytes) {
+                Ok(m) if m.object_key == object.key => (BackupStatus::Complete, Some(m)),
+                Ok(m) => (
+                    BackupStatus::Damaged(format!(
+                        "manifest describes {:?}, not this object",
+                        m.object_key
+                    )),
+                    None,
+                ),
+                Err(e) => (BackupStatus::Damaged(e.to_string()), None),
+            },
+            Err(e @ StorageError::TooLarge { .. }) => (BackupStatus::Damaged(e.to_string()), None),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        (BackupStatus::Legacy, None)
+    };
+    Ok(BackupEntry {
+        key: object.key.clone(),
+        name,
+        size: object.size,
+        status,
+        manifest,
+    })
+}
+
+/// Picks one backup from `entries` (as returned by [`list_backups`]).
+pub fn select<'a>(entries: &'a [BackupEntry], selection: &Selection) -> Result<&'a BackupEntry> {
+    match selection {
+        Selection::Latest => entries
+            .iter()
+            .rev()
+            .find(|e| e.is_selectable())
+            .ok_or_else(|| CoreError::NoMatch("no backups found".to_owned())),
+        Selection::Date(day) => entries
+            .iter()
+            .rev()
+            .filter(|e| e.timestamp().date_naive() == *day)
+            .find(|e| e.is_selectable())
+            .ok_or_else(|| {
+                let days: std::collections::BTreeSet<String> = entries
+                    .iter()
+                    .map(|e| e.timestamp().date_naive().to_string())
+                    .collect();
+                let days: Vec<String> = days.into_iter().collect();
+                CoreError::NoMatch(format!(
+                    "no backup taken on {day} (UTC); days with backups: {}",
+                    if days.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        days.join(", ")
+                    }
+                ))
+            }),
+        Selection::Name(name) => entries
+            .iter()
+            .find(|e| e.key == *name || e.file_name() == name)
+            .ok_or_else(|| {
+                CoreError::NoMatch(format!(
+                    "no backup named {name:?}; use --list to see the available names"
+                ))
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_storage::MemorySink;
+    use bytes::Bytes;
+
+    async fn put(sink: &MemorySink, key: &str, data: &'static [u8]) {
+        sink.put(key, Bytes::from_static(data)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn lists_complete_legacy_and_damaged_backups_oldest_first() {
+        let sink = MemorySink::new();
+        let legacy = "database/randevubu_backup_20240114_020000.sql.gz.enc";
+        let complete = "database/randevubu_backup_20240115_020000.sql.gz.enc";
+        let damaged = "database/randevubu_backup_20240116_020000.sql.gz.enc";
+        put(&sink, complete, b"x").await;
+        put(&sink, legacy, b"y").await;
+        put(&sink, damaged, b"z").await;
+        put(&sink, &format!("{damaged}{MANIFEST_SUFFIX}"), b"{oops").await;
+        put(&sink, "database/README.txt", b"not a backup").await;
+        put(&sink, "redis/redis_backup_20240115_020000.rdb.gz", b"r").await;
+        let key = backup_crypto::EncryptionKey::from_passphrase("k").unwrap();
+        let mut manifest = crate::manifest::tests_support::manifest_for(complete, &key);
+        let json = manifest.to_signed_json(Some(&key)).unwrap();
+        sink.put(&manifest_key_for(complete), Bytes::from(json))
+            .await
+            .unwrap();
+
+        let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+        let summary: Vec<(&str, String)> = entries
+            .iter()
+            .map(|e| (e.file_name(), e.status.to_string()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "randevubu_backup_20240114_020000.sql.gz.enc",
+                    "legacy".into()
+                ),
+                (
+                    "randevubu_backup_20240115_020000.sql.gz.enc",
+                    "complete".into()
+                ),
+                (
+                    "randevubu_backup_20240116_020000.sql.gz.enc",
+                    "damaged".into()
+                ),
+            ]
+        );
+        assert_eq!(entries[1].key_id(), Some(key.id().as_str()));
+
+        // --latest skips the damaged one; --date picks the newest of that day.
+        assert_eq!(select(&entries, &Selection::Latest).unwrap().key, complete);
+        let day = NaiveDate::from_ymd_opt(2024, 1, 14).unwrap();
+        assert_eq!(select(&entries, &Selection::Date(day)).unwrap().key, legacy);
+        let missing = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+        let err = select(&entries, &Selection::Date(missing)).unwrap_err();
+        assert!(err.to_string().contains("2024-01-14"), "{err}");
+        let by_name = Selection::Name("randevubu_backup_20240114_020000.sql.gz.enc".into());
+        assert_eq!(select(&entries, &by_name).unwrap().key, legacy);
+        assert!(select(&entries, &Selection::Name("nope".into())).is_err());
+    }
+
+    #[tokio::test]
+    async fn latest_on_an_empty_sink_says_no_backups() {
+        let sink = MemorySink::new();
+        let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+        assert!(entries.is_empty());
+        assert!(matches!(
+            select(&entries, &Selection::Latest),
+            Err(CoreError::NoMatch(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn entry_for_key_reports_missing_and_non_backup_objects() {
+        let sink = MemorySink::new();
+        put(&sink, "database/notes.txt", b"x").await;
+        assert!(matches!(
+            entry_for_key(
+                &sink,
+                BackupKind::Database,
+                "database/none_backup_20240101_000000.sql.gz"
+            )
+            .await,
+            Err(CoreError::NoMatch(_))
+        ));
+        assert!(matches!(
+            entry_for_key(&sink, BackupKind::Database, "database/notes.txt").await,
+            Err(CoreError::NoMatch(_))
+        ));
+    }
+}

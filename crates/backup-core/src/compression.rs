@@ -1,0 +1,198 @@
+//! Compression stages: gzip (default, compatible with the old scripts' `gzip`) and zstd.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::{Context, Poll};
+
+use async_compression::tokio::bufread::{GzipDecoder, GzipEncoder, ZstdDecoder, ZstdEncoder};
+use async_compression::zstd::CParameter;
+use async_compression::Level;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, BufReader, ReadBuf};
+
+use crate::source::ByteStream;
+
+/// Buffer size for the readers feeding the codecs.
+const CODEC_BUFFER: usize = 128 * 1024;
+
+/// A compression algorithm and level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip (RFC 1952), level 1-9; `gunzip` reads it.
+    Gzip {
+        /// Level 1 (fast) to 9 (small); 6 is gzip's default.
+        level: u32,
+    },
+    /// Zstandard, level 1-19 (negative levels are not offered); `zstd -d` reads it.
+    Zstd {
+        /// Level 1 (fast) to 19 (small); 3 is zstd's default.
+        level: i32,
+    },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self::gzip()
+    }
+}
+
+impl Compression {
+    /// gzip at its default level 6.
+    pub fn gzip() -> Self {
+        Self::Gzip { level: 6 }
+    }
+
+    /// zstd at its default level 3.
+    pub fn zstd() -> Self {
+        Self::Zstd { level: 3 }
+    }
+
+    /// The algorithm's name: `none`, `gzip` or `zstd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip { .. } => "gzip",
+            Self::Zstd { .. } => "zstd",
+        }
+    }
+
+    /// The file-name suffix, `gz` or `zst` (none for [`Compression::None`]).
+    pub fn suffix(&self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::Gzip { .. } => Some("gz"),
+            Self::Zstd { .. } => Some("zst"),
+        }
+    }
+
+    /// The same algorithm at `level`, checked against the algorithm's range.
+    pub fn with_level(self, level: i32) -> Result<Self, String> {
+        match self {
+            Self::None => Err("compression 'none' takes no level".to_owned()),
+            Self::Gzip { .. } => match u32::try_from(level) {
+                Ok(l @ 1..=9) => Ok(Self::Gzip { level: l }),
+                _ => Err(format!("gzip level must be 1-9, got {level}")),
+            },
+            Self::Zstd { .. } => {
+                if (1..=19).contains(&level) {
+                    Ok(Self::Zstd { level })
+                } else {
+                    Err(format!("zstd level must be 1-19, got {level}"))
+                }
+            }
+        }
+    }
+
+    /// Wraps `input` so that reading yields the compressed stream.
+    pub fn encoder<R>(&self, input: R) -> ByteStream
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        let buffered = BufReader::with_capacity(CODEC_BUFFER, input);
+        match *self {
+            Self::None => Box::new(buffered),
+            Self::Gzip { level } => Box::new(GzipEncoder::with_quality(
+                buffered,
+                Level::Precise(level as i32),
+            )),
+            // With a content checksum, as the `zstd` tool writes by default: corruption inside
+            // a frame is then an error rather than silently wrong output.
+            Self::Zstd { level } => Box::new(ZstdEncoder::with_quality_and_params(
+                buffered,
+                Level::Precise(level),
+                &[CParameter::checksum_flag(true)],
+            )),
+        }
+    }
+
+    /// Wraps `input` so that reading yields the decompressed stream. A truncated or corrupt
+    /// stream is a read error, never a silent early end.
+    pub fn decoder<R>(&self, input: R) -> ByteStream
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        let buffered = BufReader::with_capacity(CODEC_BUFFER, input);
+        match self {
+            Self::None => Box::new(buffered),
+            Self::Gzip { .. } => {
+                let mut decoder = GzipDecoder::new(buffered);
+                // `cat a.gz b.gz` and pigz output are valid gzip: read every member.
+                decoder.multiple_members(true);
+                Box::new(ErrorFence(decoder))
+            }
+            Self::Zstd { .. } => {
+                let mut decoder = ZstdDecoder::new(buffered);
+                decoder.multiple_members(true);
+                Box::new(ErrorFence(decoder))
+            }
+        }
+    }
+}
+
+/// Makes a reader keep `AsyncRead`'s contract that an error comes with no data: the
+/// async-compression decoders can return an error from their input after filling part of the
+/// caller's buffer, which tokio's `read_to_end` treats as a bug (it panics).
+struct ErrorFence<R>(R);
+
+impl<R: AsyncRead + Unpin> AsyncRead for ErrorFence<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.0).poll_read(cx, buf);
+        if let Poll::Ready(Err(_)) = &poll {
+            // The stream is failing: the bytes that came with the error are discarded.
+            buf.set_filled(before);
+        }
+        poll
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("none"),
+            Self::Gzip { level } => write!(f, "gzip (level {level})"),
+            Self::Zstd { level } => write!(f, "zstd (level {level})"),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    /// Parses `gzip`, `zstd` or `none`, optionally with a level: `zstd:9`, `gzip:1`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, level) = match s.split_once(':') {
+            Some((n, l)) => (n, Some(l)),
+            None => (s, None),
+        };
+        let base = match name.trim().to_ascii_lowercase().as_str() {
+            "gzip" | "gz" => Self::gzip(),
+            "zstd" | "zst" => Self::zstd(),
+            "none" => Self::None,
+            other => {
+                return Err(format!(
+                    "unknown compression {other:?}: use gzip, zstd or none"
+                ))
+            }
+        };
+        match level {
+            None => Ok(base),
+            Some(l) => {
+                let level: i32 = l
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("compression level {l:?} is not a number"))?;
+                base.with_level(level)
+            }
+        }
+    }
+}

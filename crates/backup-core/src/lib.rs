@@ -1,0 +1,37 @@
+//! The backup pipeline and everything shared by every kind of backup.
+//!
+//! Data flows one way: a [`Source`] produces bytes, which are compressed ([`Compression`]),
+//! encrypted (`backup_crypto`), hashed and counted, and written to a
+//! [`Sink`](backup_storage::Sink); a [`Manifest`] written last marks the backup complete
+//! ([`run_backup`]). Restores run the other way: [`open_backup`] checks the manifest's HMAC and
+//! builds a stream that verifies size and SHA-256 before it reports end-of-file, and
+//! [`restore_backup`] hands that stream to a [`RestoreTarget`], which commits only at
+//! end-of-file. The [`catalog`] lists and selects backups; [`Settings`] merges flags,
+//! environment and config file.
+
+pub mod catalog;
+mod compression;
+mod config;
+mod error;
+mod hashing;
+mod manifest;
+mod naming;
+mod pipeline;
+mod source;
+
+pub use catalog::{list_backups, BackupEntry, BackupStatus, Selection};
+pub use compression::Compression;
+pub use config::{
+    Destinations, Settings, DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS, SETTINGS,
+};
+pub use error::{CoreError, Result};
+pub use hashing::{
+    ByteCounter, CountingReader, HashingReader, IntegrityError, ProgressFn, StreamDigest,
+    VerifyingReader,
+};
+pub use manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION};
+pub use naming::{manifest_key_for, BackupKind, BackupName, MANIFEST_SUFFIX, TIMESTAMP_FORMAT};
+pub use pipeline::{
+    open_backup, restore_backup, run_backup, BackupOptions, BackupReport, OpenedBackup, TOOL_NAME,
+};
+pub use source::{BoxError, ByteStream, RestoreSummary, RestoreTarget, Source, SourceFacts};

@@ -1,0 +1,271 @@
+//! The manifest: `NAME.manifest.json`, written after the object itself as its commit marker.
+//!
+//! It records what the backup is, how it was made and how to check it: sizes, the SHA-256 of the
+//! stored bytes, and an HMAC-SHA256 over all of it with a key derived from the encryption key.
+//! The HMAC is computed over the canonical JSON of the manifest without its `hmac` field
+//! (object keys sorted, no whitespace), so fields added by later versions are covered too.
+
+use backup_crypto::{EncryptionKey, KeyId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::compression::Compression;
+use crate::error::{CoreError, Result};
+use crate::hashing::StreamDigest;
+use crate::naming::BackupKind;
+use crate::source::SourceFacts;
+
+/// The manifest format this version writes.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// Largest manifest accepted when reading (a manifest is a few hundred bytes).
+pub const MANIFEST_SIZE_LIMIT: u64 = 1024 * 1024;
+
+/// How the stored bytes were encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionInfo {
+    /// Cipher name, `aes-256-cbc`.
+    pub cipher: String,
+    /// Key derivation, `pbkdf2-hmac-sha256`.
+    pub kdf: String,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// Fingerprint of the key (never the key).
+    pub key_id: String,
+}
+
+/// A backup's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format_version: u32,
+    /// Kind of backup.
+    pub kind: BackupKind,
+    /// Key of the object this manifest describes.
+    pub object_key: String,
+    /// When the backup started (UTC).
+    pub started_at: DateTime<Utc>,
+    /// When the object was committed (UTC).
+    pub finished_at: DateTime<Utc>,
+    /// Facts about the source (server version, database, ...).
+    pub source: SourceFacts,
+    /// Compression applied before encryption.
+    pub compression: Compression,
+    /// Encryption, or `None` for a plain object.
+    pub encryption: Option<EncryptionInfo>,
+    /// Bytes produced by the source.
+    pub raw_bytes: u64,
+    /// Bytes stored.
+    pub stored_bytes: u64,
+    /// SHA-256 of the stored bytes, lowercase hex.
+    pub sha256: String,
+    /// Name and version of the tool that wrote the backup.
+    pub tool: String,
+    /// HMAC-SHA256 of the canonical manifest without this field, lowercase hex. `None` when the
+    /// backup was made without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<String>,
+}
+
+impl Manifest {
+    /// The digest the stored object must match.
+    pub fn stored_digest(&self) -> StreamDigest {
+        StreamDigest {
+            size: self.stored_bytes,
+            sha256: self.sha256.clone(),
+        }
+    }
+
+    /// The key id the object was encrypted with, if encrypted.
+    pub fn key_id(&self) -> Option<&str> {
+        self.encryption.as_ref().map(|e| e.key_id.as_str())
+    }
+
+    /// Sets `hmac` from `key` and returns the manifest as pretty JSON bytes.
+    pub fn to_signed_json(&mut self, key: Option<&EncryptionKey>) -> Result<Vec<u8>> {
+        self.hmac = None;
+        if let Some(key) = key {
+            let canonical = canonical_bytes(&serde_json::to_value(&*self).map_err(invalid)?)?;
+            self.hmac = Some(key.manifest_mac(&canonical));
+        }
+        let mut json = serde_json::to_vec_pretty(self).map_err(invalid)?;
+        json.push(b'\n');
+        Ok(json)
+    }
+
+    /// Parses manifest JSON read from `manifest_key`, without checking the HMAC.
+    pub fn parse(manifest_key: &str, bytes: &[u8]) -> Result<Self> {
+        let manifest: Self =
+            serde_json::from_slice(bytes).map_err(|e| CoreError::ManifestInvalid {
+                key: manifest_key.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if manifest.format_version > MANIFEST_FORMAT_VERSION {
+            return Err(CoreError::ManifestInvalid {
+                key: manifest_key.to_owned(),
+                reason: format!(
+                    "format version {} is newer than this tool understands ({}); upgrade the tool",
+                    manifest.format_version, MANIFEST_FORMAT_VERSION
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Parses manifest JSON and verifies its HMAC with `key`.
+    ///
+    /// Fields this version does not know are covered by the HMAC too, because it is computed
+    /// over the JSON as stored rather than over the parsed struct.
+    pub fn parse_verified(manifest_key: &str, bytes: &[u8], key: &EncryptionKey) -> Result<Self> {
+        let manifest = Self::parse(manifest_key, bytes)?;
+        let mut value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| CoreError::ManifestInvalid {
+                key: manifest_key.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let mac = value
+            .as_object_mut()
+            .and_then(|map| map.remove("hmac"))
+            .and_then(|v| v.as_str().map(str::to_owned));
+        let Some(mac) = mac else {
+            return Err(CoreError::ManifestTampered {
+                key: manifest_key.to_owned(),
+            });
+        };
+        let canonical = canonical_bytes(&value)?;
+        if !key.verify_manifest_mac(&canonical, &mac) {
+            return Err(CoreError::ManifestTampered {
+                key: manifest_key.to_owned(),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Whether `key` is the key this backup's id names.
+    pub fn encrypted_with(&self, key: &KeyId) -> bool {
+        self.key_id() == Some(key.as_str())
+    }
+}
+
+/// Compact JSON with object keys sorted (serde_json's map is ordered by key).
+fn canonical_bytes(value: &serde_json::Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(invalid)
+}
+
+fn invalid(e: serde_json::Error) -> CoreError {
+    CoreError::ManifestInvalid {
+        key: "(being written)".to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// A plausible signed-able manifest for `object_key`, encrypted with `key`.
+    pub(crate) fn manifest_for(object_key: &str, key: &EncryptionKey) -> Manifest {
+        let t = Utc.with_ymd_and_hms(2024, 1, 15, 2, 0, 0).unwrap();
+        Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            kind: BackupKind::Database,
+            object_key: object_key.into(),
+            started_at: t,
+            finished_at: t,
+            source: SourceFacts {
+                source_type: "postgresql".into(),
+                server_version: Some("15.4".into()),
+                database: Some("app".into()),
+                details: Default::default(),
+            },
+            compression: Compression::gzip(),
+            encryption: Some(EncryptionInfo {
+                cipher: "aes-256-cbc".into(),
+                kdf: "pbkdf2-hmac-sha256".into(),
+                iterations: 10_000,
+                key_id: key.id().to_string(),
+            }),
+            raw_bytes: 1000,
+            stored_bytes: 400,
+            sha256: "ab".repeat(32),
+            tool: "backup 0.1.0".into(),
+            hmac: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(key: &EncryptionKey) -> Manifest {
+        tests_support::manifest_for("database/randevubu_backup_20240115_020000.sql.gz.enc", key)
+    }
+
+    #[test]
+    fn signed_manifest_verifies_and_round_trips() {
+        let key = EncryptionKey::from_passphrase("secret one").unwrap();
+        let mut m = sample(&key);
+        let json = m.to_signed_json(Some(&key)).unwrap();
+        let parsed = Manifest::parse_verified("m", &json, &key).unwrap();
+        assert_eq!(parsed, m);
+        assert!(parsed.encrypted_with(key.id()));
+    }
+
+    #[test]
+    fn any_change_to_a_signed_manifest_is_detected() {
+        let key = EncryptionKey::from_passphrase("secret one").unwrap();
+        let json = sample(&key).to_signed_json(Some(&key)).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        let tampered = text.replace("\"stored_bytes\": 400", "\"stored_bytes\": 401");
+        assert_ne!(tampered, text);
+        assert!(matches!(
+            Manifest::parse_verified("m", tampered.as_bytes(), &key),
+            Err(CoreError::ManifestTampered { .. })
+        ));
+        // A field unknown to this version is covered by the HMAC as well.
+        let added = text.replacen('{', "{\"extra\": 1,", 1);
+        assert!(matches!(
+            Manifest::parse_verified("m", added.as_bytes(), &key),
+            Err(CoreError::ManifestTampered { .. })
+        ));
+        let other = EncryptionKey::from_passphrase("secret two").unwrap();
+        assert!(matches!(
+            Manifest::parse_verified("m", text.as_bytes(), &other),
+            Err(CoreError::ManifestTampered { .. })
+        ));
+    }
+
+    #[test]
+    fn unsigned_or_garbage_manifests_are_refused() {
+        let key = EncryptionKey::from_passphrase("k").unwrap();
+        let unsigned = sample(&key).to_signed_json(None).unwrap();
+        assert!(matches!(
+            Manifest::parse_verified("m", &unsigned, &key),
+            Err(CoreError::ManifestTampered { .. })
+        ));
+        for garbage in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"{\"format_version\": 1}",
+            &[0xff; 10],
+        ] {
+            assert!(matches!(
+                Manifest::parse("m", garbage),
+                Err(CoreError::ManifestInvalid { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn newer_format_versions_are_refused_with_advice() {
+        let key = EncryptionKey::from_passphrase("k").unwrap();
+        let mut m = sample(&key);
+        m.format_version = 99;
+        let json = m.to_signed_json(Some(&key)).unwrap();
+        let err = Manifest::parse("m", &json).unwrap_err().to_string();
+        assert!(err.contains("upgrade"), "{err}");
+    }
+}

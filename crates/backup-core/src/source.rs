@@ -1,0 +1,74 @@
+//! The [`Source`] and [`RestoreTarget`] traits: the two ends of every pipeline.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncRead;
+
+use crate::naming::BackupKind;
+
+/// A boxed error from a source or restore target implementation.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A boxed byte stream.
+pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Facts about what was backed up, recorded in the manifest under `source`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceFacts {
+    /// The kind of source, e.g. `postgresql`.
+    #[serde(rename = "type")]
+    pub source_type: String,
+    /// Server version, e.g. `15.4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// Database name, where the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Source-specific facts (dump format, tool versions, key counts, ...).
+    #[serde(flatten)]
+    pub details: BTreeMap<String, serde_json::Value>,
+}
+
+/// Something that produces a backup as a byte stream: `pg_dump`, a Redis `SYNC`, a tar of files.
+///
+/// The pipeline calls [`open`](Source::open), reads the stream to its end, then calls
+/// [`finish`](Source::finish), which must report any failure of the producer (a non-zero exit,
+/// an error on stderr, a truncated stream). Only when `finish` succeeds is the backup committed.
+#[async_trait]
+pub trait Source: Send {
+    /// Which kind of backup this source makes.
+    fn kind(&self) -> BackupKind;
+
+    /// The file-name suffix of the raw stream before compression, e.g. `sql` or `dump`.
+    fn extension(&self) -> &'static str;
+
+    /// Starts producing the stream.
+    async fn open(&mut self) -> Result<ByteStream, BoxError>;
+
+    /// Waits for the producer to end and reports whether the stream it gave was complete.
+    async fn finish(&mut self) -> Result<SourceFacts, BoxError>;
+}
+
+/// Where a restore writes: a database, a Redis data file, a directory.
+///
+/// [`restore`](RestoreTarget::restore) reads `stream` to its end and applies it. The stream
+/// returns end-of-file only after it has been verified (size, SHA-256, HMAC, decryption padding,
+/// decompression trailer); a verification failure arrives as a read error. An implementation
+/// must therefore commit its changes only after reading end-of-file, and must leave the target
+/// as it was on any read error.
+#[async_trait]
+pub trait RestoreTarget: Send {
+    /// Applies the verified stream, atomically.
+    async fn restore(&mut self, stream: ByteStream) -> Result<RestoreSummary, BoxError>;
+}
+
+/// What a restore (or a dry run) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreSummary {
+    /// Bytes of plain (decrypted, decompressed) data applied or checked.
+    pub plain_bytes: u64,
+    /// Human-readable lines describing the outcome (database created, renamed aside, ...).
+    pub notes: Vec<String>,
+}

@@ -1,0 +1,153 @@
+//! Compression interop with the real `gzip`/`gunzip` and `zstd` binaries, and clean errors on
+//! truncated or corrupted input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use backup_core::Compression;
+use tokio::io::AsyncReadExt;
+
+fn sample(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(format!("{} appointment {}\n", x % 1000, x % 97).as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Runs `program args` with `input` on stdin; fails loudly if the tool is missing.
+fn run_tool(program: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} must be installed (scripts/setup.sh does it): {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&input).ok();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+async fn compress(c: Compression, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    c.encoder(std::io::Cursor::new(data.to_vec()))
+        .read_to_end(&mut out)
+        .await
+        .unwrap();
+    out
+}
+
+async fn decompress(c: Compression, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    c.decoder(std::io::Cursor::new(data.to_vec()))
+        .read_to_end(&mut out)
+        .await?;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn our_gzip_is_read_by_gunzip_and_gzip_output_is_read_by_us() {
+    let data = sample(2_000_000);
+    for level in [1, 6, 9] {
+        let ours = compress(Compression::Gzip { level }, &data).await;
+        let out = run_tool("gunzip", &["-c"], &ours);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, data, "level {level}");
+    }
+    let theirs = run_tool("gzip", &["-c"], &data).stdout;
+    assert_eq!(
+        decompress(Compression::gzip(), &theirs).await.unwrap(),
+        data
+    );
+    // Concatenated members (as `cat a.gz b.gz` or pigz make) are one stream.
+    let mut two = theirs.clone();
+    two.extend_from_slice(&theirs);
+    let mut doubled = data.clone();
+    doubled.extend_from_slice(&data);
+    assert_eq!(
+        decompress(Compression::gzip(), &two).await.unwrap(),
+        doubled
+    );
+}
+
+#[tokio::test]
+async fn our_zstd_is_read_by_zstd_and_zstd_output_is_read_by_us() {
+    let data = sample(2_000_000);
+    let ours = compress(Compression::Zstd { level: 3 }, &data).await;
+    let out = run_tool("zstd", &["-d", "-c"], &ours);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, data);
+    let theirs = run_tool("zstd", &["-c", "-19"], &data).stdout;
+    assert_eq!(
+        decompress(Compression::zstd(), &theirs).await.unwrap(),
+        data
+    );
+}
+
+#[tokio::test]
+async fn truncated_or_corrupted_streams_are_errors_not_short_output() {
+    let data = sample(500_000);
+    for c in [Compression::gzip(), Compression::zstd()] {
+        let packed = compress(c, &data).await;
+        for cut in [1, 10, packed.len() / 2, packed.len() - 1] {
+            let result = decompress(c, &packed[..cut]).await;
+            assert!(
+                result.is_err(),
+                "{c}: cut at {cut} of {} accepted",
+                packed.len()
+            );
+        }
+        let mut flipped = packed.clone();
+        let at = packed.len() / 2;
+        flipped[at] ^= 0x10;
+        assert!(
+            decompress(c, &flipped).await.is_err(),
+            "{c}: flipped byte accepted"
+        );
+        assert!(
+            decompress(c, b"not compressed at all").await.is_err(),
+            "{c}"
+        );
+    }
+    // An empty stream is valid to compress and decompresses to nothing.
+    let empty = compress(Compression::gzip(), b"").await;
+    assert_eq!(decompress(Compression::gzip(), &empty).await.unwrap(), b"");
+}
+
+#[test]
+fn names_and_levels_parse_with_helpful_errors() {
+    assert_eq!(
+        "zstd:9".parse::<Compression>().unwrap(),
+        Compression::Zstd { level: 9 }
+    );
+    assert_eq!("GZIP".parse::<Compression>().unwrap(), Compression::gzip());
+    assert!("gzip:10"
+        .parse::<Compression>()
+        .unwrap_err()
+        .contains("1-9"));
+    assert!("brotli"
+        .parse::<Compression>()
+        .unwrap_err()
+        .contains("gzip, zstd or none"));
+}

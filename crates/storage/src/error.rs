@@ -1,0 +1,64 @@
+//! The storage error type.
+//!
+//! Every error names the object (or path) and the operation that failed, so a message printed
+//! to an operator says what to look at.
+
+use std::io;
+
+/// Result alias for storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Errors from a [`Sink`](crate::Sink).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("object {key:?} not found")]
+    NotFound {
+        /// The missing key.
+        key: String,
+    },
+    /// The key is not an acceptable object key.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected key.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// An object was larger than the caller allowed.
+    #[error("object {key:?} is larger than {limit} bytes")]
+    TooLarge {
+        /// The object.
+        key: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// An I/O operation failed.
+    #[error("could not {op} {target}: {source}")]
+    Io {
+        /// What was being done (`create`, `write`, `rename`, ...).
+        op: &'static str,
+        /// The key or path concerned.
+        target: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StorageError {
+    /// An [`StorageError::Io`] for `op` on `target`.
+    pub fn io(op: &'static str, target: impl Into<String>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            target: target.into(),
+            source,
+        }
+    }
+
+    /// Whether this is [`StorageError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+}

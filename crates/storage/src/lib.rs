@@ -1,0 +1,25 @@
+//! Where backups live: the [`Sink`] trait and its implementations.
+//!
+//! A [`Sink`] is a small object store modelled on the `object_store` crate: streaming writes
+//! through an [`ObjectWriter`] that becomes visible only on [`ObjectWriter::commit`], streaming
+//! reads, `head`, `list` by key prefix, `delete` and `copy`. Keys are `/`-separated relative
+//! paths such as `database/randevubu_backup_20240115_020000.sql.gz.enc`.
+//!
+//! Implementations: [`LocalSink`] (a directory on disk, atomic writes) and [`MemorySink`]
+//! (for tests and embedding). Every implementation must pass the `conformance` suite
+//! (enable the `conformance` feature to use it from another crate's tests).
+
+mod error;
+mod key;
+mod local;
+mod memory;
+mod sink;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use error::{Result, StorageError};
+pub use key::validate_key;
+pub use local::LocalSink;
+pub use memory::MemorySink;
+pub use sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink};

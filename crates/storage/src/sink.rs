@@ -1,0 +1,95 @@
+//! The [`Sink`] and [`ObjectWriter`] traits.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{Result, StorageError};
+
+/// A streaming reader over one stored object.
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// What a sink knows about one stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key, e.g. `database/randevubu_backup_20240115_020000.sql.gz.enc`.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the object was last written (committed).
+    pub last_modified: DateTime<Utc>,
+}
+
+/// An object store that backups are written to and read from.
+///
+/// Writes are all-or-nothing: bytes written through [`Sink::writer`] become visible under the
+/// key only when [`ObjectWriter::commit`] succeeds. A writer that is dropped or aborted leaves
+/// nothing under the key (and no stray temporary object that [`Sink::list`] would return).
+#[async_trait]
+pub trait Sink: Debug + Send + Sync {
+    /// A short human description for messages, e.g. `local directory /var/backups/randevubu`.
+    fn describe(&self) -> String;
+
+    /// Starts a streaming write of `key`. An existing object under `key` is replaced on commit.
+    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Opens `key` for streaming reading. [`StorageError::NotFound`] when absent.
+    async fn get(&self, key: &str) -> Result<ObjectReader>;
+
+    /// Metadata of `key`. [`StorageError::NotFound`] when absent.
+    async fn head(&self, key: &str) -> Result<ObjectMeta>;
+
+    /// Every committed object whose key starts with `prefix` (a plain string prefix, as in
+    /// S3: `database/` lists that folder recursively), sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Deletes `key`. Deleting an absent key is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Copies `from` to `to` (replacing `to`), atomically as a write is.
+    async fn copy(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Writes a small object from memory in one call (manifests, reports).
+    async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
+        let mut writer = self.writer(key).await?;
+        if let Err(source) = writer.write_all(&data).await {
+            writer.abort().await.ok();
+            return Err(StorageError::io("write", key, source));
+        }
+        writer.commit().await
+    }
+
+    /// Reads a small object fully into memory (manifests). Refuses objects over `limit` bytes.
+    async fn get_bytes(&self, key: &str, limit: u64) -> Result<Bytes> {
+        use tokio::io::AsyncReadExt;
+        let reader = self.get(key).await?;
+        let mut buf = Vec::new();
+        let mut limited = reader.take(limit + 1);
+        limited
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|source| StorageError::io("read", key, source))?;
+        if buf.len() as u64 > limit {
+            return Err(StorageError::TooLarge {
+                key: key.to_owned(),
+                limit,
+            });
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A write in progress, returned by [`Sink::writer`]. Write the bytes with the
+/// [`AsyncWrite`] methods, then [`commit`](ObjectWriter::commit) to publish them or
+/// [`abort`](ObjectWriter::abort) to discard them. Dropping an uncommitted writer discards it.
+#[async_trait]
+pub trait ObjectWriter: AsyncWrite + Send + Unpin {
+    /// Makes everything written so far durable and visible under the key, atomically.
+    async fn commit(self: Box<Self>) -> Result<ObjectMeta>;
+
+    /// Discards everything written; nothing remains under the key or as a temporary.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
