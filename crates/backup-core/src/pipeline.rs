@@ -264,10 +264,8 @@ pub async fn open_backup(
                 let ring = keyring.ok_or_else(|| CoreError::KeyRequired {
                     key: key.to_owned(),
                 })?;
-                Some((
-                    ring.current().id().to_string(),
-                    backup_crypto::DEFAULT_PBKDF2_ITERATIONS,
-                ))
+                let k = legacy_key(sink, key, ring, entry.name.compression).await?;
+                Some((k.id().to_string(), backup_crypto::DEFAULT_PBKDF2_ITERATIONS))
             } else {
                 None
             };
@@ -294,6 +292,48 @@ pub async fn open_backup(
         manifest,
         key_id: encryption.map(|(id, _)| id),
     })
+}
+
+/// Finds which key of `ring` a legacy (manifest-less) object was encrypted with, by decrypting
+/// its first block with each and looking for the compression format's magic bytes. With one
+/// key there is nothing to choose; with none matching, the current key is used and decryption
+/// fails later with a clear error.
+async fn legacy_key<'a>(
+    sink: &dyn Sink,
+    object: &str,
+    ring: &'a Keyring,
+    compression: Compression,
+) -> Result<&'a EncryptionKey> {
+    let magic: &[u8] = match compression {
+        Compression::Gzip { .. } => &[0x1f, 0x8b],
+        Compression::Zstd { .. } => &[0x28, 0xb5, 0x2f, 0xfd],
+        Compression::None => return Ok(ring.current()),
+    };
+    if ring.keys().nth(1).is_none() {
+        return Ok(ring.current());
+    }
+    // Header (16 bytes) and two blocks: the reader releases the first block.
+    let mut head = Vec::with_capacity(48);
+    sink.get(object)
+        .await?
+        .take(48)
+        .read_to_end(&mut head)
+        .await
+        .map_err(|e| backup_storage::StorageError::io("read", object, e))?;
+    for candidate in ring.keys() {
+        let mut first = [0u8; 4];
+        let mut reader = DecryptReader::new(
+            &head[..],
+            candidate,
+            backup_crypto::DEFAULT_PBKDF2_ITERATIONS,
+        );
+        if reader.read_exact(&mut first[..magic.len()]).await.is_ok()
+            && &first[..magic.len()] == magic
+        {
+            return Ok(candidate);
+        }
+    }
+    Ok(ring.current())
 }
 
 fn find_key<'a>(ring: &'a Keyring, object: &str, key_id: &str) -> Result<&'a EncryptionKey> {

@@ -281,3 +281,30 @@ async fn open_backup_stream_reports_eof_only_after_verification() {
     assert_eq!(opened.key_id.as_deref(), Some(key.id().as_str()));
     assert_eq!(opened.manifest.unwrap().object_key, object);
 }
+
+#[tokio::test]
+async fn a_legacy_backup_is_decrypted_with_whichever_keyring_key_made_it() {
+    use backup_crypto::EncryptReader;
+    let old = EncryptionKey::from_passphrase("old key").unwrap();
+    let new = EncryptionKey::from_passphrase("new key").unwrap();
+    let data = sample_data(100_000);
+    // What the old scripts wrote: gzip, then openssl with the default 10000 iterations.
+    let gz = Compression::gzip().encoder(std::io::Cursor::new(data.clone()));
+    let mut stored = Vec::new();
+    EncryptReader::new(gz, &old, backup_crypto::DEFAULT_PBKDF2_ITERATIONS)
+        .read_to_end(&mut stored)
+        .await
+        .unwrap();
+    let sink = MemorySink::new();
+    sink.put(
+        "database/randevubu_backup_20240101_020000.sql.gz.enc",
+        Bytes::from(stored),
+    )
+    .await
+    .unwrap();
+    let mut keyring = Keyring::new(new.clone());
+    keyring.add(old);
+    assert_eq!(restored(&sink, Some(&keyring)).await.unwrap(), data);
+    // With only the new key, decryption fails cleanly.
+    assert!(restored(&sink, Some(&Keyring::new(new))).await.is_err());
+}
