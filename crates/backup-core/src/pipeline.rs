@@ -16,7 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::catalog::{BackupEntry, BackupStatus};
 use crate::compression::Compression;
 use crate::error::{CoreError, Result};
-use crate::hashing::{CountingReader, HashingReader, ProgressFn, VerifyingReader};
+use crate::hashing::{
+    CountingReader, HashingReader, IntegrityError, ProgressFn, StreamDigest, VerifyingReader,
+};
 use crate::manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION, MANIFEST_SIZE_LIMIT};
 use crate::naming::{manifest_key_for, BackupName};
 use crate::source::{ByteStream, RestoreSummary, RestoreTarget, Source};
@@ -359,11 +361,38 @@ pub async fn restore_backup(
     progress: Option<ProgressFn>,
 ) -> Result<RestoreSummary> {
     let opened = open_backup(sink, entry, keyring, progress).await?;
-    target
-        .restore(opened.stream)
-        .await
-        .map_err(|source| CoreError::Restore {
-            key: entry.key.clone(),
-            source,
-        })
+    let expected = opened.manifest.as_ref().map(Manifest::stored_digest);
+    let source = match target.restore(opened.stream).await {
+        Ok(summary) => return Ok(summary),
+        Err(source) => source,
+    };
+    // Damaged bytes can make the target fail (psql rejects garbage) before the end of the
+    // stream, where the hash is compared. Check the stored object to name the real cause.
+    if let Some(expected) = expected {
+        if let Some(detail) = stored_mismatch(sink, &entry.key, &expected).await {
+            return Err(CoreError::Integrity {
+                key: entry.key.clone(),
+                detail: format!("{detail}; the restore stopped: {source}"),
+            });
+        }
+    }
+    Err(CoreError::Restore {
+        key: entry.key.clone(),
+        source,
+    })
+}
+
+/// Reads `key` to the end and describes how it differs from `expected`, if it does.
+async fn stored_mismatch(sink: &dyn Sink, key: &str, expected: &StreamDigest) -> Option<String> {
+    let reader = sink.get(key).await.ok()?;
+    let mut verifying = VerifyingReader::new(reader, Some(expected.clone()));
+    match tokio::io::copy(&mut verifying, &mut tokio::io::sink()).await {
+        Err(e)
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<IntegrityError>()) =>
+        {
+            Some(e.to_string())
+        }
+        _ => None,
+    }
 }

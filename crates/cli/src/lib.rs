@@ -1,1 +1,13 @@
-//! placeholder
+//! Drop-in binaries for the old backup scripts, and what they share.
+//!
+//! Each binary's `main` only parses its arguments, calls into this crate (which calls the
+//! library crates) and maps the result to the scripts' exit codes: 0 success, 1 partial
+//! failure, 2 failure, 3 usage, configuration or unexpected error. The logic lives in
+//! [`database`] and [`restore`] so it can be tested without spawning processes.
+
+pub mod common;
+pub mod database;
+pub mod exit;
+pub mod restore;
+
+pub use exit::{CliError, ExitStatus};

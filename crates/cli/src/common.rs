@@ -1,0 +1,139 @@
+//! Arguments and set-up shared by the binaries: configuration, destination, keys, logging,
+//! progress bars.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use backup_core::{ProgressFn, Settings};
+use backup_crypto::{EncryptionKey, Keyring};
+use backup_storage::LocalSink;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::exit::CliError;
+
+/// Options every binary takes.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// TOML config file (flat table of setting names in lower case) [env: BACKUP_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Local backup directory, the destination [env: BACKUP_LOCAL_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub local_dir: Option<PathBuf>,
+
+    /// Encryption key file; its first line is the passphrase, as for `openssl -pass file:`
+    /// [env: BACKUP_ENCRYPTION_KEY_FILE] [default: /etc/backup/encryption.key]
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr; no progress bar
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl CommonArgs {
+    /// Loads settings with these flags (and `extra` flag values) on top of the environment.
+    pub fn settings(&self, extra: BTreeMap<String, String>) -> Result<Settings, CliError> {
+        let mut overrides = extra;
+        if let Some(dir) = &self.local_dir {
+            overrides.insert("BACKUP_LOCAL_DIR".into(), dir.display().to_string());
+        }
+        if let Some(file) = &self.key_file {
+            overrides.insert(
+                "BACKUP_ENCRYPTION_KEY_FILE".into(),
+                file.display().to_string(),
+            );
+        }
+        Settings::load(std::env::vars(), self.config.as_deref(), overrides).map_err(CliError::usage)
+    }
+
+    /// Starts logging to stderr at the level the flags ask for.
+    pub fn init_logging(&self) {
+        let default = match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "info",
+            (false, 1) => "debug",
+            (false, _) => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        // A second initialisation (tests calling twice) is harmless: keep the first.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+    }
+
+    /// A progress bar on stderr when it is a terminal and not `--quiet`; `total` in bytes.
+    pub fn progress(&self, total: Option<u64>, message: &str) -> Option<(ProgressBar, ProgressFn)> {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = match total {
+            Some(t) => ProgressBar::new(t).with_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        };
+        bar.set_message(message.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let handle = bar.clone();
+        let callback: ProgressFn = Arc::new(move |n| handle.inc(n));
+        Some((bar, callback))
+    }
+}
+
+/// The local sink from the configured destination; exit 3 when none is configured.
+pub fn local_sink(settings: &Settings, must_exist: bool) -> Result<LocalSink, CliError> {
+    let destinations = settings.destinations().map_err(CliError::usage)?;
+    let Some(dir) = destinations.local_dir else {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "BACKUP_S3_BUCKET is set but S3 storage is not supported by this release yet; \
+             set BACKUP_LOCAL_DIR (or --local-dir) to a local backup directory"
+        )));
+    };
+    if must_exist && !dir.is_dir() {
+        return Err(CliError::failure(anyhow::anyhow!(
+            "backup directory {} does not exist; check BACKUP_LOCAL_DIR / --local-dir",
+            dir.display()
+        )));
+    }
+    LocalSink::new(&dir).map_err(CliError::failure)
+}
+
+/// Loads the current key from the configured key file (exit 3 when missing, empty or too
+/// open), plus older keys from `BACKUP_KEYRING_DIR`.
+pub fn load_keyring(settings: &Settings) -> Result<Keyring, CliError> {
+    let key = load_key(settings)?;
+    let mut keyring = Keyring::new(key);
+    if let Some(dir) = settings.keyring_dir() {
+        keyring.load_dir(&dir).map_err(CliError::usage)?;
+    }
+    Ok(keyring)
+}
+
+/// Loads the current key from the configured key file (exit 3 on any problem).
+pub fn load_key(settings: &Settings) -> Result<EncryptionKey, CliError> {
+    EncryptionKey::from_file(&settings.key_file()).map_err(CliError::usage)
+}
+
+/// Formats a byte count for people: `1.4 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}

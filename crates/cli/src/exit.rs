@@ -1,0 +1,118 @@
+//! Exit codes shared by every binary, and the error type that carries them.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The scripts' exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: everything succeeded.
+    Success = 0,
+    /// 1: some components failed, others succeeded.
+    Partial = 1,
+    /// 2: the operation failed.
+    Failure = 2,
+    /// 3: usage or configuration error, or an unexpected error.
+    Usage = 3,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// An error together with the exit status it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// What went wrong, with its cause chain.
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    /// A configuration or usage error (exit 3).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: ExitStatus::Usage,
+            error: error.into(),
+        }
+    }
+
+    /// A failure of the operation itself (exit 2).
+    pub fn failure(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: ExitStatus::Failure,
+            error: error.into(),
+        }
+    }
+}
+
+/// Parses arguments like `Parser::parse`, but exits 3 (not clap's 2) on a usage error, since 2
+/// means "the backup failed" to the cron jobs and monitors that call these binaries.
+pub fn parse_args<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let status = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitStatus::Success,
+                _ => ExitStatus::Usage,
+            };
+            // Printing can only fail if stderr/stdout are gone; the exit code still tells.
+            let _ = e.print();
+            std::process::exit(status as i32);
+        }
+    }
+}
+
+/// Prints `result`'s error (with its causes) to stderr and returns the exit code.
+pub fn finish(result: Result<ExitStatus, CliError>) -> ExitCode {
+    match result {
+        Ok(status) => status.into(),
+        Err(e) => {
+            eprintln!("error: {}", describe(&e.error));
+            e.status.into()
+        }
+    }
+}
+
+/// The error and its causes on one line, each cause once: library errors often repeat their
+/// cause's message in their own, so a cause already contained in the text is not added again.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("restore failed: {0}")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("psql exited 3")]
+    struct Inner;
+
+    #[test]
+    fn describe_lists_each_cause_once() {
+        let e = anyhow::Error::new(Outer(Inner));
+        assert_eq!(describe(&e), "restore failed: psql exited 3");
+        let e = anyhow::Error::new(Inner).context("backing up");
+        assert_eq!(describe(&e), "backing up: psql exited 3");
+    }
+}

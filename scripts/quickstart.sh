@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Quickstart: installs what is missing, builds, and runs examples/quickstart.rs, which starts a
+# throwaway PostgreSQL with sample data, backs it up to ./quickstart-backups, lists, dry-runs,
+# restores into a new database and compares every table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+cargo run --locked --example quickstart -- "$@"

@@ -1,0 +1,466 @@
+//! End-to-end tests: the real `backup-database` and `restore-database` binaries against a real
+//! throwaway PostgreSQL, with the real openssl, gunzip and psql for interop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+#[tokio::test]
+async fn backup_then_restore_into_a_new_database_gives_identical_tables() {
+    let w = World::new(1).await;
+    let key = w.backup(&[]);
+    assert!(
+        key.starts_with("database/randevubu_backup_") && key.ends_with(".sql.gz.enc"),
+        "{key}"
+    );
+    assert!(w.object_path(&key).is_file());
+    let manifest_path = w.object_path(&format!("{key}.manifest.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["source"]["database"], SOURCE_DB);
+    assert!(manifest["source"]["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15"));
+    assert_eq!(manifest["encryption"]["cipher"], "aes-256-cbc");
+    assert_eq!(manifest["encryption"]["iterations"], 10000);
+    assert_eq!(manifest["compression"]["algorithm"], "gzip");
+    assert_eq!(manifest["sha256"].as_str().unwrap().len(), 64);
+    assert!(manifest["hmac"].as_str().is_some());
+
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--target-db", "restored", "--create"],
+        &[],
+    );
+    assert_success(&out, "restore --latest");
+    assert!(
+        stdout(&out).contains("restore complete"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("restored").await);
+}
+
+#[tokio::test]
+async fn zstd_and_custom_format_backups_restore_identically() {
+    let w = World::new(1).await;
+    let key = w.backup(&["--compression", "zstd", "--format", "custom"]);
+    assert!(key.ends_with(".dump.zst.enc"), "{key}");
+    let name = key.rsplit('/').next().unwrap();
+    let out = w.run(
+        "restore-database",
+        &["--file", name, "--target-db", "restored", "--create"],
+        &[],
+    );
+    assert_success(&out, "restore --file");
+    assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("restored").await);
+}
+
+#[tokio::test]
+async fn our_backup_decrypts_with_openssl_and_loads_with_psql() {
+    let w = World::new(1).await;
+    let key = w.backup(&[]);
+    w.pg.create_database("by_openssl").await.unwrap();
+    let mut env = w.env();
+    env.insert("PGPASSWORD".into(), w.pg.password().to_owned());
+    let script = format!(
+        "openssl enc -d -aes-256-cbc -pbkdf2 -pass file:{key_file} -in {obj} | gunzip \
+         | psql -X -q -v ON_ERROR_STOP=1 -h {host} -p {port} -U {user} -d by_openssl >/dev/null",
+        key_file = w.key_file.display(),
+        obj = w.object_path(&key).display(),
+        host = w.pg.host(),
+        port = w.pg.port(),
+        user = w.pg.user(),
+    );
+    sh(&script, &env);
+    assert_eq!(
+        w.checksums(SOURCE_DB).await,
+        w.checksums("by_openssl").await
+    );
+}
+
+/// Makes a backup exactly as the old `backup-database.sh` did, under `name`.
+fn legacy_backup(w: &World, name: &str) {
+    std::fs::create_dir_all(w.backups.join("database")).unwrap();
+    let mut env = w.env();
+    env.insert("PGPASSWORD".into(), w.pg.password().to_owned());
+    let script = format!(
+        "pg_dump -h {host} -p {port} -U {user} -d {db} | gzip \
+         | openssl enc -aes-256-cbc -salt -pbkdf2 -pass file:{key_file} > {out}",
+        host = w.pg.host(),
+        port = w.pg.port(),
+        user = w.pg.user(),
+        db = SOURCE_DB,
+        key_file = w.key_file.display(),
+        out = w.backups.join("database").join(name).display(),
+    );
+    sh(&script, &env);
+}
+
+#[tokio::test]
+async fn a_backup_made_by_the_old_shell_script_is_listed_as_legacy_and_restores() {
+    let w = World::new(1).await;
+    legacy_backup(&w, "randevubu_backup_20240115_020000.sql.gz.enc");
+
+    let out = w.run("restore-database", &["--list"], &[]);
+    assert_success(&out, "--list");
+    let text = stdout(&out);
+    assert!(
+        text.contains("randevubu_backup_20240115_020000.sql.gz.enc"),
+        "{text}"
+    );
+    assert!(text.contains("legacy"), "{text}");
+    assert!(text.contains("2024-01-15 02:00:00"), "{text}");
+
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--target-db", "from_legacy", "--create"],
+        &[],
+    );
+    assert_success(&out, "restore legacy --latest");
+    assert_eq!(
+        w.checksums(SOURCE_DB).await,
+        w.checksums("from_legacy").await
+    );
+}
+
+#[tokio::test]
+async fn list_json_latest_and_date_select_the_right_backups() {
+    let w = World::new(1).await;
+    legacy_backup(&w, "randevubu_backup_20240115_020000.sql.gz.enc");
+    legacy_backup(&w, "randevubu_backup_20240115_230000.sql.gz.enc");
+    legacy_backup(&w, "randevubu_backup_20240116_020000.sql.gz.enc");
+    let ours = w.backup(&[]);
+
+    let out = w.run("restore-database", &["--list", "--json"], &[]);
+    assert_success(&out, "--list --json");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(
+        rows[0]["name"],
+        "randevubu_backup_20240115_020000.sql.gz.enc"
+    );
+    assert_eq!(rows[0]["status"], "legacy");
+    assert_eq!(rows[0]["time"], "2024-01-15T02:00:00+00:00");
+    assert_eq!(rows[3]["key"], ours.as_str());
+    assert_eq!(rows[3]["status"], "complete");
+    assert_eq!(rows[3]["key_id"].as_str().unwrap().len(), 16);
+
+    // --date picks the newest of that UTC day; --latest the newest overall. Dry runs say which.
+    let out = w.run(
+        "restore-database",
+        &["--date", "2024-01-15", "--dry-run"],
+        &[],
+    );
+    assert_success(&out, "--date --dry-run");
+    assert!(
+        stdout(&out).contains("randevubu_backup_20240115_230000"),
+        "{}",
+        stdout(&out)
+    );
+    let out = w.run("restore-database", &["--latest", "--dry-run"], &[]);
+    assert_success(&out, "--latest --dry-run");
+    assert!(stdout(&out).contains(&ours), "{}", stdout(&out));
+
+    let out = w.run(
+        "restore-database",
+        &["--date", "2023-12-31", "--dry-run"],
+        &[],
+    );
+    assert_exit(&out, 2, "--date with no backup");
+    assert!(stderr(&out).contains("2024-01-16"), "{}", stderr(&out));
+    let out = w.run("restore-database", &["--date", "15/01/2024"], &[]);
+    assert_exit(&out, 3, "malformed --date");
+}
+
+#[tokio::test]
+async fn dry_run_verifies_the_whole_backup_and_touches_no_database() {
+    let w = World::new(1).await;
+    w.backup(&[]);
+    let before = w.databases().await;
+    let out = w.run(
+        "restore-database",
+        &[
+            "--latest",
+            "--dry-run",
+            "--target-db",
+            "never_created",
+            "--create",
+        ],
+        &[],
+    );
+    assert_success(&out, "--dry-run");
+    assert!(stdout(&out).contains("dry run OK"), "{}", stdout(&out));
+    assert_eq!(before, w.databases().await);
+}
+
+/// Flips one byte in the middle of the stored object.
+fn flip_byte(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn damaged_or_wrongly_keyed_backups_are_refused_and_the_target_is_untouched() {
+    let w = World::new(1).await;
+    let key = w.backup(&[]);
+    let object = w.object_path(&key);
+    let pristine = std::fs::read(&object).unwrap();
+    // A target that already holds data; --replace would swap it if the restore went through.
+    let target_before = w.checksums(SOURCE_DB).await;
+    let dbs_before = w.databases().await;
+
+    let attempt = |what: &str| {
+        let out = w.run(
+            "restore-database",
+            &[
+                "--latest",
+                "--target-db",
+                SOURCE_DB,
+                "--replace",
+                "--terminate-connections",
+            ],
+            &[],
+        );
+        assert_exit(&out, 2, what);
+        stderr(&out)
+    };
+
+    flip_byte(&object);
+    let err = attempt("flipped byte");
+    assert!(
+        err.contains("SHA-256") || err.contains("integrity"),
+        "{err}"
+    );
+    assert_eq!(w.checksums(SOURCE_DB).await, target_before);
+    assert_eq!(w.databases().await, dbs_before);
+
+    std::fs::write(&object, &pristine[..pristine.len() - 1000]).unwrap();
+    let err = attempt("truncated");
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(w.checksums(SOURCE_DB).await, target_before);
+
+    std::fs::write(&object, &pristine).unwrap();
+    let manifest = w.object_path(&format!("{key}.manifest.json"));
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("\"plain\"", "\"custom\"")).unwrap();
+    let err = attempt("tampered manifest");
+    assert!(err.contains("HMAC"), "{err}");
+    std::fs::write(&manifest, text).unwrap();
+
+    let other_key = w.dir.path().join("other.key");
+    write_key(&other_key, "a different key\n");
+    let out = w.run(
+        "restore-database",
+        &[
+            "--latest",
+            "--target-db",
+            SOURCE_DB,
+            "--replace",
+            "--terminate-connections",
+        ],
+        &[("BACKUP_ENCRYPTION_KEY_FILE", other_key.to_str().unwrap())],
+    );
+    assert_exit(&out, 2, "wrong key");
+    assert!(stderr(&out).contains("key id"), "{}", stderr(&out));
+
+    assert_eq!(w.checksums(SOURCE_DB).await, target_before);
+    assert_eq!(w.databases().await, dbs_before);
+
+    // The untouched backup still restores: the refusals were about the damage, nothing else.
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--target-db", "fine", "--create"],
+        &[],
+    );
+    assert_success(&out, "pristine restore");
+}
+
+#[tokio::test]
+async fn a_legacy_backup_with_a_wrong_key_or_cut_short_is_refused_and_leaves_nothing() {
+    let w = World::new(1).await;
+    let name = "randevubu_backup_20240115_020000.sql.gz.enc";
+    legacy_backup(&w, name);
+    let path = w.backups.join("database").join(name);
+    let dbs_before = w.databases().await;
+
+    let other_key = w.dir.path().join("other.key");
+    write_key(&other_key, "a different key\n");
+    let out = w.run(
+        "restore-database",
+        &["--file", name, "--target-db", "legacy_target", "--create"],
+        &[("BACKUP_ENCRYPTION_KEY_FILE", other_key.to_str().unwrap())],
+    );
+    assert_exit(&out, 2, "legacy wrong key");
+    assert_eq!(w.databases().await, dbs_before, "no database left behind");
+
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2 / 16 * 16]).unwrap();
+    let out = w.run(
+        "restore-database",
+        &["--file", name, "--target-db", "legacy_target", "--create"],
+        &[],
+    );
+    assert_exit(&out, 2, "legacy truncated");
+    assert_eq!(w.databases().await, dbs_before, "no database left behind");
+}
+
+#[tokio::test]
+async fn replace_keeps_the_old_database_under_a_before_restore_name() {
+    let w = World::new(1).await;
+    let original = w.checksums(SOURCE_DB).await;
+    w.backup(&[]);
+    // Change the live database after the backup.
+    let client = w.pg.connect(SOURCE_DB).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE added_after_backup (id int); INSERT INTO added_after_backup VALUES (1);",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let changed = w.checksums(SOURCE_DB).await;
+    assert_ne!(changed, original);
+
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--target-db", SOURCE_DB],
+        &[],
+    );
+    assert_exit(
+        &out,
+        2,
+        "restore over a database with tables, without --replace",
+    );
+    assert!(stderr(&out).contains("--replace"), "{}", stderr(&out));
+    assert_eq!(w.checksums(SOURCE_DB).await, changed);
+
+    // The test's own sessions may linger for a moment: --terminate-connections ends them, as
+    // an operator would for a live application.
+    let out = w.run(
+        "restore-database",
+        &[
+            "--latest",
+            "--target-db",
+            SOURCE_DB,
+            "--replace",
+            "--terminate-connections",
+        ],
+        &[],
+    );
+    assert_success(&out, "--replace");
+    assert_eq!(w.checksums(SOURCE_DB).await, original);
+    let aside: Vec<String> = w
+        .databases()
+        .await
+        .into_iter()
+        .filter(|d| d.starts_with("randevubu_before_restore_"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(w.checksums(&aside[0]).await, changed);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_with_exit_2_and_leaves_no_backup() {
+    let w = World::new(1).await;
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let out = w.run("backup-database", &[], &[("POSTGRES_PORT", &closed_port)]);
+    assert_exit(&out, 2, "unreachable server");
+    assert!(stderr(&out).contains(&closed_port), "{}", stderr(&out));
+    assert!(
+        w.files().is_empty(),
+        "nothing may be left behind: {:?}",
+        w.files()
+    );
+    let out = w.run("restore-database", &["--list"], &[]);
+    assert_success(&out, "--list");
+    assert!(!stdout(&out).contains("_backup_"), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_with_exit_2_without_printing_the_password() {
+    let w = World::new(1).await;
+    let out = w.run(
+        "backup-database",
+        &[],
+        &[("POSTGRES_PASSWORD", "not-the-password-x9")],
+    );
+    assert_exit(&out, 2, "wrong password");
+    let err = stderr(&out);
+    assert!(!err.contains("not-the-password-x9"), "{err}");
+    assert!(!err.contains(w.pg.password()), "{err}");
+    assert!(w.files().is_empty(), "{:?}", w.files());
+}
+
+#[tokio::test]
+async fn configuration_errors_exit_3_with_advice() {
+    let w = World::new(1).await;
+
+    let out = w.run("backup-database", &[], &[("BACKUP_LOCAL_DIR", "")]);
+    assert_exit(&out, 3, "no destination");
+    assert!(
+        stderr(&out).contains("BACKUP_LOCAL_DIR"),
+        "{}",
+        stderr(&out)
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&w.key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = w.run("backup-database", &[], &[]);
+    assert_exit(&out, 3, "world-readable key");
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    std::fs::set_permissions(&w.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let missing = w.dir.path().join("missing.key");
+    let out = w.run(
+        "backup-database",
+        &["--key-file", missing.to_str().unwrap()],
+        &[],
+    );
+    assert_exit(&out, 3, "missing key");
+
+    let out = w.run("backup-database", &["--compression", "lz4"], &[]);
+    assert_exit(&out, 3, "unknown compression");
+    let out = w.run("backup-database", &["--no-such-flag"], &[]);
+    assert_exit(&out, 3, "unknown flag");
+    let out = w.run("restore-database", &[], &[]);
+    assert_exit(&out, 3, "no selection");
+    let out = w.run("restore-database", &["--latest", "--list"], &[]);
+    assert_exit(&out, 3, "two selections");
+    assert!(w.files().is_empty(), "{:?}", w.files());
+}
+
+#[tokio::test]
+async fn help_teaches_with_examples() {
+    let w = World::new(1).await;
+    for name in ["backup-database", "restore-database"] {
+        let out = w.run(name, &["--help"], &[]);
+        assert_success(&out, "--help");
+        let text = stdout(&out);
+        assert!(text.contains("Examples:"), "{name}: {text}");
+        assert!(text.contains("Exit codes"), "{name}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn two_backups_a_second_apart_are_both_kept() {
+    let w = World::new(1).await;
+    let first = w.backup(&[]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = w.backup(&[]);
+    assert_ne!(first, second);
+    let out = w.run("restore-database", &["--list", "--json"], &[]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["status"] == "complete"));
+}
