@@ -421,6 +421,16 @@ async fn configuration_errors_exit_3_with_advice() {
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
     std::fs::set_permissions(&w.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
+    let empty = w.dir.path().join("empty.key");
+    write_key(&empty, "\n");
+    let out = w.run(
+        "backup-database",
+        &["--key-file", empty.to_str().unwrap()],
+        &[],
+    );
+    assert_exit(&out, 3, "empty key");
+    assert!(stderr(&out).contains("empty.key"), "{}", stderr(&out));
+
     let missing = w.dir.path().join("missing.key");
     let out = w.run(
         "backup-database",
@@ -463,4 +473,43 @@ async fn two_backups_a_second_apart_are_both_kept() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r["status"] == "complete"));
+}
+
+#[tokio::test]
+async fn file_accepts_a_path_outside_the_backup_directory_and_uses_the_manifest_beside_it() {
+    let w = World::new(1).await;
+    let key = w.backup(&[]);
+    let elsewhere = w.dir.path().join("usb");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let name = key.rsplit('/').next().unwrap();
+    let copied = elsewhere.join(name);
+    std::fs::copy(w.object_path(&key), &copied).unwrap();
+    let manifest = format!("{name}.manifest.json");
+    std::fs::copy(
+        w.object_path(&format!("{key}.manifest.json")),
+        elsewhere.join(&manifest),
+    )
+    .unwrap();
+    // The copy is verified against its manifest: damage it and it is refused.
+    flip_byte(&copied);
+    let out = w.run(
+        "restore-database",
+        &["--file", copied.to_str().unwrap(), "--dry-run"],
+        &[],
+    );
+    assert_exit(&out, 2, "damaged copy");
+    std::fs::copy(w.object_path(&key), &copied).unwrap();
+    let out = w.run(
+        "restore-database",
+        &[
+            "--file",
+            copied.to_str().unwrap(),
+            "--target-db",
+            "from_copy",
+            "--create",
+        ],
+        &[],
+    );
+    assert_success(&out, "--file PATH");
+    assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("from_copy").await);
 }

@@ -144,7 +144,7 @@ async fn entry_from(
         let manifest_key = manifest_key_for(&object.key);
         match sink.get_bytes(&manifest_key, MANIFEST_SIZE_LIMIT).await {
             Ok(bytes) => match Manifest::parse(&manifest_key, &bytes) {
-                Ok(m) if m.object_key == object.key => (BackupStatus::Complete, Some(m)),
+                Ok(m) if m.describes(&object.key) => (BackupStatus::Complete, Some(m)),
                 Ok(m) => (
                     BackupStatus::Damaged(format!(
                         "manifest describes {:?}, not this object",

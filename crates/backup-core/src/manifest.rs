@@ -141,6 +141,14 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Whether this manifest belongs to the object stored under `key`. Only the file names are
+    /// compared, so a backup copied with its manifest to another folder (or bucket prefix)
+    /// still matches; the SHA-256 binds the manifest to the bytes in any case.
+    pub fn describes(&self, key: &str) -> bool {
+        let file = |k: &str| k.rsplit('/').next().unwrap_or(k).to_owned();
+        file(&self.object_key) == file(key)
+    }
+
     /// Whether `key` is the key this backup's id names.
     pub fn encrypted_with(&self, key: &KeyId) -> bool {
         self.key_id() == Some(key.as_str())

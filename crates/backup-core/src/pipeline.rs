@@ -234,7 +234,7 @@ pub async fn open_backup(
                 }
                 (None, _) => unverified,
             };
-            if manifest.object_key != key {
+            if !manifest.describes(key) {
                 return Err(CoreError::ManifestInvalid {
                     key: manifest_key,
                     reason: format!("it describes {:?}", manifest.object_key),

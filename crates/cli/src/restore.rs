@@ -216,9 +216,6 @@ async fn restore_selected(
         bar.finish_and_clear();
     }
     let summary = result.map_err(CliError::failure)?;
-    for note in &summary.notes {
-        tracing::info!("{note}");
-    }
     let verdict = if args.dry_run {
         "dry run OK: backup verified and complete"
     } else {
