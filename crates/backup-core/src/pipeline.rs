@@ -94,20 +94,28 @@ pub async fn run_backup(
     let mut hashed = HashingReader::new(stored);
 
     let copied = copy_into(&mut hashed, &mut writer).await;
-    // Always reap the source, so its own error (pg_dump's stderr) explains a broken stream.
+    // Always reap the source. When the stream broke on the reading side, the source's own
+    // error (pg_dump's stderr) is the explanation; when the destination failed, that is.
     let finished = source.finish().await;
     let facts = match (copied, finished) {
         (Ok(()), Ok(facts)) => facts,
-        (_, Err(e)) => {
-            writer.abort().await.ok();
-            return Err(CoreError::Source { what, source: e });
-        }
-        (Err(e), Ok(_)) => {
+        (Err(CopyError::Write(e)), _) => {
             writer.abort().await.ok();
             return Err(CoreError::Write {
                 key,
                 destination: sink.describe(),
                 source: e,
+            });
+        }
+        (_, Err(e)) => {
+            writer.abort().await.ok();
+            return Err(CoreError::Source { what, source: e });
+        }
+        (Err(CopyError::Read(e)), Ok(_)) => {
+            writer.abort().await.ok();
+            return Err(CoreError::Source {
+                what,
+                source: Box::new(e),
             });
         }
     };
@@ -167,20 +175,31 @@ pub async fn run_backup(
     })
 }
 
+/// Which side of a copy failed.
+enum CopyError {
+    /// Reading the source stream (or compressing/encrypting it).
+    Read(std::io::Error),
+    /// Writing to the destination.
+    Write(std::io::Error),
+}
+
 /// Copies with a large buffer (tokio's `copy` uses 8 KiB, too small for fast sinks).
 async fn copy_into(
     reader: &mut HashingReader<ByteStream>,
     writer: &mut Box<dyn ObjectWriter>,
-) -> std::io::Result<()> {
+) -> Result<(), CopyError> {
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        let n = reader.read(&mut buf).await?;
+        let n = reader.read(&mut buf).await.map_err(CopyError::Read)?;
         if n == 0 {
             break;
         }
-        writer.write_all(&buf[..n]).await?;
+        writer
+            .write_all(&buf[..n])
+            .await
+            .map_err(CopyError::Write)?;
     }
-    writer.flush().await
+    writer.flush().await.map_err(CopyError::Write)
 }
 
 /// A backup opened for reading: the verified plain stream and what was checked up front.
@@ -353,6 +372,12 @@ fn find_key<'a>(ring: &'a Keyring, object: &str, key_id: &str) -> Result<&'a Enc
 }
 
 /// Restores `entry` into `target` (or checks it, when `target` is a dry-run target).
+///
+/// For a backup with a manifest, the stored object is first read once and its SHA-256 checked
+/// against the HMAC-verified manifest, so the target never sees a byte that is not authentic;
+/// the stream handed to the target is verified again as it is read. Legacy backups have no
+/// manifest and are checked only as they stream (padding, compression trailer, the target's
+/// own completeness check).
 pub async fn restore_backup(
     sink: &dyn Sink,
     entry: &BackupEntry,
@@ -362,6 +387,19 @@ pub async fn restore_backup(
 ) -> Result<RestoreSummary> {
     let opened = open_backup(sink, entry, keyring, progress).await?;
     let expected = opened.manifest.as_ref().map(Manifest::stored_digest);
+    // Verify before the first byte reaches the target: psql executes what it reads, and CBC
+    // lets someone who can write the object (but has no key) flip plaintext bits, e.g. into a
+    // `\!` shell command. The manifest's HMAC vouches for this hash, so after this pass only
+    // authentic bytes are fed; the stream is verified again while it is read.
+    if let Some(expected) = &expected {
+        tracing::info!("verifying SHA-256 of {} before restoring", entry.key);
+        if let Some(detail) = stored_mismatch(sink, &entry.key, expected).await? {
+            return Err(CoreError::Integrity {
+                key: entry.key.clone(),
+                detail: format!("{detail}; nothing was restored"),
+            });
+        }
+    }
     let source = match target.restore(opened.stream).await {
         Ok(summary) => return Ok(summary),
         Err(source) => source,
@@ -369,7 +407,7 @@ pub async fn restore_backup(
     // Damaged bytes can make the target fail (psql rejects garbage) before the end of the
     // stream, where the hash is compared. Check the stored object to name the real cause.
     if let Some(expected) = expected {
-        if let Some(detail) = stored_mismatch(sink, &entry.key, &expected).await {
+        if let Ok(Some(detail)) = stored_mismatch(sink, &entry.key, &expected).await {
             return Err(CoreError::Integrity {
                 key: entry.key.clone(),
                 detail: format!("{detail}; the restore stopped: {source}"),
@@ -383,16 +421,25 @@ pub async fn restore_backup(
 }
 
 /// Reads `key` to the end and describes how it differs from `expected`, if it does.
-async fn stored_mismatch(sink: &dyn Sink, key: &str, expected: &StreamDigest) -> Option<String> {
-    let reader = sink.get(key).await.ok()?;
+async fn stored_mismatch(
+    sink: &dyn Sink,
+    key: &str,
+    expected: &StreamDigest,
+) -> Result<Option<String>> {
+    let reader = sink.get(key).await?;
     let mut verifying = VerifyingReader::new(reader, Some(expected.clone()));
-    match tokio::io::copy(&mut verifying, &mut tokio::io::sink()).await {
-        Err(e)
-            if e.get_ref()
-                .is_some_and(|inner| inner.is::<IntegrityError>()) =>
-        {
-            Some(e.to_string())
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        match verifying.read(&mut buf).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|inner| inner.is::<IntegrityError>()) =>
+            {
+                return Ok(Some(e.to_string()))
+            }
+            Err(e) => return Err(backup_storage::StorageError::io("read", key, e).into()),
         }
-        _ => None,
     }
 }

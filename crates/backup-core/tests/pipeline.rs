@@ -308,3 +308,154 @@ async fn a_legacy_backup_is_decrypted_with_whichever_keyring_key_made_it() {
     // With only the new key, decryption fails cleanly.
     assert!(restored(&sink, Some(&Keyring::new(new))).await.is_err());
 }
+
+/// A target that counts the bytes it was given before the stream failed.
+#[derive(Default)]
+struct WitnessTarget {
+    seen: Arc<Mutex<u64>>,
+}
+
+#[async_trait]
+impl RestoreTarget for WitnessTarget {
+    async fn restore(&mut self, mut stream: ByteStream) -> Result<RestoreSummary, BoxError> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(RestoreSummary::default());
+            }
+            *self.seen.lock().unwrap() += n as u64;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_backup_never_feeds_a_single_byte_to_the_target() {
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let sink = MemorySink::new();
+    let (object, _) = backed_up(&sink, &key).await;
+    // Damage the very first block, which would otherwise reach the target at once.
+    rewrite(&sink, &object, |b| b[20] ^= 0x01).await;
+    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let mut target = WitnessTarget::default();
+    let seen = target.seen.clone();
+    let err = restore_backup(
+        &sink,
+        &entries[0],
+        Some(&Keyring::new(key)),
+        &mut target,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, CoreError::Integrity { .. }), "{err}");
+    assert!(err.to_string().contains("nothing was restored"), "{err}");
+    assert_eq!(*seen.lock().unwrap(), 0);
+}
+
+/// A sink whose writers fail with "No space left on device" after `limit` bytes.
+#[derive(Debug)]
+struct FullSink {
+    inner: MemorySink,
+    limit: usize,
+}
+
+struct FullWriter {
+    inner: Box<dyn backup_storage::ObjectWriter>,
+    left: usize,
+}
+
+impl tokio::io::AsyncWrite for FullWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        if buf.len() > self.left {
+            return std::task::Poll::Ready(Err(io::Error::from_raw_os_error(28)));
+        }
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll {
+            this.left -= n;
+        }
+        poll
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl backup_storage::ObjectWriter for FullWriter {
+    async fn commit(self: Box<Self>) -> backup_storage::Result<backup_storage::ObjectMeta> {
+        self.inner.commit().await
+    }
+    async fn abort(self: Box<Self>) -> backup_storage::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[async_trait]
+impl Sink for FullSink {
+    fn describe(&self) -> String {
+        "a full disk".into()
+    }
+    async fn writer(
+        &self,
+        key: &str,
+    ) -> backup_storage::Result<Box<dyn backup_storage::ObjectWriter>> {
+        Ok(Box::new(FullWriter {
+            inner: self.inner.writer(key).await?,
+            left: self.limit,
+        }))
+    }
+    async fn get(&self, key: &str) -> backup_storage::Result<backup_storage::ObjectReader> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> backup_storage::Result<backup_storage::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> backup_storage::Result<Vec<backup_storage::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> backup_storage::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> backup_storage::Result<()> {
+        self.inner.copy(from, to).await
+    }
+}
+
+#[tokio::test]
+async fn a_full_destination_is_reported_as_a_write_error_and_leaves_nothing() {
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let sink = FullSink {
+        inner: MemorySink::new(),
+        limit: 10_000,
+    };
+    let mut source = BytesSource {
+        data: sample_data(2_000_000),
+        fail: false,
+    };
+    let err = run_backup(
+        &mut source,
+        &sink,
+        &options(Some(&key), Compression::gzip()),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, CoreError::Write { .. }), "{err}");
+    assert!(err.to_string().contains("a full disk"), "{err}");
+    assert!(sink.inner.list("").await.unwrap().is_empty());
+}

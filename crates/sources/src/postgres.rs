@@ -1,0 +1,31 @@
+//! PostgreSQL: backups with `pg_dump`, restores with `psql` (and `pg_restore` for custom
+//! archives) in one transaction, dry-run checks.
+//!
+//! Connection settings come from the old scripts' environment variables or `DATABASE_URL`
+//! ([`PgConnection`]) and reach the child processes through their environment only, never
+//! their arguments. Client tools are found by [`PgTools::discover`], which insists on a
+//! version at least as new as the server's.
+
+mod apply;
+mod check;
+mod connection;
+mod dump;
+mod restore;
+mod tools;
+
+pub use apply::{pg_restore_args, psql_args};
+pub use check::PgDumpCheck;
+pub use connection::{PgConnection, APPLICATION_NAME, CONNECT_TIMEOUT_SECS};
+pub use dump::{pg_dump_args, DumpFormat, PostgresSource};
+pub use restore::{
+    derived_db_name, quote_ident, validate_db_name, PostgresRestore, RestoreOptions, ASIDE_INFIX,
+    MAX_DB_NAME_BYTES, SCRATCH_INFIX,
+};
+pub use tools::{PgTools, DEBIAN_ROOT};
+
+/// The comment `pg_dump` writes at the end of a complete plain dump (and `pg_restore` at the
+/// end of the SQL it makes from an archive). A dump without it is truncated.
+pub const DUMP_COMPLETE_MARKER: &str = "-- PostgreSQL database dump complete";
+
+/// The first bytes of a `pg_dump` custom-format archive.
+pub const CUSTOM_MAGIC: &[u8] = b"PGDMP";

@@ -1,0 +1,304 @@
+//! The backup side: `pg_dump` as a [`Source`].
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use backup_core::{BackupKind, BoxError, ByteStream, Source, SourceFacts};
+use tokio::process::Command;
+
+use super::connection::PgConnection;
+use super::tools::{discover_async, PgTools};
+use super::DUMP_COMPLETE_MARKER;
+use crate::error::SourceError;
+use crate::process::{lock, ChildProcess, StreamState, TailReader};
+
+/// How many final bytes of the dump are kept to look for the completion marker (newer
+/// `pg_dump` versions write an `\unrestrict` line of ~80 bytes after it).
+const TAIL_BYTES: usize = 1024;
+
+/// `pg_dump`'s output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DumpFormat {
+    /// Plain SQL (`.sql`), as the old script made: restorable with `psql` alone.
+    #[default]
+    Plain,
+    /// Custom archive (`.dump`, `pg_dump --format=custom`), restorable with `pg_restore`.
+    /// Written uncompressed (`--compress=0`): the pipeline compresses.
+    Custom,
+}
+
+impl DumpFormat {
+    /// The file-name extension: `sql` or `dump`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Plain => "sql",
+            Self::Custom => "dump",
+        }
+    }
+
+    /// `plain` or `custom`, as `pg_dump --format` names them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+/// The arguments `pg_dump` is run with. Connection settings, the password included, go in the
+/// environment ([`PgConnection::pg_env`]), never here.
+pub fn pg_dump_args(format: DumpFormat) -> Vec<&'static str> {
+    let mut args = vec!["--no-password"];
+    if format == DumpFormat::Custom {
+        args.extend(["--format=custom", "--compress=0"]);
+    }
+    args
+}
+
+struct Running {
+    process: ChildProcess,
+    state: Arc<Mutex<StreamState>>,
+    server_version: String,
+    tools: PgTools,
+}
+
+/// A PostgreSQL database dumped by `pg_dump` (kind [`BackupKind::Database`]).
+///
+/// [`open`](Source::open) connects to read the server version, finds a `pg_dump` at least as
+/// new ([`PgTools::discover`]), and starts it with the connection in its environment; the
+/// stream is its standard output. [`finish`](Source::finish) fails if `pg_dump` failed (with
+/// its stderr), if the stream was not read to its end, or if a plain dump lacks pg_dump's
+/// completion marker.
+pub struct PostgresSource {
+    conn: PgConnection,
+    format: DumpFormat,
+    tools: Option<PgTools>,
+    running: Option<Running>,
+}
+
+impl std::fmt::Debug for PostgresSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSource")
+            .field("conn", &self.conn)
+            .field("format", &self.format)
+            .field("tools", &self.tools)
+            .field(
+                "running",
+                &self.running.as_ref().and_then(|r| r.process.id()),
+            )
+            .finish()
+    }
+}
+
+impl PostgresSource {
+    /// A source dumping the database `conn` names, in `format`.
+    pub fn new(conn: PgConnection, format: DumpFormat) -> Self {
+        Self {
+            conn,
+            format,
+            tools: None,
+            running: None,
+        }
+    }
+
+    /// Uses these tools instead of discovering them.
+    pub fn with_tools(mut self, tools: PgTools) -> Self {
+        self.tools = Some(tools);
+        self
+    }
+
+    /// The dump format.
+    pub fn format(&self) -> DumpFormat {
+        self.format
+    }
+
+    /// The connection settings.
+    pub fn connection(&self) -> &PgConnection {
+        &self.conn
+    }
+
+    /// The process id of the running `pg_dump`, between `open` and `finish`.
+    pub fn child_pid(&self) -> Option<u32> {
+        self.running.as_ref().and_then(|r| r.process.id())
+    }
+
+    async fn start(&mut self) -> Result<ByteStream, SourceError> {
+        if self.running.is_some() {
+            return Err(SourceError::Usage(
+                "PostgresSource::open called again before finish",
+            ));
+        }
+        let client = self.conn.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version'), \
+                        current_setting('server_version_num')::int4",
+                &[],
+            )
+            .await
+            .map_err(|e| SourceError::query("reading the server version", e))?;
+        drop(client);
+        let full_version: String = row.get(0);
+        let server_version = full_version
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let server_major = u32::try_from(row.get::<_, i32>(1) / 10_000).unwrap_or(0);
+        let tools = match &self.tools {
+            Some(t) if t.major() < server_major => {
+                return Err(SourceError::ToolsNotFound {
+                    needed_major: server_major,
+                    found: format!("{} holds version {}", t.bin_dir().display(), t.version()),
+                })
+            }
+            Some(t) => t.clone(),
+            None => discover_async(server_major).await?,
+        };
+
+        let mut cmd = Command::new(tools.pg_dump());
+        cmd.args(pg_dump_args(self.format))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        self.conn.apply_env(&mut cmd);
+        let mut process = ChildProcess::spawn("pg_dump", &mut cmd)?;
+        let stdout = process
+            .child
+            .stdout
+            .take()
+            .ok_or(SourceError::Usage("pg_dump has no stdout pipe"))?;
+        let (reader, state) = TailReader::new(stdout, TAIL_BYTES);
+        tracing::info!(
+            "pg_dump {} ({} format) started for database {:?} on {} (PostgreSQL {server_version})",
+            tools.version(),
+            self.format.name(),
+            self.conn.dbname(),
+            self.conn.endpoint()
+        );
+        self.running = Some(Running {
+            process,
+            state,
+            server_version,
+            tools,
+        });
+        Ok(Box::new(reader))
+    }
+
+    async fn stop(&mut self) -> Result<SourceFacts, SourceError> {
+        let Some(mut run) = self.running.take() else {
+            return Err(SourceError::Usage(
+                "PostgresSource::finish called without a successful open",
+            ));
+        };
+        let eof = lock(&run.state).eof;
+        if !eof {
+            // The consumer stopped early. If pg_dump failed, its error explains why.
+            if let Ok(Some(status)) = run.process.child.try_wait() {
+                if !status.success() {
+                    let stderr = run.process.stderr().await;
+                    return Err(run.process.failed(status, &stderr));
+                }
+            }
+            run.process.kill().await;
+            return Err(SourceError::InvalidDump(
+                "the pg_dump output was not read to its end (the backup was interrupted, e.g. \
+                 by a failed upload); pg_dump was stopped and this backup is incomplete"
+                    .to_owned(),
+            ));
+        }
+        let (status, stderr) = run.process.wait().await?;
+        if !status.success() {
+            return Err(run.process.failed(status, &stderr));
+        }
+        let state = lock(&run.state).clone();
+        match self.format {
+            DumpFormat::Plain if !state.tail.contains(DUMP_COMPLETE_MARKER.as_bytes()) => {
+                return Err(SourceError::InvalidDump(format!(
+                    "pg_dump exited successfully but its output ({} bytes) does not end with \
+                     {DUMP_COMPLETE_MARKER:?}: the dump is truncated",
+                    state.bytes
+                )));
+            }
+            DumpFormat::Custom if !state.head.starts_with(super::CUSTOM_MAGIC) => {
+                return Err(SourceError::InvalidDump(format!(
+                    "pg_dump exited successfully but its output ({} bytes) is not a custom-format \
+                     archive",
+                    state.bytes
+                )));
+            }
+            _ => {}
+        }
+        if !stderr.trim().is_empty() {
+            tracing::warn!("pg_dump: {}", stderr.trim());
+        }
+        tracing::info!("pg_dump finished: {} bytes", state.bytes);
+        let mut details = BTreeMap::new();
+        details.insert(
+            "dump_format".to_owned(),
+            serde_json::Value::from(self.format.name()),
+        );
+        details.insert(
+            "pg_dump_version".to_owned(),
+            serde_json::Value::from(run.tools.version()),
+        );
+        Ok(SourceFacts {
+            source_type: "postgresql".to_owned(),
+            server_version: Some(run.server_version),
+            database: Some(self.conn.dbname().to_owned()),
+            details,
+        })
+    }
+}
+
+#[async_trait]
+impl Source for PostgresSource {
+    fn kind(&self) -> BackupKind {
+        BackupKind::Database
+    }
+
+    fn extension(&self) -> &'static str {
+        self.format.extension()
+    }
+
+    async fn open(&mut self) -> Result<ByteStream, BoxError> {
+        Ok(self.start().await?)
+    }
+
+    async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
+        Ok(self.stop().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_holds_no_connection_settings() {
+        let conn =
+            PgConnection::new("db.example", 5432, "app", "randevubu").with_password("hunter2");
+        for format in [DumpFormat::Plain, DumpFormat::Custom] {
+            let args = pg_dump_args(format);
+            assert!(args.contains(&"--no-password"));
+            for arg in &args {
+                for (_, value) in conn.pg_env() {
+                    assert!(!arg.contains(value.as_str()), "{arg} leaks {value}");
+                }
+            }
+        }
+        assert!(pg_dump_args(DumpFormat::Custom).contains(&"--format=custom"));
+        assert!(!pg_dump_args(DumpFormat::Plain)
+            .iter()
+            .any(|a| a.contains("format")));
+    }
+
+    #[test]
+    fn formats_name_their_extension() {
+        assert_eq!(DumpFormat::Plain.extension(), "sql");
+        assert_eq!(DumpFormat::Custom.extension(), "dump");
+        assert_eq!(DumpFormat::default(), DumpFormat::Plain);
+    }
+}

@@ -1,0 +1,272 @@
+//! Child-process plumbing shared by the sources: spawning with a drained stderr, remembering the
+//! last bytes of a stream, describing how a process ended.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::error::SourceError;
+
+/// How much of a child's stderr is kept (the end of it).
+pub(crate) const STDERR_KEEP: usize = 64 * 1024;
+/// How much of the kept stderr goes into an error message.
+const STDERR_IN_ERRORS: usize = 4 * 1024;
+
+/// The last `capacity` bytes seen.
+#[derive(Debug, Clone)]
+pub(crate) struct Tail {
+    buf: VecDeque<u8>,
+    capacity: usize,
+}
+
+impl Tail {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            buf: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(self.capacity)..];
+        let overflow = (self.buf.len() + bytes.len()).saturating_sub(self.capacity);
+        self.buf.drain(..overflow);
+        self.buf.extend(bytes);
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        self.buf.iter().copied().collect()
+    }
+
+    pub(crate) fn contains(&self, needle: &[u8]) -> bool {
+        let bytes = self.to_vec();
+        !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle)
+    }
+}
+
+/// How many first bytes a [`TailReader`] keeps.
+pub(crate) const HEAD_BYTES: usize = 16;
+
+/// What a [`TailReader`] saw.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamState {
+    /// The first bytes (up to [`HEAD_BYTES`]).
+    pub(crate) head: Vec<u8>,
+    pub(crate) tail: Tail,
+    pub(crate) bytes: u64,
+    pub(crate) eof: bool,
+}
+
+/// An `AsyncRead` that counts bytes and remembers the last ones and whether it hit EOF, in a
+/// state shared with whoever needs to check the stream after it was handed away.
+pub(crate) struct TailReader<R> {
+    inner: R,
+    state: Arc<Mutex<StreamState>>,
+}
+
+impl<R> TailReader<R> {
+    pub(crate) fn new(inner: R, tail_capacity: usize) -> (Self, Arc<Mutex<StreamState>>) {
+        let state = Arc::new(Mutex::new(StreamState {
+            head: Vec::with_capacity(HEAD_BYTES),
+            tail: Tail::new(tail_capacity),
+            bytes: 0,
+            eof: false,
+        }));
+        (
+            Self {
+                inner,
+                state: Arc::clone(&state),
+            },
+            state,
+        )
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for TailReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &result {
+            let new = &buf.filled()[before..];
+            let mut state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if new.is_empty() && buf.remaining() > 0 {
+                state.eof = true;
+            } else {
+                state.bytes += new.len() as u64;
+                let room = HEAD_BYTES.saturating_sub(state.head.len()).min(new.len());
+                state.head.extend_from_slice(&new[..room]);
+                state.tail.push(new);
+            }
+        }
+        result
+    }
+}
+
+/// Locks a state mutex, ignoring poisoning (the state is plain data).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `exit status 3`, `killed by signal 9`.
+pub(crate) fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// The end of a stderr capture, for an error message.
+pub(crate) fn stderr_excerpt(stderr: &str) -> String {
+    let trimmed = stderr.trim();
+    if trimmed.len() <= STDERR_IN_ERRORS {
+        return trimmed.to_owned();
+    }
+    let mut start = trimmed.len() - STDERR_IN_ERRORS;
+    while !trimmed.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &trimmed[start..])
+}
+
+/// A spawned helper program whose stderr is drained concurrently into a bounded buffer.
+///
+/// It is killed when dropped (`kill_on_drop`).
+pub(crate) struct ChildProcess {
+    pub(crate) tool: &'static str,
+    pub(crate) child: Child,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl ChildProcess {
+    /// Spawns `cmd` with stderr piped and drained; stdin/stdout as configured by the caller.
+    pub(crate) fn spawn(tool: &'static str, cmd: &mut Command) -> Result<Self, SourceError> {
+        cmd.stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| SourceError::Spawn {
+            tool,
+            path: format!("{:?}", cmd.as_std().get_program()),
+            source,
+        })?;
+        let stderr = child.stderr.take().map(|mut err| {
+            tokio::spawn(async move {
+                let mut tail = Tail::new(STDERR_KEEP);
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    match err.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => tail.push(&buf[..n]),
+                    }
+                }
+                tail.to_vec()
+            })
+        });
+        Ok(Self {
+            tool,
+            child,
+            stderr,
+        })
+    }
+
+    /// The process id, while it runs.
+    pub(crate) fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Everything kept from stderr; waits for the drain to end (the process must have exited,
+    /// or at least closed its stderr).
+    pub(crate) async fn stderr(&mut self) -> String {
+        match self.stderr.take() {
+            Some(handle) => handle
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+
+    /// Waits for the process to exit; returns how it ended and its stderr.
+    pub(crate) async fn wait(&mut self) -> Result<(ExitStatus, String), SourceError> {
+        let status = self.child.wait().await.map_err(|source| SourceError::Io {
+            what: format!("waiting for {}", self.tool),
+            source,
+        })?;
+        let stderr = self.stderr().await;
+        Ok((status, stderr))
+    }
+
+    /// Waits and turns a failure into [`SourceError::ToolFailed`]; returns stderr on success.
+    pub(crate) async fn wait_success(&mut self) -> Result<String, SourceError> {
+        let (status, stderr) = self.wait().await?;
+        if status.success() {
+            Ok(stderr)
+        } else {
+            Err(self.failed(status, &stderr))
+        }
+    }
+
+    /// Kills the process (`SIGKILL`) and reaps it; returns its stderr.
+    pub(crate) async fn kill(&mut self) -> String {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.stderr().await
+    }
+
+    /// A [`SourceError::ToolFailed`] for this process.
+    pub(crate) fn failed(&self, status: ExitStatus, stderr: &str) -> SourceError {
+        SourceError::ToolFailed {
+            tool: self.tool,
+            status: describe_status(status),
+            stderr: stderr_excerpt(stderr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let mut t = Tail::new(5);
+        t.push(b"abc");
+        t.push(b"defg");
+        assert_eq!(t.to_vec(), b"cdefg");
+        t.push(b"0123456789");
+        assert_eq!(t.to_vec(), b"56789");
+        assert!(t.contains(b"678"));
+        assert!(!t.contains(b"456"));
+    }
+
+    #[tokio::test]
+    async fn tail_reader_tracks_bytes_and_eof() {
+        let (mut r, state) = TailReader::new(&b"hello world"[..], 4);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        let s = lock(&state);
+        assert_eq!(out, b"hello world");
+        assert_eq!(s.bytes, 11);
+        assert!(s.eof);
+        assert_eq!(s.tail.to_vec(), b"orld");
+        assert_eq!(s.head, b"hello world");
+    }
+
+    #[test]
+    fn long_stderr_is_cut_at_the_front() {
+        let long = "é".repeat(5000);
+        let cut = stderr_excerpt(&long);
+        assert!(cut.starts_with("..."));
+        assert!(cut.len() <= STDERR_IN_ERRORS + 3);
+    }
+}
