@@ -513,3 +513,43 @@ async fn file_accepts_a_path_outside_the_backup_directory_and_uses_the_manifest_
     assert_success(&out, "--file PATH");
     assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("from_copy").await);
 }
+
+#[tokio::test]
+async fn sigterm_during_a_backup_stops_it_and_leaves_nothing_behind() {
+    let w = World::new(15).await;
+    let mut cmd = std::process::Command::new(bin("backup-database"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BACKUP_") || k.starts_with("POSTGRES_") || k.starts_with("PG") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .envs(w.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the backup is being written (its temp file exists), then stop it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !w.files().iter().any(|f| f.contains(".tmp-")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup never started writing: {:?}",
+            w.files()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 2, "SIGTERM during backup");
+    assert!(
+        stderr(&out).contains("interrupted by SIGTERM"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.files().is_empty(), "left behind: {:?}", w.files());
+}

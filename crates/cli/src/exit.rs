@@ -68,6 +68,40 @@ pub fn parse_args<T: Parser>() -> T {
     }
 }
 
+/// Runs `work` on a new Tokio runtime until it finishes or SIGINT/SIGTERM arrives. On a
+/// signal the work is dropped, which aborts uncommitted writes (temp files are removed), kills
+/// child processes (`pg_dump`, `psql`: the restore transaction rolls back), and the result is
+/// a failure (exit 2) saying so.
+pub fn run_interruptible<F>(work: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<ExitStatus, CliError>>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return finish(Err(CliError::usage(e))),
+    };
+    let result = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return work.await;
+        };
+        let signal_name = tokio::select! {
+            result = work => return result,
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        Err(CliError::failure(anyhow::anyhow!(
+            "interrupted by {signal_name}: stopped, nothing was committed"
+        )))
+    });
+    // Dropping the runtime waits for blocking cleanup (temp-file removal) to finish.
+    drop(runtime);
+    finish(result)
+}
+
 /// Prints `result`'s error (with its causes) to stderr and returns the exit code.
 pub fn finish(result: Result<ExitStatus, CliError>) -> ExitCode {
     match result {

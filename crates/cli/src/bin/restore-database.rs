@@ -2,14 +2,10 @@
 
 use std::process::ExitCode;
 
-use backup_cli::exit::{finish, parse_args, CliError};
+use backup_cli::exit::{parse_args, run_interruptible};
 use backup_cli::restore::{run, RestoreDatabaseArgs};
 
 fn main() -> ExitCode {
     let args: RestoreDatabaseArgs = parse_args();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return finish(Err(CliError::usage(e))),
-    };
-    finish(runtime.block_on(run(args)))
+    run_interruptible(run(args))
 }
