@@ -24,8 +24,8 @@
 #   (a) pg_dump > /dev/null                   (c) backup-database --compression gzip
 #   (b) the old backup pipeline to a file      (d) backup-database --compression zstd
 #   ref: pg_dump | zstd -3 | openssl enc, what (d) does, with stock tools (no target)
-#   (e) the old restore pipeline into a new database vs restore-database --create (and
-#       createdb alone, since ours creates its database inside the timed run)
+#   (e) the old restore pipeline vs restore-database, each into a new empty database made
+#       (untimed) in hyperfine's --prepare
 # plus one extra run of each under /usr/bin/time -v for peak RSS; prints output sizes and a
 # summary with PASS/FAIL against the targets. Exit status: 0 when every step ran (a missed
 # target is reported, not an error), non-zero when a step failed. Nothing secret is ever on a
@@ -260,24 +260,19 @@ OURS_GZ=$(backup_object "$W/ours-gzip")
 OURS_ZST=$(backup_object "$W/ours-zstd")
 RESTORE_FILE=$OURS_GZ
 
-# Restores: each run restores into a database that does not exist yet (the old pipeline needs
-# it created first: createdb is in its --prepare, so its timing excludes that).
+# Restores: each run restores into a new, empty database made in hyperfine's --prepare (not
+# timed) for both, so both do the same work: ours restores into an existing empty database.
 CMD_E_OLD="set -o pipefail; openssl enc -d -aes-256-cbc -pbkdf2 -pass file:$(q "$KEY") -in $(q "$OLD_FILE") | gunzip | psql -X -q -v ON_ERROR_STOP=1 -d restore_old > /dev/null"
-CMD_E_OURS="$(q "$RESTORE_BIN") --file $(q "$RESTORE_FILE") --target-db restore_ours --create"
+CMD_E_OURS="$(q "$RESTORE_BIN") --file $(q "$RESTORE_FILE") --target-db restore_ours"
 PREP_E_OLD="dropdb --if-exists restore_old && createdb restore_old"
-PREP_E_OURS="dropdb --if-exists restore_ours"
+PREP_E_OURS="dropdb --if-exists restore_ours && createdb restore_ours"
 N_E_OLD="old: openssl -d | gunzip | psql"
-N_E_OURS="restore-database --create (gzip)"
-# What --create costs, for reading the restore ratio (ours creates its database in the timed
-# run, the old pipeline's is made in --prepare).
-CMD_E_CREATEDB="createdb restore_createdb"
-PREP_E_CREATEDB="dropdb --if-exists restore_createdb"
-N_E_CREATEDB="createdb alone"
+N_E_OURS="restore-database (gzip)"
 
 say "restore: hyperfine, $RUNS runs each (no warmup)"
-G_NAMES=("$N_E_OLD" "$N_E_OURS" "$N_E_CREATEDB")
-G_PREPS=("$PREP_E_OLD" "$PREP_E_OURS" "$PREP_E_CREATEDB")
-G_CMDS=("$CMD_E_OLD" "$CMD_E_OURS" "$CMD_E_CREATEDB")
+G_NAMES=("$N_E_OLD" "$N_E_OURS")
+G_PREPS=("$PREP_E_OLD" "$PREP_E_OURS")
+G_CMDS=("$CMD_E_OLD" "$CMD_E_OURS")
 hyperfine_group restore 0
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +328,7 @@ bash -c "set -o pipefail; $T $(q "$W/rss/e_old.1") openssl enc -d -aes-256-cbc -
 RSS_E_OLD=$(rss_stages "$W/rss/e_old.1" "$W/rss/e_old.2" "$W/rss/e_old.3")
 
 bash -c "$PREP_E_OURS"
-CMD_E_OURS="$(q "$RESTORE_BIN") --file $(q "$OURS_GZ") --target-db restore_ours --create"
+CMD_E_OURS="$(q "$RESTORE_BIN") --file $(q "$OURS_GZ") --target-db restore_ours"
 rss_ours e_ours "$CMD_E_OURS"; RSS_E_TREE=$RSS_TREE; RSS_E_OWN=$RSS_OWN
 
 # ---------------------------------------------------------------------------------------------
@@ -367,8 +362,7 @@ MEAN_D=$(stat_of "$W/results/backup.json" "$N_D" mean)
 MEAN_R=$(stat_of "$W/results/backup.json" "$N_R" mean)
 MEAN_E_OLD=$(stat_of "$W/results/restore.json" "$N_E_OLD" mean)
 MEAN_E_OURS=$(stat_of "$W/results/restore.json" "$N_E_OURS" mean)
-MEAN_E_CREATEDB=$(stat_of "$W/results/restore.json" "$N_E_CREATEDB" mean)
-for v in MEAN_A MEAN_B MEAN_C MEAN_D MEAN_R MEAN_E_OLD MEAN_E_OURS MEAN_E_CREATEDB; do
+for v in MEAN_A MEAN_B MEAN_C MEAN_D MEAN_R MEAN_E_OLD MEAN_E_OURS; do
   [[ ${!v} =~ ^[0-9.eE+-]+$ ]] || die "could not read $v from hyperfine's JSON"
 done
 
@@ -404,7 +398,6 @@ verdict() { # "ratio error" limit
 R_C=$(ratio "$W/results/backup.json" "$N_C" "$N_B")
 R_D=$(ratio "$W/results/backup.json" "$N_D" "$N_A")
 R_E=$(ratio "$W/results/restore.json" "$N_E_OURS" "$N_E_OLD")
-R_E_INFO=$(awk -v a="$MEAN_E_OURS" -v b="$MEAN_E_OLD" -v c="$MEAN_E_CREATEDB" 'BEGIN { printf "%.2f", a / (b + c) }')
 rss_verdict() { [ "$1" -lt $((64 * 1024)) ] && echo PASS || echo FAIL; }
 
 {
@@ -421,7 +414,6 @@ rss_verdict() { [ "$1" -lt $((64 * 1024)) ] && echo PASS || echo FAIL; }
   row "$N_R" "$W/results/backup.json"
   row "$N_E_OLD" "$W/results/restore.json"
   row "$N_E_OURS" "$W/results/restore.json"
-  row "$N_E_CREATEDB" "$W/results/restore.json" no-rate
   echo
   echo "  peak RSS (MiB)                           whole run   own process"
   printf '  %-36s %9s\n' "$N_A" "$(kb_mib "$RSS_A")"
@@ -442,7 +434,6 @@ rss_verdict() { [ "$1" -lt $((64 * 1024)) ] && echo PASS || echo FAIL; }
   printf '  %-44s %-22s %-12s %8s  %s\n' "backup-database zstd vs pg_dump > /dev/null" "$(printf '%.2f s vs %.2f s' "$MEAN_D" "$MEAN_A")" "${R_D% *}x +-${R_D#* }" "<= 1.15x" "$(verdict "$R_D" 1.15)"
   printf '  %-44s %-22s %-12s %8s  %s\n' "  (info) zstd vs stock-tool zstd pipeline" "$(printf '%.2f s vs %.2f s' "$MEAN_D" "$MEAN_R")" "$(ratio "$W/results/backup.json" "$N_D" "$N_R" | sed 's/ /x +-/')" "" ""
   printf '  %-44s %-22s %-12s %8s  %s\n' "restore-database vs old restore pipeline" "$(printf '%.2f s vs %.2f s' "$MEAN_E_OURS" "$MEAN_E_OLD")" "${R_E% *}x +-${R_E#* }" "<= 1.00x" "$(verdict "$R_E" 1.00)"
-  printf '  %-44s %-22s %-12s %8s  %s\n' "  (info) vs old restore + createdb" "$(printf '%.2f s vs %.2f s' "$MEAN_E_OURS" "$(awk -v b="$MEAN_E_OLD" -v c="$MEAN_E_CREATEDB" 'BEGIN { print b + c }')")" "${R_E_INFO}x" "" ""
   printf '  %-44s %-22s %-12s %8s  %s\n' "peak RSS backup-database gzip" "$(kb_mib "$RSS_C_TREE") MiB" "" "< 64 MiB" "$(rss_verdict "$RSS_C_TREE")"
   printf '  %-44s %-22s %-12s %8s  %s\n' "peak RSS backup-database zstd" "$(kb_mib "$RSS_D_TREE") MiB" "" "< 64 MiB" "$(rss_verdict "$RSS_D_TREE")"
   printf '  %-44s %-22s %-12s %8s  %s\n' "peak RSS restore-database" "$(kb_mib "$RSS_E_TREE") MiB" "" "< 64 MiB" "$(rss_verdict "$RSS_E_TREE")"
@@ -457,9 +448,9 @@ encryption compete for CPU. backup-database also fsyncs the object and writes a 
 (zstd -3 and openssl as separate processes), to tell the tools' cost from our overhead; it
 has no target. RSS "whole run" is /usr/bin/time -v of the command (for our binaries the
 larger of the binary and its pg_dump/psql child; the verdict uses it, an upper bound);
-"own process" is the binary's sampled VmHWM. The old restore's
-createdb is in hyperfine's --prepare (not timed); restore-database --create creates the
-database inside the timed run ("createdb alone" shows what that costs). "within 1 sigma":
+"own process" is the binary's sampled VmHWM. Both restores go into an empty database
+created in hyperfine's --prepare (not timed); restore-database also reads the stored object
+once more to check its SHA-256 before the first byte reaches psql. "within 1 sigma":
 the miss is smaller than the runs' spread; rerun with more --runs before trusting it. The
 server runs with durable defaults (fsync on) for all timed runs; only the data load ran
 with fsync off. pg_dump's user+sys excludes the server backend that does most of its work.

@@ -12,7 +12,7 @@ use super::connection::PgConnection;
 use super::tools::{discover_async, PgTools};
 use super::DUMP_COMPLETE_MARKER;
 use crate::error::SourceError;
-use crate::process::{lock, ChildProcess, StreamState, TailReader};
+use crate::process::{lock, ChildProcess, PipeStream, StreamState, TailReader};
 
 /// How many final bytes of the dump are kept to look for the completion marker (newer
 /// `pg_dump` versions write an `\unrestrict` line of ~80 bytes after it).
@@ -159,17 +159,22 @@ impl PostgresSource {
             None => discover_async(server_major).await?,
         };
 
+        // pg_dump writes into a plain pipe read by a thread of its own (see `PipeStream`).
+        let spawn_error = |source| SourceError::Spawn {
+            tool: "pg_dump",
+            path: tools.pg_dump().display().to_string(),
+            source,
+        };
+        let (pipe_out, pipe_in) = std::io::pipe().map_err(spawn_error)?;
         let mut cmd = Command::new(tools.pg_dump());
         cmd.args(pg_dump_args(self.format))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped());
+            .stdout(pipe_in);
         self.conn.apply_env(&mut cmd);
-        let mut process = ChildProcess::spawn("pg_dump", &mut cmd)?;
-        let stdout = process
-            .child
-            .stdout
-            .take()
-            .ok_or(SourceError::Usage("pg_dump has no stdout pipe"))?;
+        let process = ChildProcess::spawn("pg_dump", &mut cmd)?;
+        // Our copy of the pipe's write end must close, or the reader never sees the end.
+        drop(cmd);
+        let stdout = PipeStream::spawn(pipe_out, "pg_dump").map_err(spawn_error)?;
         let (reader, state) = TailReader::new(stdout, TAIL_BYTES);
         tracing::info!(
             "pg_dump {} ({} format) started for database {:?} on {} (PostgreSQL {server_version})",
