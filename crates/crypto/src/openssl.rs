@@ -320,7 +320,7 @@ impl<R> DecryptReader<R> {
                 "there is no encrypted data after the header",
             ));
         }
-        if len % BLOCK != 0 {
+        if !len.is_multiple_of(BLOCK) {
             return Err(Failure::Truncated(
                 "the encrypted data is not a whole number of 16-byte blocks",
             ));

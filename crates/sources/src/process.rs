@@ -233,44 +233,6 @@ impl ChildProcess {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_bytes() {
-        let mut t = Tail::new(5);
-        t.push(b"abc");
-        t.push(b"defg");
-        assert_eq!(t.to_vec(), b"cdefg");
-        t.push(b"0123456789");
-        assert_eq!(t.to_vec(), b"56789");
-        assert!(t.contains(b"678"));
-        assert!(!t.contains(b"456"));
-    }
-
-    #[tokio::test]
-    async fn tail_reader_tracks_bytes_and_eof() {
-        let (mut r, state) = TailReader::new(&b"hello world"[..], 4);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).await.unwrap();
-        let s = lock(&state);
-        assert_eq!(out, b"hello world");
-        assert_eq!(s.bytes, 11);
-        assert!(s.eof);
-        assert_eq!(s.tail.to_vec(), b"orld");
-        assert_eq!(s.head, b"hello world");
-    }
-
-    #[test]
-    fn long_stderr_is_cut_at_the_front() {
-        let long = "é".repeat(5000);
-        let cut = stderr_excerpt(&long);
-        assert!(cut.starts_with("..."));
-        assert!(cut.len() <= STDERR_IN_ERRORS + 3);
-    }
-}
-
 /// Size of the chunks a [`PipeStream`] hands over.
 const PIPE_CHUNK: usize = 256 * 1024;
 /// A [`PipeStream`] hands a chunk over once it holds at least this much (or at end of input).
@@ -360,5 +322,63 @@ impl AsyncRead for PipeStream {
         buf.put_slice(&this.current[this.pos..this.pos + n]);
         this.pos += n;
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let mut t = Tail::new(5);
+        t.push(b"abc");
+        t.push(b"defg");
+        assert_eq!(t.to_vec(), b"cdefg");
+        t.push(b"0123456789");
+        assert_eq!(t.to_vec(), b"56789");
+        assert!(t.contains(b"678"));
+        assert!(!t.contains(b"456"));
+    }
+
+    #[tokio::test]
+    async fn tail_reader_tracks_bytes_and_eof() {
+        let (mut r, state) = TailReader::new(&b"hello world"[..], 4);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        let s = lock(&state);
+        assert_eq!(out, b"hello world");
+        assert_eq!(s.bytes, 11);
+        assert!(s.eof);
+        assert_eq!(s.tail.to_vec(), b"orld");
+        assert_eq!(s.head, b"hello world");
+    }
+
+    #[test]
+    fn long_stderr_is_cut_at_the_front() {
+        let long = "é".repeat(5000);
+        let cut = stderr_excerpt(&long);
+        assert!(cut.starts_with("..."));
+        assert!(cut.len() <= STDERR_IN_ERRORS + 3);
+    }
+
+    #[tokio::test]
+    async fn pipe_stream_delivers_every_byte_in_order_then_eof() {
+        use std::io::Write;
+        use tokio::io::AsyncReadExt;
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let producer = std::thread::spawn(move || {
+            // Small writes, as pg_dump makes them.
+            for piece in data.chunks(4096) {
+                writer.write_all(piece).unwrap();
+            }
+        });
+        let mut stream = PipeStream::spawn(reader, "test").unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        producer.join().unwrap();
+        assert_eq!(got, expected);
     }
 }
