@@ -22,7 +22,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is not built: run the tests with `cargo test --workspace` (or `cargo build -p backup-cli` first)",
+        "{} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
         path.display()
     );
     path

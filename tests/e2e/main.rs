@@ -441,25 +441,7 @@ async fn configuration_errors_exit_3_with_advice() {
 
     let out = w.run("backup-database", &["--compression", "lz4"], &[]);
     assert_exit(&out, 3, "unknown compression");
-    let out = w.run("backup-database", &["--no-such-flag"], &[]);
-    assert_exit(&out, 3, "unknown flag");
-    let out = w.run("restore-database", &[], &[]);
-    assert_exit(&out, 3, "no selection");
-    let out = w.run("restore-database", &["--latest", "--list"], &[]);
-    assert_exit(&out, 3, "two selections");
     assert!(w.files().is_empty(), "{:?}", w.files());
-}
-
-#[tokio::test]
-async fn help_teaches_with_examples() {
-    let w = World::new(1).await;
-    for name in ["backup-database", "restore-database"] {
-        let out = w.run(name, &["--help"], &[]);
-        assert_success(&out, "--help");
-        let text = stdout(&out);
-        assert!(text.contains("Examples:"), "{name}: {text}");
-        assert!(text.contains("Exit codes"), "{name}: {text}");
-    }
 }
 
 #[tokio::test]
