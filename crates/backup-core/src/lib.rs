@@ -6,8 +6,8 @@
 //! ([`run_backup`]). Restores run the other way: [`open_backup`] checks the manifest's HMAC and
 //! builds a stream that verifies size and SHA-256 before it reports end-of-file, and
 //! [`restore_backup`] hands that stream to a [`RestoreTarget`], which commits only at
-//! end-of-file. The [`catalog`] lists and selects backups; [`Settings`] merges flags,
-//! environment and config file.
+//! end-of-file. The [`catalog`] lists and selects backups; [`retention`] decides which to keep
+//! and prunes the rest; [`Settings`] merges flags, environment and config file.
 
 pub mod catalog;
 mod compression;
@@ -17,6 +17,7 @@ mod hashing;
 mod manifest;
 mod naming;
 mod pipeline;
+pub mod retention;
 mod source;
 
 pub use catalog::{list_backups, BackupEntry, BackupStatus, Selection};
@@ -32,6 +33,8 @@ pub use hashing::{
 pub use manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION};
 pub use naming::{manifest_key_for, BackupKind, BackupName, MANIFEST_SUFFIX, TIMESTAMP_FORMAT};
 pub use pipeline::{
-    open_backup, restore_backup, run_backup, BackupOptions, BackupReport, OpenedBackup, TOOL_NAME,
+    open_backup, restore_backup, run_backup, run_backup_to_all, BackupOptions, BackupReport,
+    DestinationResult, OpenedBackup, TOOL_NAME,
 };
+pub use retention::{list_dated, Dated, PruneOutcome, PrunePlan, RetentionPolicy};
 pub use source::{BoxError, ByteStream, RestoreSummary, RestoreTarget, Source, SourceFacts};

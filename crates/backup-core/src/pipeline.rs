@@ -66,6 +66,35 @@ pub async fn run_backup(
     options: &BackupOptions,
     progress: Option<ProgressFn>,
 ) -> Result<BackupReport> {
+    let mut results = run_backup_to_all(source, &[sink], options, progress).await?;
+    match results.pop() {
+        Some(only) => only.result,
+        None => Err(CoreError::Config("no destination given".to_owned())),
+    }
+}
+
+/// What became of a backup on one destination of [`run_backup_to_all`].
+#[derive(Debug)]
+pub struct DestinationResult {
+    /// The destination's description ([`Sink::describe`]).
+    pub destination: String,
+    /// The committed backup there, or why it failed there.
+    pub result: Result<BackupReport>,
+}
+
+/// Runs one backup of `source` into every sink of `sinks` in a single pass: the source is read
+/// once, and each compressed, encrypted chunk is written to every destination.
+///
+/// Each destination commits on its own: one that fails while writing is aborted and dropped
+/// from the pass while the others go on, and each gets its own [`DestinationResult`]. The
+/// call itself fails (committing nothing anywhere) only when the source fails, or when every
+/// destination failed before the end of the stream.
+pub async fn run_backup_to_all(
+    source: &mut dyn Source,
+    sinks: &[&dyn Sink],
+    options: &BackupOptions,
+    progress: Option<ProgressFn>,
+) -> Result<Vec<DestinationResult>> {
     let started = Instant::now();
     let started_at = Utc::now();
     let name = BackupName::new(
@@ -79,12 +108,32 @@ pub async fn run_backup(
     let key = name.key();
     let what = format!("{} backup {}", source.kind(), name.file_name());
 
-    let stream = source.open().await.map_err(|e| CoreError::Source {
-        what: what.clone(),
-        source: e,
-    })?;
-    let mut writer = sink.writer(&key).await?;
+    // Open every destination first: a destination that cannot even start a write fails alone.
+    let mut outcomes: Vec<Option<CoreError>> = Vec::with_capacity(sinks.len());
+    let mut writers: Vec<Option<Box<dyn ObjectWriter>>> = Vec::with_capacity(sinks.len());
+    for sink in sinks {
+        match sink.writer(&key).await {
+            Ok(w) => {
+                writers.push(Some(w));
+                outcomes.push(None);
+            }
+            Err(e) => {
+                writers.push(None);
+                outcomes.push(Some(e.into()));
+            }
+        }
+    }
+    if writers.iter().all(Option::is_none) {
+        return Ok(failed_everywhere(sinks, outcomes));
+    }
 
+    let stream = match source.open().await {
+        Ok(stream) => stream,
+        Err(e) => {
+            abort_all(&mut writers).await;
+            return Err(CoreError::Source { what, source: e });
+        }
+    };
     let (counted, raw_counter) = CountingReader::new(stream, progress);
     let compressed = options.compression.encoder(counted);
     let stored: ByteStream = match &options.key {
@@ -93,26 +142,23 @@ pub async fn run_backup(
     };
     let mut hashed = HashingReader::new(stored);
 
-    let copied = copy_into(&mut hashed, &mut writer).await;
+    let copied = copy_to_all(&mut hashed, &mut writers, &mut outcomes, &key, sinks).await;
     // Always reap the source. When the stream broke on the reading side, the source's own
-    // error (pg_dump's stderr) is the explanation; when the destination failed, that is.
+    // error (pg_dump's stderr) is the explanation.
     let finished = source.finish().await;
+    if copied.is_ok() && writers.iter().all(Option::is_none) {
+        // Every destination failed: their errors say why (the source stopped early because
+        // nobody was reading any more, which is no news).
+        return Ok(failed_everywhere(sinks, outcomes));
+    }
     let facts = match (copied, finished) {
         (Ok(()), Ok(facts)) => facts,
-        (Err(CopyError::Write(e)), _) => {
-            writer.abort().await.ok();
-            return Err(CoreError::Write {
-                key,
-                destination: sink.describe(),
-                source: e,
-            });
-        }
         (_, Err(e)) => {
-            writer.abort().await.ok();
+            abort_all(&mut writers).await;
             return Err(CoreError::Source { what, source: e });
         }
-        (Err(CopyError::Read(e)), Ok(_)) => {
-            writer.abort().await.ok();
+        (Err(e), Ok(_)) => {
+            abort_all(&mut writers).await;
             return Err(CoreError::Source {
                 what,
                 source: Box::new(e),
@@ -120,20 +166,6 @@ pub async fn run_backup(
         }
     };
     let digest = hashed.digest();
-    let meta = writer.commit().await?;
-    if meta.size != digest.size {
-        sink.delete(&key).await.ok();
-        return Err(CoreError::Integrity {
-            key,
-            detail: format!(
-                "{} stored {} bytes but {} were written",
-                sink.describe(),
-                meta.size,
-                digest.size
-            ),
-        });
-    }
-
     let mut manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         kind: source.kind(),
@@ -150,56 +182,132 @@ pub async fn run_backup(
         }),
         raw_bytes: raw_counter.get(),
         stored_bytes: digest.size,
-        sha256: digest.sha256,
+        sha256: digest.sha256.clone(),
         tool: TOOL_NAME.to_owned(),
         hmac: None,
     };
+    let manifest_json = Bytes::from(manifest.to_signed_json(options.key.as_ref())?);
     let manifest_key = manifest_key_for(&key);
-    let written = match manifest.to_signed_json(options.key.as_ref()) {
-        Ok(json) => sink
-            .put(&manifest_key, Bytes::from(json))
+
+    let mut results = Vec::with_capacity(sinks.len());
+    for ((sink, writer), outcome) in sinks.iter().zip(writers).zip(outcomes) {
+        let result = match (writer, outcome) {
+            (Some(writer), None) => commit_one(
+                *sink,
+                writer,
+                &key,
+                &manifest_key,
+                &manifest_json,
+                digest.size,
+            )
             .await
-            .map_err(CoreError::from),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        // Without its manifest the object would pass for a legacy backup: remove it.
-        sink.delete(&key).await.ok();
-        return Err(e);
+            .map(|()| BackupReport {
+                key: key.clone(),
+                manifest_key: manifest_key.clone(),
+                manifest: manifest.clone(),
+                elapsed: started.elapsed(),
+            }),
+            (_, Some(e)) => Err(e),
+            (None, None) => Err(CoreError::Config("destination was not written".to_owned())),
+        };
+        results.push(DestinationResult {
+            destination: sink.describe(),
+            result,
+        });
     }
-    Ok(BackupReport {
-        key,
-        manifest_key,
-        manifest,
-        elapsed: started.elapsed(),
-    })
+    Ok(results)
 }
 
-/// Which side of a copy failed.
-enum CopyError {
-    /// Reading the source stream (or compressing/encrypting it).
-    Read(std::io::Error),
-    /// Writing to the destination.
-    Write(std::io::Error),
+/// Commits the object on one destination, checks its size, then writes the manifest; undoes
+/// the object if the manifest cannot be written (it would pass for a legacy backup).
+async fn commit_one(
+    sink: &dyn Sink,
+    writer: Box<dyn ObjectWriter>,
+    key: &str,
+    manifest_key: &str,
+    manifest_json: &Bytes,
+    size: u64,
+) -> Result<()> {
+    let meta = writer.commit().await?;
+    if meta.size != size {
+        sink.delete(key).await.ok();
+        return Err(CoreError::Integrity {
+            key: key.to_owned(),
+            detail: format!(
+                "{} stored {} bytes but {size} were written",
+                sink.describe(),
+                meta.size
+            ),
+        });
+    }
+    if let Err(e) = sink.put(manifest_key, manifest_json.clone()).await {
+        sink.delete(key).await.ok();
+        return Err(e.into());
+    }
+    Ok(())
 }
 
-/// Copies with a large buffer (tokio's `copy` uses 8 KiB, too small for fast sinks).
-async fn copy_into(
+fn failed_everywhere(
+    sinks: &[&dyn Sink],
+    outcomes: Vec<Option<CoreError>>,
+) -> Vec<DestinationResult> {
+    sinks
+        .iter()
+        .zip(outcomes)
+        .map(|(sink, outcome)| DestinationResult {
+            destination: sink.describe(),
+            result: Err(outcome
+                .unwrap_or_else(|| CoreError::Config("destination was not written".to_owned()))),
+        })
+        .collect()
+}
+
+async fn abort_all(writers: &mut [Option<Box<dyn ObjectWriter>>]) {
+    for writer in writers.iter_mut() {
+        if let Some(w) = writer.take() {
+            w.abort().await.ok();
+        }
+    }
+}
+
+/// Copies the stream to every live writer with a large buffer (tokio's `copy` uses 8 KiB, too
+/// small for fast sinks). A writer that fails is aborted and its error recorded; the copy goes
+/// on for the others, and stops early once none is left. Errors returned are read errors.
+async fn copy_to_all(
     reader: &mut HashingReader<ByteStream>,
-    writer: &mut Box<dyn ObjectWriter>,
-) -> Result<(), CopyError> {
+    writers: &mut [Option<Box<dyn ObjectWriter>>],
+    outcomes: &mut [Option<CoreError>],
+    key: &str,
+    sinks: &[&dyn Sink],
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        let n = reader.read(&mut buf).await.map_err(CopyError::Read)?;
-        if n == 0 {
-            break;
+        let n = reader.read(&mut buf).await?;
+        let chunk = &buf[..n];
+        for i in 0..writers.len() {
+            let Some(writer) = writers[i].as_mut() else {
+                continue;
+            };
+            let written = if n == 0 {
+                writer.flush().await
+            } else {
+                writer.write_all(chunk).await
+            };
+            if let Err(e) = written {
+                if let Some(w) = writers[i].take() {
+                    w.abort().await.ok();
+                }
+                outcomes[i] = Some(CoreError::Write {
+                    key: key.to_owned(),
+                    destination: sinks[i].describe(),
+                    source: e,
+                });
+            }
         }
-        writer
-            .write_all(&buf[..n])
-            .await
-            .map_err(CopyError::Write)?;
+        if n == 0 || writers.iter().all(Option::is_none) {
+            return Ok(());
+        }
     }
-    writer.flush().await.map_err(CopyError::Write)
 }
 
 /// A backup opened for reading: the verified plain stream and what was checked up front.

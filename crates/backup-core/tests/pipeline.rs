@@ -459,3 +459,76 @@ async fn a_full_destination_is_reported_as_a_write_error_and_leaves_nothing() {
     assert!(err.to_string().contains("a full disk"), "{err}");
     assert!(sink.inner.list("").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn one_pass_writes_every_destination_and_each_commits_on_its_own() {
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let keyring = Keyring::new(key.clone());
+    let data = sample_data(2_000_000);
+    let good = MemorySink::new();
+    let full = FullSink {
+        inner: MemorySink::new(),
+        limit: 50_000,
+    };
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = LocalSink::new(local_dir.path()).unwrap();
+    let mut source = BytesSource {
+        data: data.clone(),
+        fail: false,
+    };
+    let results = backup_core::run_backup_to_all(
+        &mut source,
+        &[&good, &full, &local],
+        &options(Some(&key), Compression::gzip()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(results[0].result.is_ok(), "{:?}", results[0].result);
+    assert!(
+        matches!(results[1].result, Err(CoreError::Write { .. })),
+        "{:?}",
+        results[1].result
+    );
+    assert_eq!(results[1].destination, "a full disk");
+    assert!(results[2].result.is_ok(), "{:?}", results[2].result);
+    // The surviving destinations hold identical, complete, restorable backups.
+    assert_eq!(restored(&good, Some(&keyring)).await.unwrap(), data);
+    assert_eq!(restored(&local, Some(&keyring)).await.unwrap(), data);
+    let a = results[0].result.as_ref().unwrap();
+    let b = results[2].result.as_ref().unwrap();
+    assert_eq!(a.manifest.sha256, b.manifest.sha256);
+    // The failed one holds nothing.
+    assert!(full.inner.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn when_every_destination_fails_nothing_is_committed_anywhere() {
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let first = FullSink {
+        inner: MemorySink::new(),
+        limit: 10_000,
+    };
+    let second = FullSink {
+        inner: MemorySink::new(),
+        limit: 70_000,
+    };
+    let mut source = BytesSource {
+        data: sample_data(2_000_000),
+        fail: false,
+    };
+    let results = backup_core::run_backup_to_all(
+        &mut source,
+        &[&first, &second],
+        &options(Some(&key), Compression::gzip()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(results
+        .iter()
+        .all(|r| matches!(r.result, Err(CoreError::Write { .. }))));
+    assert!(first.inner.list("").await.unwrap().is_empty());
+    assert!(second.inner.list("").await.unwrap().is_empty());
+}

@@ -120,6 +120,11 @@ impl Sink for LocalSink {
         format!("local directory {}", self.root.display())
     }
 
+    async fn remove_incomplete(&self, older_than: Duration) -> Result<Vec<String>> {
+        let removed = self.remove_stale_temp_files(older_than).await?;
+        Ok(removed.iter().map(|p| p.display().to_string()).collect())
+    }
+
     async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let final_path = self.path_of(key)?;
         let (dir, file_name) = split_file_path(&final_path)?;

@@ -52,6 +52,14 @@ pub trait Sink: Debug + Send + Sync {
     /// Copies `from` to `to` (replacing `to`), atomically as a write is.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
 
+    /// Removes what interrupted writes left behind and older than `older_than` (temporary
+    /// files of a local sink, incomplete multipart uploads of S3), returning a description of
+    /// each removed item. Sinks that cannot leave anything behind keep this default.
+    async fn remove_incomplete(&self, older_than: std::time::Duration) -> Result<Vec<String>> {
+        let _ = older_than;
+        Ok(Vec::new())
+    }
+
     /// Writes a small object from memory in one call (manifests, reports).
     async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
         let mut writer = self.writer(key).await?;
