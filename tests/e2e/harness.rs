@@ -80,6 +80,7 @@ impl World {
             if k.starts_with("BACKUP_")
                 || k.starts_with("POSTGRES_")
                 || k.starts_with("PG")
+                || k.starts_with("AWS_")
                 || k == "DATABASE_URL"
             {
                 cmd.env_remove(k);

@@ -535,3 +535,112 @@ async fn sigterm_during_a_backup_stops_it_and_leaves_nothing_behind() {
     );
     assert!(w.files().is_empty(), "left behind: {:?}", w.files());
 }
+
+/// Runs `name` with the world's environment plus the S3 server's for `bucket`.
+fn run_with_s3(
+    w: &World,
+    s3: &backup_testkit::S3Server,
+    bucket: &str,
+    name: &str,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    let s3_env = s3.env(bucket);
+    let mut all: Vec<(&str, &str)> = s3_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    all.extend_from_slice(extra);
+    w.run(name, args, &all)
+}
+
+// The in-process S3 server needs a runtime thread of its own while a binary runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_backup_goes_to_local_disk_and_s3_and_restores_from_either() {
+    let w = World::new(1).await;
+    let s3 = backup_testkit::S3Server::start().await.unwrap();
+    s3.create_bucket("backups").await.unwrap();
+    let prefix = [
+        ("BACKUP_S3_PREFIX", "prod"),
+        ("BACKUP_S3_PART_SIZE", "5MiB"),
+    ];
+
+    let out = run_with_s3(&w, &s3, "backups", "backup-database", &[], &prefix);
+    assert_success(&out, "backup to local + s3");
+    let key = stdout(&out).trim().to_owned();
+    assert!(w.object_path(&key).is_file());
+    let listed = s3
+        .client()
+        .list_objects_v2()
+        .bucket("backups")
+        .prefix("prod/database/")
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert!(names.contains(&format!("prod/{key}")), "{names:?}");
+    assert!(
+        names.contains(&format!("prod/{key}.manifest.json")),
+        "{names:?}"
+    );
+
+    let out = run_with_s3(&w, &s3, "backups", "restore-database", &["--list"], &prefix);
+    assert_success(&out, "--list");
+    assert!(stdout(&out).contains("local,s3"), "{}", stdout(&out));
+
+    // From S3 explicitly, then from S3 because the local copy is damaged.
+    let out = run_with_s3(
+        &w,
+        &s3,
+        "backups",
+        "restore-database",
+        &[
+            "--latest",
+            "--from",
+            "s3",
+            "--target-db",
+            "from_s3",
+            "--create",
+        ],
+        &prefix,
+    );
+    assert_success(&out, "--from s3");
+    assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("from_s3").await);
+
+    flip_byte(&w.object_path(&key));
+    let out = run_with_s3(
+        &w,
+        &s3,
+        "backups",
+        "restore-database",
+        &["--latest", "--target-db", "fallback", "--create"],
+        &prefix,
+    );
+    assert_success(&out, "fallback to s3");
+    assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("fallback").await);
+}
+
+// The in-process S3 server needs a runtime thread of its own while a binary runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_s3_destination_still_commits_the_local_copy_and_exits_1() {
+    let w = World::new(1).await;
+    let s3 = backup_testkit::S3Server::start().await.unwrap();
+    // The bucket does not exist: every S3 request fails.
+    let out = run_with_s3(&w, &s3, "missing-bucket", "backup-database", &[], &[]);
+    assert_exit(&out, 1, "partial: local ok, s3 failed");
+    let key = stdout(&out).trim().to_owned();
+    assert!(w.object_path(&key).is_file(), "local copy committed");
+    assert!(w.object_path(&format!("{key}.manifest.json")).is_file());
+    assert!(stderr(&out).contains("s3"), "{}", stderr(&out));
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--target-db", "restored", "--create"],
+        &[],
+    );
+    assert_success(&out, "restore of the local copy");
+}

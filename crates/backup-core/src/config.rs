@@ -30,12 +30,33 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "TOML config file (flat table of these names in lower case)",
     ),
     ("BACKUP_LOCAL_DIR", "local backup directory (a destination)"),
-    (
-        "BACKUP_S3_BUCKET",
-        "S3 bucket (a destination; S3 support arrives in a later release)",
-    ),
+    ("BACKUP_S3_BUCKET", "S3 bucket (a destination)"),
     ("BACKUP_S3_PREFIX", "key prefix inside the bucket"),
-    ("BACKUP_S3_ENDPOINT", "S3-compatible endpoint URL"),
+    (
+        "BACKUP_S3_ENDPOINT",
+        "S3-compatible endpoint URL (MinIO, Ceph, SeaweedFS, R2)",
+    ),
+    (
+        "BACKUP_S3_FORCE_PATH_STYLE",
+        "true for path-style requests (most S3-compatible servers)",
+    ),
+    (
+        "BACKUP_S3_SSE",
+        "server-side encryption: AES256 (default), aws:kms or none",
+    ),
+    ("BACKUP_S3_KMS_KEY_ID", "KMS key for BACKUP_S3_SSE=aws:kms"),
+    (
+        "BACKUP_S3_STORAGE_CLASS",
+        "storage class, e.g. INTELLIGENT_TIERING (default STANDARD)",
+    ),
+    (
+        "BACKUP_S3_PART_SIZE",
+        "multipart part size, at least 5MiB (default 8MiB)",
+    ),
+    (
+        "BACKUP_S3_CONCURRENCY",
+        "multipart parts uploaded at once (default 4)",
+    ),
     (
         "BACKUP_ENCRYPTION_KEY_FILE",
         "key file, first line is the passphrase (default /etc/backup/encryption.key)",

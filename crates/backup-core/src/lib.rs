@@ -33,8 +33,8 @@ pub use hashing::{
 pub use manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION};
 pub use naming::{manifest_key_for, BackupKind, BackupName, MANIFEST_SUFFIX, TIMESTAMP_FORMAT};
 pub use pipeline::{
-    open_backup, restore_backup, run_backup, run_backup_to_all, BackupOptions, BackupReport,
-    DestinationResult, OpenedBackup, TOOL_NAME,
+    open_backup, restore_backup, run_backup, run_backup_to_all, stored_intact, BackupOptions,
+    BackupReport, DestinationResult, OpenedBackup, TOOL_NAME,
 };
 pub use retention::{list_dated, Dated, PruneOutcome, PrunePlan, RetentionPolicy};
 pub use source::{BoxError, ByteStream, RestoreSummary, RestoreTarget, Source, SourceFacts};

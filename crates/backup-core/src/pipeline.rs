@@ -528,6 +528,22 @@ pub async fn restore_backup(
     })
 }
 
+/// Whether `entry` is intact in `sink`: for a complete backup, the stored bytes match its
+/// manifest's size and SHA-256 (the manifest's HMAC is checked by the restore itself); a
+/// legacy backup only has to be there. Used to choose among destinations that hold a copy.
+pub async fn stored_intact(sink: &dyn Sink, entry: &BackupEntry) -> Result<bool> {
+    match &entry.manifest {
+        Some(manifest) => Ok(stored_mismatch(sink, &entry.key, &manifest.stored_digest())
+            .await?
+            .is_none()),
+        None => match sink.head(&entry.key).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 /// Reads `key` to the end and describes how it differs from `expected`, if it does.
 async fn stored_mismatch(
     sink: &dyn Sink,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use backup_core::{ProgressFn, Settings};
 use backup_crypto::{EncryptionKey, Keyring};
-use backup_storage::LocalSink;
+use backup_storage::{LocalSink, S3Config, S3Sink, Sink};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -100,22 +100,44 @@ impl CommonArgs {
     }
 }
 
-/// The local sink from the configured destination; exit 3 when none is configured.
-pub fn local_sink(settings: &Settings, must_exist: bool) -> Result<LocalSink, CliError> {
-    let destinations = settings.destinations().map_err(CliError::usage)?;
-    let Some(dir) = destinations.local_dir else {
-        return Err(CliError::usage(anyhow::anyhow!(
-            "BACKUP_S3_BUCKET is set but S3 storage is not supported by this release yet; \
-             set BACKUP_LOCAL_DIR (or --local-dir) to a local backup directory"
-        )));
-    };
-    if must_exist && !dir.is_dir() {
-        return Err(CliError::failure(anyhow::anyhow!(
-            "backup directory {} does not exist; check BACKUP_LOCAL_DIR / --local-dir",
-            dir.display()
-        )));
+/// One configured destination.
+pub struct Destination {
+    /// `local` or `s3`, as `--from` names them.
+    pub name: &'static str,
+    /// The sink.
+    pub sink: Box<dyn Sink>,
+}
+
+/// The configured destinations, local first; exit 3 when none is configured or one is
+/// misconfigured. With `must_exist`, a local directory that does not exist is a failure
+/// (exit 2: there is nothing to read), otherwise it is created.
+pub async fn open_destinations(
+    settings: &Settings,
+    must_exist: bool,
+) -> Result<Vec<Destination>, CliError> {
+    let configured = settings.destinations().map_err(CliError::usage)?;
+    let mut destinations = Vec::new();
+    if let Some(dir) = configured.local_dir {
+        if must_exist && !dir.is_dir() {
+            return Err(CliError::failure(anyhow::anyhow!(
+                "backup directory {} does not exist; check BACKUP_LOCAL_DIR / --local-dir",
+                dir.display()
+            )));
+        }
+        let sink = LocalSink::new(&dir).map_err(CliError::failure)?;
+        destinations.push(Destination {
+            name: "local",
+            sink: Box::new(sink),
+        });
     }
-    LocalSink::new(&dir).map_err(CliError::failure)
+    if let Some(config) = S3Config::from_lookup(&settings.lookup()).map_err(CliError::usage)? {
+        let sink = S3Sink::new(config).await.map_err(CliError::usage)?;
+        destinations.push(Destination {
+            name: "s3",
+            sink: Box::new(sink),
+        });
+    }
+    Ok(destinations)
 }
 
 /// Loads the current key from the configured key file (exit 3 when missing, empty or too

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::{run_backup, BackupOptions};
+use backup_core::{run_backup_to_all, BackupOptions};
 use backup_sources::postgres::{DumpFormat, PgConnection, PostgresSource};
+use backup_storage::Sink;
 use clap::{Parser, ValueEnum};
 
 use crate::common::{self, CommonArgs};
@@ -56,7 +57,11 @@ Output: DIR/database/PREFIX_backup_YYYYMMDD_HHMMSS.sql.gz.enc (UTC) and, written
 DIR/database/PREFIX_backup_YYYYMMDD_HHMMSS.sql.gz.enc.manifest.json. The object name is printed
 on stdout. A failed backup leaves nothing under either name.
 
-Exit codes: 0 success, 2 backup failed, 3 usage or configuration error.
+Destinations: BACKUP_LOCAL_DIR and/or BACKUP_S3_BUCKET; with both, one pass writes both and
+each commits on its own.
+
+Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup failed,
+3 usage or configuration error.
 
 Examples:
   # Nightly backup as the old script made it
@@ -93,7 +98,7 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
         }
     }
     let settings = args.common.settings(extra)?;
-    let sink = common::local_sink(&settings, false)?;
+    let destinations = common::open_destinations(&settings, false).await?;
     let key = common::load_key(&settings)?;
     let options = BackupOptions {
         name_prefix: settings.name_prefix().map_err(CliError::usage)?,
@@ -109,18 +114,23 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
         FormatArg::Plain => DumpFormat::Plain,
         FormatArg::Custom => DumpFormat::Custom,
     };
+    let sinks: Vec<&dyn Sink> = destinations.iter().map(|d| d.sink.as_ref()).collect();
     tracing::info!(
         "backing up database {} on {}:{} to {}",
         connection.dbname(),
         connection.host(),
         connection.port(),
-        backup_storage::Sink::describe(&sink)
+        sinks
+            .iter()
+            .map(|s| s.describe())
+            .collect::<Vec<_>>()
+            .join(" and ")
     );
     let mut source = PostgresSource::new(connection, format);
     let progress = args.common.progress(None, "pg_dump");
-    let report = run_backup(
+    let results = run_backup_to_all(
         &mut source,
-        &sink,
+        &sinks,
         &options,
         progress.as_ref().map(|(_, f)| f.clone()),
     )
@@ -128,27 +138,70 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
     if let Some((bar, _)) = progress {
         bar.finish_and_clear();
     }
-    let report = report.map_err(CliError::failure)?;
-    let m = &report.manifest;
-    tracing::info!(
-        "backup complete: {} ({} from {} of dump, {:.1}s, key id {})",
-        report.key,
-        common::human_bytes(m.stored_bytes),
-        common::human_bytes(m.raw_bytes),
-        report.elapsed.as_secs_f64(),
-        m.key_id().unwrap_or("-")
-    );
+    let results = results.map_err(CliError::failure)?;
+
+    let mut committed = None;
+    let mut failures = Vec::new();
+    for (destination, outcome) in destinations.iter().zip(&results) {
+        match &outcome.result {
+            Ok(report) => {
+                let m = &report.manifest;
+                tracing::info!(
+                    "backup complete on {}: {} ({} from {} of dump, {:.1}s, key id {})",
+                    outcome.destination,
+                    report.key,
+                    common::human_bytes(m.stored_bytes),
+                    common::human_bytes(m.raw_bytes),
+                    report.elapsed.as_secs_f64(),
+                    m.key_id().unwrap_or("-")
+                );
+                committed.get_or_insert(report);
+            }
+            Err(e) => {
+                tracing::error!("backup failed on {}: {e}", outcome.destination);
+                failures.push(format!(
+                    "{} ({}): {e}",
+                    destination.name, outcome.destination
+                ));
+            }
+        }
+    }
     if args.json {
+        let per_destination: Vec<serde_json::Value> = destinations
+            .iter()
+            .zip(&results)
+            .map(|(d, r)| {
+                serde_json::json!({
+                    "destination": d.name,
+                    "description": r.destination,
+                    "ok": r.result.is_ok(),
+                    "error": r.result.as_ref().err().map(|e| e.to_string()),
+                })
+            })
+            .collect();
         let json = serde_json::json!({
-            "object": report.key,
-            "manifest_object": report.manifest_key,
-            "destination": backup_storage::Sink::describe(&sink),
-            "elapsed_seconds": report.elapsed.as_secs_f64(),
-            "manifest": report.manifest,
+            "object": committed.map(|r| r.key.clone()),
+            "manifest_object": committed.map(|r| r.manifest_key.clone()),
+            "destinations": per_destination,
+            "elapsed_seconds": committed.map(|r| r.elapsed.as_secs_f64()),
+            "manifest": committed.map(|r| &r.manifest),
         });
         println!("{json:#}");
-    } else {
+    } else if let Some(report) = committed {
         println!("{}", report.key);
     }
-    Ok(ExitStatus::Success)
+    match (committed, failures.is_empty()) {
+        (Some(_), true) => Ok(ExitStatus::Success),
+        (Some(_), false) => {
+            eprintln!(
+                "error: backup stored on some destinations only; failed on {}",
+                failures.join("; ")
+            );
+            Ok(ExitStatus::Partial)
+        }
+        (None, _) => Err(CliError::failure(anyhow::anyhow!(
+            "backup failed on every destination: {}",
+            failures.join("; ")
+        ))),
+    }
 }

@@ -8,6 +8,7 @@
 pub mod common;
 pub mod database;
 pub mod exit;
+pub mod prune;
 pub mod restore;
 
 pub use exit::{CliError, ExitStatus};

@@ -60,20 +60,6 @@ fn no_destination_exits_3_saying_what_to_set() {
 }
 
 #[test]
-fn s3_only_configuration_exits_3_until_s3_is_supported() {
-    let out = bin("backup-database")
-        .env("BACKUP_S3_BUCKET", "backups")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains("S3") && err.contains("BACKUP_LOCAL_DIR"),
-        "{err}"
-    );
-}
-
-#[test]
 fn a_bad_config_file_exits_3_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.toml");

@@ -45,6 +45,19 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// A request to an S3 (or S3-compatible) server failed.
+    #[error("S3 {op} of {target} failed: {message}")]
+    S3 {
+        /// The S3 operation (`PutObject`, `UploadPart`, ...).
+        op: &'static str,
+        /// The object or bucket concerned, e.g. `s3://bucket/prefix/key`.
+        target: String,
+        /// What the server or the SDK said, followed by what to check.
+        message: String,
+    },
+    /// The sink's configuration is invalid (a bad environment variable, for example).
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
 }
 
 impl StorageError {

@@ -1,0 +1,705 @@
+//! Retention: which backups to keep, which to delete, and deleting them safely.
+//!
+//! Pruning is two steps. [`plan`] is pure: given the entries of one kind (or of one prefix of
+//! dated objects), a [`RetentionPolicy`] and the current time, it decides for every entry
+//! whether to keep or delete it and records the rule(s) that decided ([`Reason`]). [`apply`]
+//! carries out a plan's deletions against a [`Sink`]. A dry run is a plan that is printed and
+//! never applied.
+//!
+//! # Rules
+//!
+//! Time is UTC and an entry's time is the timestamp in its name ([`BackupName::timestamp`](crate::BackupName::timestamp) for
+//! backups, [`timestamp_in_name`] for other dated objects). An entry is kept when **any** rule
+//! keeps it, and deleted only when none does:
+//!
+//! - **within N days** ([`RetentionPolicy::within_days`], `BACKUP_RETENTION_DAYS`, default 30):
+//!   keeps every entry whose time is later than `now - N days` (strictly: an entry exactly N
+//!   days old is not within). `0` keeps nothing by age.
+//! - **keep-last N**: keeps the N newest entries.
+//! - **keep-daily N**: for each of the N most recent UTC days that have entries, keeps the
+//!   newest entry of that day. Days without entries do not count, so with backups missing for a
+//!   week, `keep-daily 7` still keeps 7 backups (as restic's `forget --keep-daily`).
+//! - **keep-weekly N**: the same per ISO 8601 week (Monday to Sunday, UTC; the week-based year,
+//!   so 2024-12-30 is in week 1 of 2025).
+//! - **keep-monthly N**: the same per calendar month (UTC).
+//!
+//! The rules are counted over the entries that are whole backups: complete (with a manifest)
+//! and legacy (no manifest, made by the old scripts: still restorable). On top of the rules:
+//!
+//! - The **newest complete backup is always kept**, whatever the policy (even with 0 days and
+//!   no keep rule). When there is no complete backup, the newest legacy one is kept instead.
+//! - **Damaged** entries (a manifest that cannot be read) are never deleted automatically: they
+//!   are kept and reported ("damaged, inspect by hand") and are not counted by any rule.
+//!
+//! # Crash safety
+//!
+//! [`apply`] deletes a backup's manifest before the object. A crash (or a failed delete)
+//! between the two leaves an object without a manifest, which the catalog lists as `legacy`: a
+//! whole backup that is still restorable and that the next prune deletes. It never leaves a
+//! manifest that vouches for a missing or partial object.
+//!
+//! Run pruning after the backups of a kind, not concurrently with one: a backup whose object
+//! is stored but whose manifest is not yet written looks like a legacy backup.
+
+use std::fmt;
+
+use backup_storage::{Sink, StorageError};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::catalog::{BackupEntry, BackupStatus};
+use crate::config::{Settings, DEFAULT_RETENTION_DAYS};
+use crate::error::{CoreError, Result};
+use crate::naming::{manifest_key_for, MANIFEST_SUFFIX};
+
+/// How long interrupted writes (local temporary files, incomplete multipart uploads) may sit
+/// before pruning removes them with [`Sink::remove_incomplete`]: 24 hours, far longer than any
+/// backup takes, so a write in progress is never touched.
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// What to keep. A backup kept by any rule stays; see the [module docs](self) for the exact
+/// meaning of each rule.
+///
+/// [`Default`] is the tool's default policy: 30 days ([`DEFAULT_RETENTION_DAYS`]), no keep
+/// rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionPolicy {
+    /// Keep entries newer than this many days (`BACKUP_RETENTION_DAYS`). `None`: no age rule.
+    pub within_days: Option<u32>,
+    /// Keep the N newest entries.
+    pub keep_last: Option<u32>,
+    /// Keep the newest entry of each of the N most recent UTC days that have entries.
+    pub keep_daily: Option<u32>,
+    /// Keep the newest entry of each of the N most recent ISO weeks that have entries.
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest entry of each of the N most recent calendar months that have entries.
+    pub keep_monthly: Option<u32>,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self::within_days(DEFAULT_RETENTION_DAYS)
+    }
+}
+
+impl RetentionPolicy {
+    /// Only the age rule: keep what is newer than `days` days (plus the newest complete backup).
+    pub fn within_days(days: u32) -> Self {
+        Self {
+            within_days: Some(days),
+            keep_last: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+        }
+    }
+
+    /// The age rule from `BACKUP_RETENTION_DAYS` (default 30); the keep rules are unset (they
+    /// come from command-line flags).
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        Ok(Self::within_days(settings.retention_days()?))
+    }
+}
+
+impl fmt::Display for RetentionPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(days) = self.within_days {
+            parts.push(format!("within {days} days"));
+        }
+        for (name, value) in [
+            ("keep-last", self.keep_last),
+            ("keep-daily", self.keep_daily),
+            ("keep-weekly", self.keep_weekly),
+            ("keep-monthly", self.keep_monthly),
+        ] {
+            if let Some(n) = value {
+                parts.push(format!("{name} {n}"));
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("no rules (only the newest complete backup is kept)")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+/// One object retention decides about: a backup, or a dated object such as a run report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dated {
+    /// The object key.
+    pub key: String,
+    /// The time in its name (UTC).
+    #[serde(rename = "time")]
+    pub timestamp: DateTime<Utc>,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Completeness. Dated objects listed by [`list_dated`] are whole objects and count as
+    /// complete.
+    #[serde(flatten)]
+    pub status: BackupStatus,
+    /// The manifest to delete before the object, when there is one.
+    pub manifest_key: Option<String>,
+}
+
+impl Dated {
+    /// The file name without the folder.
+    pub fn file_name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or(&self.key)
+    }
+}
+
+impl From<&BackupEntry> for Dated {
+    fn from(entry: &BackupEntry) -> Self {
+        let manifest_key = match entry.status {
+            BackupStatus::Legacy => None,
+            BackupStatus::Complete | BackupStatus::Damaged(_) => Some(manifest_key_for(&entry.key)),
+        };
+        Self {
+            key: entry.key.clone(),
+            timestamp: entry.timestamp(),
+            size: entry.size,
+            status: entry.status.clone(),
+            manifest_key,
+        }
+    }
+}
+
+/// Anything [`plan`] can decide about: [`BackupEntry`] (from
+/// [`list_backups`](crate::list_backups)) and [`Dated`] (from [`list_dated`]).
+pub trait AsDated {
+    /// This entry as a [`Dated`].
+    fn to_dated(&self) -> Dated;
+}
+
+impl AsDated for BackupEntry {
+    fn to_dated(&self) -> Dated {
+        Dated::from(self)
+    }
+}
+
+impl AsDated for Dated {
+    fn to_dated(&self) -> Dated {
+        self.clone()
+    }
+}
+
+/// Keep or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The entry stays.
+    Keep,
+    /// The entry is deleted (manifest first, then object).
+    Delete,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Keep => "keep",
+            Self::Delete => "delete",
+        })
+    }
+}
+
+/// Why an entry is kept or deleted. Ranks count from 1 (`daily #1` is the newest day).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Kept: the newest complete backup, kept whatever the policy says.
+    NewestComplete,
+    /// Kept: there is no complete backup and this is the newest legacy one.
+    NewestLegacy,
+    /// Kept: its manifest is unreadable; never deleted automatically.
+    Damaged {
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Kept: newer than `now - days`.
+    WithinDays {
+        /// The policy's days.
+        days: u32,
+    },
+    /// Kept by keep-last: the `rank`-th newest entry.
+    Last {
+        /// 1 for the newest.
+        rank: u32,
+    },
+    /// Kept by keep-daily: the newest entry of the `rank`-th most recent day with entries.
+    Daily {
+        /// 1 for the most recent day.
+        rank: u32,
+    },
+    /// Kept by keep-weekly: the newest entry of the `rank`-th most recent ISO week.
+    Weekly {
+        /// 1 for the most recent week.
+        rank: u32,
+    },
+    /// Kept by keep-monthly: the newest entry of the `rank`-th most recent month.
+    Monthly {
+        /// 1 for the most recent month.
+        rank: u32,
+    },
+    /// Deleted: no rule keeps it.
+    Expired {
+        /// The policy's age limit, if it has one.
+        within_days: Option<u32>,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NewestComplete => f.write_str("newest complete backup"),
+            Self::NewestLegacy => f.write_str("newest backup (none is complete)"),
+            Self::Damaged { detail } => write!(f, "damaged, inspect by hand ({detail})"),
+            Self::WithinDays { days } => write!(f, "within {days} days"),
+            Self::Last { rank } => write!(f, "last #{rank}"),
+            Self::Daily { rank } => write!(f, "daily #{rank}"),
+            Self::Weekly { rank } => write!(f, "weekly #{rank}"),
+            Self::Monthly { rank } => write!(f, "monthly #{rank}"),
+            Self::Expired {
+                within_days: Some(days),
+            } => write!(f, "older than {days} days and kept by no rule"),
+            Self::Expired { within_days: None } => f.write_str("kept by no rule"),
+        }
+    }
+}
+
+/// The decision about one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The entry.
+    pub entry: Dated,
+    /// Keep or delete.
+    pub action: Action,
+    /// Every rule that keeps it, or the reason it is deleted.
+    pub reasons: Vec<Reason>,
+}
+
+impl fmt::Display for Decision {
+    /// `keep: newest complete backup, within 30 days` or
+    /// `delete: older than 30 days and kept by no rule`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.action)?;
+        for (i, reason) in self.reasons.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`plan`] decided, for every entry, in the order the entries were given (oldest first
+/// when they come from [`list_backups`](crate::list_backups) or [`list_dated`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrunePlan {
+    policy: RetentionPolicy,
+    now: DateTime<Utc>,
+    decisions: Vec<Decision>,
+}
+
+impl PrunePlan {
+    /// The policy the plan follows.
+    pub fn policy(&self) -> &RetentionPolicy {
+        &self.policy
+    }
+
+    /// The time the plan was made for.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// Every decision.
+    pub fn decisions(&self) -> &[Decision] {
+        &self.decisions
+    }
+
+    /// The entries to delete.
+    pub fn to_delete(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| d.action == Action::Delete)
+    }
+
+    /// The entries to keep.
+    pub fn to_keep(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| d.action == Action::Keep)
+    }
+
+    /// The entry kept by the newest-backup guarantee, if there is any whole backup.
+    pub fn guaranteed(&self) -> Option<&Decision> {
+        self.decisions.iter().find(|d| {
+            d.reasons
+                .iter()
+                .any(|r| matches!(r, Reason::NewestComplete | Reason::NewestLegacy))
+        })
+    }
+}
+
+/// Decides, for each of `entries`, whether `policy` keeps it at time `now`. Pure: reads
+/// nothing, deletes nothing. See the [module docs](self) for the rules.
+pub fn plan<E: AsDated>(entries: &[E], policy: &RetentionPolicy, now: DateTime<Utc>) -> PrunePlan {
+    let dated: Vec<Dated> = entries.iter().map(AsDated::to_dated).collect();
+    let mut reasons: Vec<Vec<Reason>> = vec![Vec::new(); dated.len()];
+
+    // Newest first; equal times ordered by key so the plan does not depend on input order.
+    let mut newest_first: Vec<usize> = (0..dated.len()).collect();
+    newest_first.sort_by(|&a, &b| {
+        dated[b]
+            .timestamp
+            .cmp(&dated[a].timestamp)
+            .then_with(|| dated[b].key.cmp(&dated[a].key))
+    });
+
+    for (i, entry) in dated.iter().enumerate() {
+        if let BackupStatus::Damaged(detail) = &entry.status {
+            reasons[i].push(Reason::Damaged {
+                detail: detail.clone(),
+            });
+        }
+    }
+
+    let newest_with = |status: &BackupStatus| {
+        newest_first
+            .iter()
+            .copied()
+            .find(|&i| dated[i].status == *status)
+    };
+    if let Some(i) = newest_with(&BackupStatus::Complete) {
+        reasons[i].push(Reason::NewestComplete);
+    } else if let Some(i) = newest_with(&BackupStatus::Legacy) {
+        reasons[i].push(Reason::NewestLegacy);
+    }
+
+    // The rules count whole backups only: damaged entries are kept anyway and never count.
+    let candidates: Vec<usize> = newest_first
+        .iter()
+        .copied()
+        .filter(|&i| !matches!(dated[i].status, BackupStatus::Damaged(_)))
+        .collect();
+
+    if let Some(days) = policy.within_days {
+        // A cutoff before the earliest representable time keeps everything.
+        let cutoff = TimeDelta::try_days(i64::from(days)).and_then(|d| now.checked_sub_signed(d));
+        for &i in &candidates {
+            if cutoff.is_none_or(|c| dated[i].timestamp > c) {
+                reasons[i].push(Reason::WithinDays { days });
+            }
+        }
+    }
+    if let Some(n) = policy.keep_last {
+        for (rank, &i) in (1..=n).zip(&candidates) {
+            reasons[i].push(Reason::Last { rank });
+        }
+    }
+    keep_per_period(&dated, &candidates, &mut reasons, policy.keep_daily, |t| {
+        Period::Day(t.date_naive())
+    });
+    keep_per_period(&dated, &candidates, &mut reasons, policy.keep_weekly, |t| {
+        let week = t.iso_week();
+        Period::Week(week.year(), week.week())
+    });
+    keep_per_period(
+        &dated,
+        &candidates,
+        &mut reasons,
+        policy.keep_monthly,
+        |t| Period::Month(t.year(), t.month()),
+    );
+
+    let decisions = dated
+        .into_iter()
+        .zip(reasons)
+        .map(|(entry, mut reasons)| {
+            reasons.sort_by_key(reason_order);
+            if reasons.is_empty() {
+                Decision {
+                    entry,
+                    action: Action::Delete,
+                    reasons: vec![Reason::Expired {
+                        within_days: policy.within_days,
+                    }],
+                }
+            } else {
+                Decision {
+                    entry,
+                    action: Action::Keep,
+                    reasons,
+                }
+            }
+        })
+        .collect();
+    PrunePlan {
+        policy: policy.clone(),
+        now,
+        decisions,
+    }
+}
+
+/// A day, ISO week or month: the buckets of the keep-daily/weekly/monthly rules.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Period {
+    Day(NaiveDate),
+    Week(i32, u32),
+    Month(i32, u32),
+}
+
+/// Keeps the newest entry of each of the `count` most recent periods that have entries.
+/// `candidates` are newest first, so each period's entries are consecutive and its first is
+/// its newest.
+fn keep_per_period(
+    dated: &[Dated],
+    candidates: &[usize],
+    reasons: &mut [Vec<Reason>],
+    count: Option<u32>,
+    period_of: impl Fn(DateTime<Utc>) -> Period,
+) {
+    let Some(count) = count else { return };
+    let mut rank = 0;
+    let mut current = None;
+    for &i in candidates {
+        if rank >= count {
+            break;
+        }
+        let period = period_of(dated[i].timestamp);
+        if current == Some(period) {
+            continue;
+        }
+        current = Some(period);
+        rank += 1;
+        reasons[i].push(match period {
+            Period::Day(_) => Reason::Daily { rank },
+            Period::Week(..) => Reason::Weekly { rank },
+            Period::Month(..) => Reason::Monthly { rank },
+        });
+    }
+}
+
+fn reason_order(reason: &Reason) -> u8 {
+    match reason {
+        Reason::Damaged { .. } => 0,
+        Reason::NewestComplete | Reason::NewestLegacy => 1,
+        Reason::WithinDays { .. } => 2,
+        Reason::Last { .. } => 3,
+        Reason::Daily { .. } => 4,
+        Reason::Weekly { .. } => 5,
+        Reason::Monthly { .. } => 6,
+        Reason::Expired { .. } => 7,
+    }
+}
+
+/// A deletion that did not happen (or happened only half).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeleteFailure {
+    /// The entry.
+    pub entry: Dated,
+    /// Whether its manifest was deleted before the object's delete failed: the object is then
+    /// a legacy backup (whole, restorable, listed), deleted by the next prune.
+    pub manifest_deleted: bool,
+    /// The storage error.
+    pub error: String,
+}
+
+impl fmt::Display for DeleteFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not delete {}: {}", self.entry.key, self.error)?;
+        if self.manifest_deleted {
+            f.write_str(
+                " (its manifest was deleted: the object remains as a legacy backup, still \
+                 restorable; the next prune deletes it)",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PruneOutcome {
+    /// Entries deleted completely (manifest and object), oldest first.
+    pub deleted: Vec<Dated>,
+    /// Entries that could not be deleted (completely).
+    pub failed: Vec<DeleteFailure>,
+}
+
+/// Deletes what `plan` says to delete from `sink`, oldest first: for each entry its manifest,
+/// then (only if that succeeded) its object. A failed delete does not stop the others; it is
+/// reported in [`PruneOutcome::failed`].
+///
+/// Before deleting anything it checks that the entry the plan keeps as the newest backup
+/// ([`PrunePlan::guaranteed`]) is still in `sink`, so a plan made for another destination or
+/// from an out-of-date listing deletes nothing: that is the only error, besides a storage error
+/// from that check.
+pub async fn apply(sink: &dyn Sink, plan: &PrunePlan) -> Result<PruneOutcome> {
+    let mut outcome = PruneOutcome::default();
+    let doomed: Vec<&Decision> = plan.to_delete().collect();
+    if doomed.is_empty() {
+        return Ok(outcome);
+    }
+    if let Some(kept) = plan.guaranteed() {
+        let entry = &kept.entry;
+        let mut keys = vec![entry.key.as_str()];
+        keys.extend(entry.manifest_key.as_deref());
+        for key in keys {
+            match sink.head(key).await {
+                Ok(_) => {}
+                Err(StorageError::NotFound { .. }) => {
+                    return Err(CoreError::NoMatch(format!(
+                        "refusing to prune {}: {key}, which the plan keeps as the newest backup, \
+                         is not there (the plan was made for another destination or from an \
+                         out-of-date listing); nothing was deleted, list again and retry",
+                        sink.describe()
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for decision in doomed {
+        let entry = &decision.entry;
+        if let Some(manifest_key) = &entry.manifest_key {
+            if let Err(e) = sink.delete(manifest_key).await {
+                tracing::warn!("could not delete manifest {manifest_key}: {e}");
+                outcome.failed.push(DeleteFailure {
+                    entry: entry.clone(),
+                    manifest_deleted: false,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        }
+        match sink.delete(&entry.key).await {
+            Ok(()) => {
+                tracing::info!("deleted {} ({decision})", entry.key);
+                outcome.deleted.push(entry.clone());
+            }
+            Err(e) => {
+                tracing::warn!("could not delete {}: {e}", entry.key);
+                outcome.failed.push(DeleteFailure {
+                    entry: entry.clone(),
+                    manifest_deleted: entry.manifest_key.is_some(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// The first `YYYYMMDD_HHMMSS` timestamp (UTC) in the file-name part of `key` that is not part
+/// of a longer run of digits, e.g. 2024-01-15 02:00:00 for
+/// `logs/orchestration/backup_20240115_020000.log`.
+pub fn timestamp_in_name(key: &str) -> Option<DateTime<Utc>> {
+    const LEN: usize = 15;
+    let name = key.rsplit('/').next().unwrap_or(key).as_bytes();
+    if name.len() < LEN {
+        return None;
+    }
+    (0..=name.len() - LEN).find_map(|start| {
+        let window = &name[start..start + LEN];
+        let shaped = window.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'_',
+            _ => b.is_ascii_digit(),
+        });
+        let bounded = (start == 0 || !name[start - 1].is_ascii_digit())
+            && name.get(start + LEN).is_none_or(|b| !b.is_ascii_digit());
+        if !shaped || !bounded {
+            return None;
+        }
+        let text = std::str::from_utf8(window).ok()?;
+        let naive = NaiveDateTime::parse_from_str(text, crate::naming::TIMESTAMP_FORMAT).ok()?;
+        Some(Utc.from_utc_datetime(&naive))
+    })
+}
+
+/// Lists the dated objects under `prefix` (recursively), oldest first: every object whose file
+/// name has a `YYYYMMDD_HHMMSS` timestamp ([`timestamp_in_name`]), such as run reports under
+/// `reports/orchestration/` and run logs `logs/orchestration/backup_YYYYMMDD_HHMMSS.log`.
+///
+/// Objects without a timestamp are not listed (so never pruned). They are whole objects
+/// (written atomically) and count as complete. A `NAME.manifest.json` beside an object is not
+/// an entry of its own: it is deleted before its object.
+pub async fn list_dated(sink: &dyn Sink, prefix: &str) -> Result<Vec<Dated>> {
+    let objects = sink.list(prefix).await?;
+    let keys: std::collections::BTreeSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    let mut entries: Vec<Dated> = objects
+        .iter()
+        .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX))
+        .filter_map(|o| {
+            let timestamp = timestamp_in_name(&o.key)?;
+            let manifest_key = manifest_key_for(&o.key);
+            Some(Dated {
+                key: o.key.clone(),
+                timestamp,
+                size: o.size,
+                status: BackupStatus::Complete,
+                manifest_key: keys.contains(manifest_key.as_str()).then_some(manifest_key),
+            })
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        a.timestamp
+            .cmp(&b.timestamp)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        Utc.from_utc_datetime(&NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap())
+    }
+
+    #[test]
+    fn timestamps_are_found_in_names() {
+        assert_eq!(
+            timestamp_in_name("logs/orchestration/backup_20240115_020000.log"),
+            Some(t("2024-01-15 02:00:00"))
+        );
+        assert_eq!(
+            timestamp_in_name("reports/orchestration/20240115_020000_report.json"),
+            Some(t("2024-01-15 02:00:00"))
+        );
+        assert_eq!(
+            timestamp_in_name("x/run-123_20240229_235959"),
+            Some(t("2024-02-29 23:59:59"))
+        );
+        for none in [
+            "reports/orchestration/latest.json",
+            "reports/20240115_020000/summary.json",
+            "x/120240115_020000.log",
+            "x/20240115_0200001.log",
+            "x/20241315_020000.log",
+            "x/2024011_020000.log",
+            "",
+        ] {
+            assert_eq!(timestamp_in_name(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn policy_describes_itself() {
+        assert_eq!(RetentionPolicy::default().to_string(), "within 30 days");
+        let p = RetentionPolicy {
+            within_days: None,
+            keep_last: Some(2),
+            keep_daily: None,
+            keep_weekly: Some(4),
+            keep_monthly: None,
+        };
+        assert_eq!(p.to_string(), "keep-last 2, keep-weekly 4");
+        let none = RetentionPolicy {
+            keep_last: None,
+            keep_weekly: None,
+            ..p
+        };
+        assert!(none.to_string().starts_with("no rules"), "{none}");
+    }
+}

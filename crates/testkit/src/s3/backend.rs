@@ -1,0 +1,378 @@
+//! The S3 implementation behind [`S3Server`](super::S3Server): `s3s-fs`, with the gaps that
+//! matter to the backup tool filled in so it behaves like S3.
+//!
+//! - `ListMultipartUploads` (missing in s3s-fs) is implemented here from a table of the
+//!   uploads this server started and that were neither completed nor aborted.
+//! - Unknown upload ids get `NoSuchUpload`, as on S3 (s3s-fs says `AccessDenied`).
+//! - s3s-fs stores objects as files, so an object `a/b` makes a directory `a`; a `GET` or
+//!   `HEAD` of `a` is `NoSuchKey` here (s3s-fs would open the directory), and deleting `a`
+//!   deletes nothing and succeeds, as on S3.
+//! - Writes into a bucket that does not exist fail with `NoSuchBucket` (s3s-fs would create
+//!   its directory).
+//! - `GetObject` honours `If-Match` (s3s-fs ignores it): `412 PreconditionFailed` when the ETag
+//!   differs.
+//! - s3s-fs accepts only the storage classes `STANDARD` and `REDUCED_REDUNDANCY` on
+//!   `PutObject` (and stores none); other classes S3 accepts, such as `INTELLIGENT_TIERING`,
+//!   are dropped before s3s-fs sees them. The request log still shows the header as sent.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use s3s::dto::{
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CompleteMultipartUploadInput,
+    CompleteMultipartUploadOutput, CopyObjectInput, CopyObjectOutput, CreateBucketInput,
+    CreateBucketOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput, DeleteBucketInput,
+    DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput, DeleteObjectsInput,
+    DeleteObjectsOutput, DeletedObject, ETagCondition, GetBucketLocationInput,
+    GetBucketLocationOutput, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput,
+    HeadObjectInput, HeadObjectOutput, ListBucketsInput, ListBucketsOutput,
+    ListMultipartUploadsInput, ListMultipartUploadsOutput, ListObjectsInput, ListObjectsOutput,
+    ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput, MultipartUpload,
+    PutObjectInput, PutObjectOutput, Timestamp, UploadPartCopyInput, UploadPartCopyOutput,
+    UploadPartInput, UploadPartOutput,
+};
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use s3s_fs::FileSystem;
+
+/// Storage classes s3s-fs accepts on `PutObject`.
+const FS_STORAGE_CLASSES: &[&str] = &["STANDARD", "REDUCED_REDUNDANCY"];
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone)]
+struct Upload {
+    bucket: String,
+    key: String,
+    initiated: SystemTime,
+}
+
+/// `s3s-fs` plus the emulation described in the module documentation.
+pub(super) struct Backend {
+    fs: FileSystem,
+    /// The directory s3s-fs stores buckets in (canonical).
+    root: PathBuf,
+    /// Upload id -> upload.
+    uploads: Mutex<BTreeMap<String, Upload>>,
+}
+
+impl Backend {
+    pub(super) fn new(root: &Path) -> anyhow::Result<Self> {
+        let root = root.canonicalize()?;
+        let fs = FileSystem::new(&root).map_err(|error| anyhow::anyhow!("s3s-fs: {error:?}"))?;
+        Ok(Self {
+            fs,
+            root,
+            uploads: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn uploads(&self) -> MutexGuard<'_, BTreeMap<String, Upload>> {
+        self.uploads.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `key` in `bucket` is a directory of s3s-fs (a "folder", not an object).
+    fn is_directory(&self, bucket: &str, key: &str) -> bool {
+        let relative = Path::new(bucket).join(key);
+        let safe = relative
+            .components()
+            .all(|component| matches!(component, Component::Normal(_)));
+        safe && self.root.join(relative).is_dir()
+    }
+
+    /// `NoSuchBucket` unless `bucket` exists (s3s-fs would create it on a write).
+    fn check_bucket(&self, bucket: &str) -> S3Result<()> {
+        let safe = Path::new(bucket)
+            .components()
+            .all(|component| matches!(component, Component::Normal(_)));
+        if safe && self.root.join(bucket).is_dir() {
+            Ok(())
+        } else {
+            Err(s3_error!(NoSuchBucket))
+        }
+    }
+
+    fn check_upload(&self, upload_id: &str) -> S3Result<()> {
+        if self.uploads().contains_key(upload_id) {
+            Ok(())
+        } else {
+            Err(s3_error!(NoSuchUpload))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Backend {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.fs.create_bucket(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.fs.delete_bucket(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.fs.head_bucket(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.fs.get_bucket_location(req).await
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.fs.list_buckets(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.fs.list_objects(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.fs.list_objects_v2(req).await
+    }
+
+    async fn put_object(
+        &self,
+        mut req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.check_bucket(&req.input.bucket)?;
+        if req
+            .input
+            .storage_class
+            .as_ref()
+            .is_some_and(|class| !FS_STORAGE_CLASSES.contains(&class.as_str()))
+        {
+            req.input.storage_class = None;
+        }
+        self.fs.put_object(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.check_bucket(&req.input.bucket)?;
+        if self.is_directory(&req.input.bucket, &req.input.key) {
+            return Err(s3_error!(NoSuchKey));
+        }
+        let if_match = req.input.if_match.clone();
+        let response = self.fs.get_object(req).await?;
+        if let Some(ETagCondition::ETag(expected)) = if_match {
+            let matches = response
+                .output
+                .e_tag
+                .as_ref()
+                .is_some_and(|etag| etag.strong_cmp(&expected));
+            if !matches {
+                return Err(s3_error!(PreconditionFailed));
+            }
+        }
+        Ok(response)
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        if self.is_directory(&req.input.bucket, &req.input.key) {
+            return Err(s3_error!(NoSuchKey));
+        }
+        self.fs.head_object(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        if !req.input.key.ends_with('/') && self.is_directory(&req.input.bucket, &req.input.key) {
+            return Ok(S3Response::new(DeleteObjectOutput::default()));
+        }
+        self.fs.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        mut req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let bucket = req.input.bucket.clone();
+        let (folders, objects): (Vec<_>, Vec<_>) = std::mem::take(&mut req.input.delete.objects)
+            .into_iter()
+            .partition(|object| {
+                !object.key.ends_with('/') && self.is_directory(&bucket, &object.key)
+            });
+        let folders_deleted = folders.into_iter().map(|object| DeletedObject {
+            key: Some(object.key),
+            version_id: object.version_id,
+            ..Default::default()
+        });
+        if objects.is_empty() {
+            return Ok(S3Response::new(DeleteObjectsOutput {
+                deleted: Some(folders_deleted.collect()),
+                ..Default::default()
+            }));
+        }
+        req.input.delete.objects = objects;
+        let mut response = self.fs.delete_objects(req).await?;
+        response
+            .output
+            .deleted
+            .get_or_insert_with(Vec::new)
+            .extend(folders_deleted);
+        Ok(response)
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.fs.copy_object(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.check_bucket(&req.input.bucket)?;
+        let bucket = req.input.bucket.clone();
+        let key = req.input.key.clone();
+        let response = self.fs.create_multipart_upload(req).await?;
+        if let Some(upload_id) = &response.output.upload_id {
+            self.uploads().insert(
+                upload_id.clone(),
+                Upload {
+                    bucket,
+                    key,
+                    initiated: SystemTime::now(),
+                },
+            );
+        }
+        Ok(response)
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.check_upload(&req.input.upload_id)?;
+        self.fs.upload_part(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.check_upload(&req.input.upload_id)?;
+        self.fs.upload_part_copy(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.check_upload(&req.input.upload_id)?;
+        self.fs.list_parts(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let upload_id = req.input.upload_id.clone();
+        self.check_upload(&upload_id)?;
+        let response = self.fs.complete_multipart_upload(req).await?;
+        self.uploads().remove(&upload_id);
+        Ok(response)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let upload_id = req.input.upload_id.clone();
+        self.check_upload(&upload_id)?;
+        let response = self.fs.abort_multipart_upload(req).await?;
+        self.uploads().remove(&upload_id);
+        Ok(response)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let mut uploads: Vec<(String, Upload)> = self
+            .uploads()
+            .iter()
+            .filter(|(_, upload)| upload.bucket == input.bucket && upload.key.starts_with(&prefix))
+            .map(|(id, upload)| (id.clone(), upload.clone()))
+            .collect();
+        uploads.sort_by(|(a_id, a), (b_id, b)| {
+            (&a.key, a.initiated, a_id).cmp(&(&b.key, b.initiated, b_id))
+        });
+        if let Some(key_marker) = &input.key_marker {
+            let after = match &input.upload_id_marker {
+                Some(id_marker) => uploads
+                    .iter()
+                    .position(|(id, upload)| &upload.key == key_marker && id == id_marker)
+                    .map(|index| index + 1),
+                None => None,
+            };
+            match after {
+                Some(index) => {
+                    uploads.drain(..index);
+                }
+                None => uploads.retain(|(_, upload)| &upload.key > key_marker),
+            }
+        }
+        let max = usize::try_from(input.max_uploads.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
+        let is_truncated = uploads.len() > max;
+        uploads.truncate(max);
+        let (next_key_marker, next_upload_id_marker) = match uploads.last() {
+            Some((id, upload)) if is_truncated => (Some(upload.key.clone()), Some(id.clone())),
+            _ => (None, None),
+        };
+        let listed = uploads
+            .into_iter()
+            .map(|(id, upload)| MultipartUpload {
+                key: Some(upload.key),
+                upload_id: Some(id),
+                initiated: Some(Timestamp::from(upload.initiated)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(i32::try_from(max).unwrap_or(1000)),
+            is_truncated: Some(is_truncated),
+            next_key_marker,
+            next_upload_id_marker,
+            uploads: Some(listed),
+            ..Default::default()
+        }))
+    }
+}

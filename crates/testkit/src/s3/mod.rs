@@ -1,0 +1,666 @@
+//! [`S3Server`]: an in-process S3 server for tests, speaking real HTTP and checking real SigV4
+//! signatures, so `aws-sdk-s3` is exercised exactly as against AWS.
+//!
+//! It is [`s3s`] + [`s3s_fs`] (objects are files in a temporary directory) behind a thin HTTP
+//! layer that records every request ([`S3Server::requests`]) and injects faults on demand
+//! ([`S3Server::fail_upload_part`], [`S3Server::fail_upload_parts_from`],
+//! [`S3Server::cut_get_object_after`]). See `backend.rs` for where it fills gaps of s3s-fs.
+
+mod backend;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The region the server claims (SigV4 signatures are checked for any region).
+const REGION: &str = "us-east-1";
+
+/// How long a cut response body waits, after its last byte, before the connection is cut.
+const CUT_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Headers a request record leaves out: they carry credentials.
+const SECRET_HEADERS: &[&str] = &["authorization", "x-amz-security-token"];
+
+/// One request the server received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3RequestRecord {
+    /// The S3 operation, from the method, path, query and headers: `PutObject`,
+    /// `CreateMultipartUpload`, `UploadPart`, `UploadPartCopy`, `CompleteMultipartUpload`,
+    /// `AbortMultipartUpload`, `ListMultipartUploads`, `ListParts`, `GetObject`, `HeadObject`,
+    /// `DeleteObject`, `DeleteObjects`, `CopyObject`, `ListObjectsV2`, `ListObjects`,
+    /// `CreateBucket`, `HeadBucket`, `DeleteBucket`, `GetBucketLocation`, `ListBuckets`, or
+    /// `Unknown`.
+    pub operation: &'static str,
+    /// `GET`, `PUT`, ...
+    pub method: String,
+    /// The path as sent (percent-encoded), e.g. `/bucket/some%20key`.
+    pub path: String,
+    /// The query string as sent, without `?` (empty when there is none).
+    pub query: String,
+    /// Every header (lower-case names) except `authorization` and `x-amz-security-token`.
+    pub headers: BTreeMap<String, String>,
+    /// The response status, once the response started (`None` for a failed connection).
+    pub status: Option<u16>,
+    /// The fault injected into this request, if any.
+    pub fault: Option<&'static str>,
+}
+
+impl S3RequestRecord {
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The bucket named by the (path-style) path.
+    pub fn bucket(&self) -> Option<String> {
+        let path = self.path.trim_start_matches('/');
+        let bucket = path.split('/').next().unwrap_or_default();
+        (!bucket.is_empty()).then(|| percent_decode(bucket))
+    }
+
+    /// The object key named by the (path-style) path, percent-decoded.
+    pub fn key(&self) -> Option<String> {
+        let path = self.path.trim_start_matches('/');
+        let (_, key) = path.split_once('/')?;
+        (!key.is_empty()).then(|| percent_decode(key))
+    }
+
+    /// Whether the query has parameter `name` (with or without a value).
+    pub fn has_query(&self, name: &str) -> bool {
+        query_has(&self.query, name)
+    }
+}
+
+/// Faults to inject, and the counters they need.
+#[derive(Debug, Default)]
+struct Faults {
+    /// `UploadPart` requests seen since the upload-part fault was set.
+    upload_parts_seen: usize,
+    /// Fail the `n`th `UploadPart` (1-based), or every one from the `n`th on when `true`.
+    fail_upload_part: Option<(usize, bool)>,
+    /// Cut the next `times` `GetObject` response bodies after `bytes` bytes.
+    cut_get_object: Option<(u64, usize)>,
+}
+
+/// What the HTTP layer shares between connections.
+#[derive(Default)]
+struct State {
+    log: Mutex<Vec<S3RequestRecord>>,
+    faults: Mutex<Faults>,
+    /// Operation -> (requests being handled now, most ever handled at once).
+    in_flight: Mutex<BTreeMap<&'static str, (usize, usize)>>,
+}
+
+impl State {
+    fn log(&self) -> MutexGuard<'_, Vec<S3RequestRecord>> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, BTreeMap<&'static str, (usize, usize)>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight {
+    state: Arc<State>,
+    operation: &'static str,
+}
+
+impl InFlight {
+    fn new(state: &Arc<State>, operation: &'static str) -> Self {
+        let mut counts = state.in_flight();
+        let (now, max) = counts.entry(operation).or_default();
+        *now += 1;
+        *max = (*max).max(*now);
+        Self {
+            state: Arc::clone(state),
+            operation,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self.state.in_flight().get_mut(self.operation) {
+            *now = now.saturating_sub(1);
+        }
+    }
+}
+
+/// An S3 server on `127.0.0.1` for tests: `s3s` + `s3s-fs` in a temporary directory, SigV4
+/// authentication with a random key pair, a request log and fault injection. Stopped, and its
+/// files deleted, on drop.
+///
+/// ```no_run
+/// # async fn example() -> anyhow::Result<()> {
+/// let server = backup_testkit::S3Server::start().await?;
+/// server.create_bucket("backups").await?;
+/// let client = server.client();
+/// client.put_object().bucket("backups").key("a").send().await?;
+/// assert_eq!(server.requests_of("PutObject").len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct S3Server {
+    address: SocketAddr,
+    access_key: String,
+    secret_key: String,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for S3Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Server")
+            .field("endpoint", &self.endpoint())
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Server {
+    /// Starts a server on a free port of `127.0.0.1`, with no buckets. Call from inside a
+    /// Tokio runtime; the server runs on it.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("creating the S3 server's directory")?;
+        let root = dir.path().join("data");
+        std::fs::create_dir(&root).context("creating the S3 server's data directory")?;
+        let access_key = format!("AKTEST{:016X}", rand::random::<u64>());
+        let secret_key = format!(
+            "{:016x}{:016x}{:08x}",
+            rand::random::<u64>(),
+            rand::random::<u64>(),
+            rand::random::<u32>()
+        );
+        let mut builder = S3ServiceBuilder::new(backend::Backend::new(&root)?);
+        builder.set_auth(SimpleAuth::from_single(
+            access_key.clone(),
+            secret_key.clone(),
+        ));
+        let service = builder.build();
+
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding the S3 server to 127.0.0.1")?;
+        let address = listener.local_addr()?;
+        let state = Arc::new(State::default());
+        let task = tokio::spawn(serve(listener, service, Arc::clone(&state)));
+        tracing::debug!(%address, "S3 test server started");
+        Ok(Self {
+            address,
+            access_key,
+            secret_key,
+            state,
+            task,
+            _dir: dir,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The access key id requests must be signed with.
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+
+    /// The secret access key requests must be signed with.
+    pub fn secret_key(&self) -> &str {
+        &self.secret_key
+    }
+
+    /// The region to sign for (`us-east-1`).
+    pub fn region(&self) -> &str {
+        REGION
+    }
+
+    /// Creates bucket `name` through the S3 API.
+    pub async fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        self.client()
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "creating bucket {name}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&error)
+                )
+            })?;
+        Ok(())
+    }
+
+    /// An S3 client for this server: its credentials, path-style addressing, and checksums
+    /// only where required (as the backup tool configures its own client).
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        use aws_smithy_http_client::tls;
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                &self.access_key,
+                &self.secret_key,
+                None,
+                None,
+                "backup-testkit",
+            ))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .http_client(http_client)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// The environment for a binary to use this server with `bucket`: `BACKUP_S3_BUCKET`,
+    /// `BACKUP_S3_ENDPOINT`, `BACKUP_S3_FORCE_PATH_STYLE=true`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`.
+    pub fn env(&self, bucket: &str) -> Vec<(String, String)> {
+        [
+            ("BACKUP_S3_BUCKET", bucket.to_owned()),
+            ("BACKUP_S3_ENDPOINT", self.endpoint()),
+            ("BACKUP_S3_FORCE_PATH_STYLE", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+    }
+
+    /// Every request received so far (or since [`clear_requests`](Self::clear_requests)), in
+    /// order of arrival.
+    pub fn requests(&self) -> Vec<S3RequestRecord> {
+        self.state.log().clone()
+    }
+
+    /// The requests of one operation, e.g. `"UploadPart"`.
+    pub fn requests_of(&self, operation: &str) -> Vec<S3RequestRecord> {
+        self.state
+            .log()
+            .iter()
+            .filter(|record| record.operation == operation)
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the requests received so far (and the counts of
+    /// [`max_in_flight`](Self::max_in_flight)).
+    pub fn clear_requests(&self) {
+        self.state.log().clear();
+        self.state.in_flight().retain(|_, (now, max)| {
+            *max = *now;
+            *now > 0
+        });
+    }
+
+    /// The most requests of `operation` (e.g. `"UploadPart"`) the server was handling at the
+    /// same time, from receiving the request to producing the response (so for uploads, while
+    /// the request body was being received).
+    pub fn max_in_flight(&self, operation: &str) -> usize {
+        self.state
+            .in_flight()
+            .get(operation)
+            .map_or(0, |(_, max)| *max)
+    }
+
+    /// Makes the `nth` `UploadPart` request from now on (1-based) fail with `500
+    /// InternalError`, after its body was read. Later ones succeed.
+    pub fn fail_upload_part(&self, nth: usize) {
+        let mut faults = self.state.faults();
+        faults.upload_parts_seen = 0;
+        faults.fail_upload_part = Some((nth, false));
+    }
+
+    /// Makes every `UploadPart` request from the `nth` from now on (1-based) fail with `500
+    /// InternalError`, so an upload cannot finish.
+    pub fn fail_upload_parts_from(&self, nth: usize) {
+        let mut faults = self.state.faults();
+        faults.upload_parts_seen = 0;
+        faults.fail_upload_part = Some((nth, true));
+    }
+
+    /// Cuts the bodies of the next `times` `GetObject` responses after `bytes` bytes by
+    /// closing the connection, as a network failure would (the client receives the status,
+    /// the headers and exactly `bytes` bytes of the body).
+    pub fn cut_get_object_after(&self, bytes: u64, times: usize) {
+        self.state.faults().cut_get_object = Some((bytes, times));
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        *self.state.faults() = Faults::default();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts every connection task.
+        self.task.abort();
+    }
+}
+
+/// Accepts connections until aborted; each connection is served by its own task.
+async fn serve(listener: TcpListener, service: S3Service, state: Arc<State>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "S3 test server: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+        let service = service.clone();
+        let state = Arc::clone(&state);
+        connections.spawn(async move {
+            let handler = hyper::service::service_fn(move |request| {
+                handle(service.clone(), Arc::clone(&state), request)
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), handler);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "S3 test server: connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Logs `request`, injects any due fault, and otherwise passes it to s3s.
+async fn handle(
+    service: S3Service,
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<s3s::Body>, s3s::HttpError> {
+    let operation = classify(&request);
+    let mut record = S3RequestRecord {
+        operation,
+        method: request.method().as_str().to_owned(),
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().unwrap_or_default().to_owned(),
+        headers: request
+            .headers()
+            .iter()
+            .filter(|(name, _)| !SECRET_HEADERS.contains(&name.as_str()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        status: None,
+        fault: None,
+    };
+    let (fail, cut) = {
+        let mut faults = state.faults();
+        let fail = operation == "UploadPart" && {
+            faults.upload_parts_seen += 1;
+            let seen = faults.upload_parts_seen;
+            match faults.fail_upload_part {
+                Some((nth, false)) => seen == nth,
+                Some((nth, true)) => seen >= nth,
+                None => false,
+            }
+        };
+        let cut = match (operation, &mut faults.cut_get_object) {
+            ("GetObject", Some((bytes, times))) if *times > 0 => {
+                *times -= 1;
+                Some(*bytes)
+            }
+            _ => None,
+        };
+        (fail, cut)
+    };
+    if fail {
+        record.fault = Some("500 InternalError");
+        record.status = Some(500);
+        state.log().push(record);
+        // Read the body first, so the client sees a clean 500 response.
+        let _ = request.into_body().collect().await;
+        return Ok(internal_error());
+    }
+    if cut.is_some() {
+        record.fault = Some("body cut");
+    }
+    let index = {
+        let mut log = state.log();
+        log.push(record);
+        log.len() - 1
+    };
+    let in_flight = InFlight::new(&state, operation);
+    let response = service.call(request.map(s3s::Body::from)).await?;
+    drop(in_flight);
+    if let Some(record) = state.log().get_mut(index) {
+        record.status = Some(response.status().as_u16());
+    }
+    Ok(match cut {
+        Some(bytes) if response.status().is_success() => response.map(|body| {
+            s3s::Body::http_body(CutBody {
+                inner: body,
+                remaining: bytes,
+                pause: None,
+            })
+        }),
+        _ => response,
+    })
+}
+
+fn internal_error() -> Response<s3s::Body> {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+                <Message>injected fault (backup-testkit S3Server)</Message></Error>";
+    let mut response = Response::new(s3s::Body::from(body.to_owned()));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+/// A response body that fails after `remaining` bytes, which makes hyper close the
+/// connection mid-body. Before failing it pauses briefly, so that hyper flushes what was sent
+/// and the client receives exactly `remaining` bytes.
+struct CutBody {
+    inner: s3s::Body,
+    remaining: u64,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for CutBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            let pause = this
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(CUT_PAUSE)));
+            return match pause.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => Poll::Ready(Some(Err("injected fault: connection cut".into()))),
+            };
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    let limit = usize::try_from(this.remaining).unwrap_or(usize::MAX);
+                    data.truncate(limit);
+                    this.remaining -= data.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The S3 operation of a path-style request.
+fn classify<B>(request: &Request<B>) -> &'static str {
+    let method = request.method().as_str();
+    let query = request.uri().query().unwrap_or_default();
+    let has = |name: &str| query_has(query, name);
+    let copy = request.headers().contains_key("x-amz-copy-source");
+    let path = request.uri().path().trim_start_matches('/');
+    let (bucket, key) = match path.split_once('/') {
+        Some((bucket, key)) => (bucket, key),
+        None => (path, ""),
+    };
+    if bucket.is_empty() {
+        return if method == "GET" {
+            "ListBuckets"
+        } else {
+            "Unknown"
+        };
+    }
+    if key.is_empty() {
+        return match method {
+            "PUT" => "CreateBucket",
+            "HEAD" => "HeadBucket",
+            "DELETE" => "DeleteBucket",
+            "POST" if has("delete") => "DeleteObjects",
+            "GET" if has("uploads") => "ListMultipartUploads",
+            "GET" if has("location") => "GetBucketLocation",
+            "GET" if query.split('&').any(|pair| pair == "list-type=2") => "ListObjectsV2",
+            "GET" => "ListObjects",
+            _ => "Unknown",
+        };
+    }
+    match method {
+        "PUT" if has("uploadId") && has("partNumber") && copy => "UploadPartCopy",
+        "PUT" if has("uploadId") && has("partNumber") => "UploadPart",
+        "PUT" if copy => "CopyObject",
+        "PUT" => "PutObject",
+        "POST" if has("uploads") => "CreateMultipartUpload",
+        "POST" if has("uploadId") => "CompleteMultipartUpload",
+        "DELETE" if has("uploadId") => "AbortMultipartUpload",
+        "DELETE" => "DeleteObject",
+        "GET" if has("uploadId") => "ListParts",
+        "GET" => "GetObject",
+        "HEAD" => "HeadObject",
+        _ => "Unknown",
+    }
+}
+
+fn query_has(query: &str, name: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some(name))
+}
+
+/// Decodes `%XX` escapes (invalid escapes are kept as they are).
+fn percent_decode(text: &str) -> String {
+    let hex = |byte: u8| char::from(byte).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[index + 1]), hex(bytes[index + 2])) {
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                index += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b/%C3%BC"), "a b/ü");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%2"), "%zz%2");
+    }
+
+    #[test]
+    fn classifies_path_style_requests() {
+        let request = |method: &str, uri: &str, copy: bool| {
+            let mut builder = Request::builder().method(method).uri(uri);
+            if copy {
+                builder = builder.header("x-amz-copy-source", "b/src");
+            }
+            builder.body(()).unwrap()
+        };
+        let cases = [
+            ("PUT", "/b/k", false, "PutObject"),
+            ("PUT", "/b/k", true, "CopyObject"),
+            ("PUT", "/b/k?partNumber=2&uploadId=x", false, "UploadPart"),
+            (
+                "PUT",
+                "/b/k?partNumber=2&uploadId=x",
+                true,
+                "UploadPartCopy",
+            ),
+            ("POST", "/b/k?uploads", false, "CreateMultipartUpload"),
+            ("POST", "/b/k?uploadId=x", false, "CompleteMultipartUpload"),
+            ("DELETE", "/b/k?uploadId=x", false, "AbortMultipartUpload"),
+            ("GET", "/b?uploads&prefix=p", false, "ListMultipartUploads"),
+            ("GET", "/b?list-type=2&prefix=p", false, "ListObjectsV2"),
+            ("POST", "/b?delete", false, "DeleteObjects"),
+            ("GET", "/b/k", false, "GetObject"),
+            ("HEAD", "/b/k", false, "HeadObject"),
+            ("DELETE", "/b/k", false, "DeleteObject"),
+            ("PUT", "/b", false, "CreateBucket"),
+            ("GET", "/", false, "ListBuckets"),
+        ];
+        for (method, uri, copy, expected) in cases {
+            assert_eq!(
+                classify(&request(method, uri, copy)),
+                expected,
+                "{method} {uri}"
+            );
+        }
+    }
+}
