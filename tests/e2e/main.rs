@@ -644,3 +644,66 @@ async fn a_failing_s3_destination_still_commits_the_local_copy_and_exits_1() {
     );
     assert_success(&out, "restore of the local copy");
 }
+
+// The in-process S3 server needs a runtime thread of its own while a binary runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_s3_upload_aborts_it_and_leaves_no_pending_upload() {
+    let w = World::new(15).await;
+    let s3 = backup_testkit::S3Server::start().await.unwrap();
+    s3.create_bucket("backups").await.unwrap();
+    let mut cmd = std::process::Command::new(bin("backup-database"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BACKUP_") || k.starts_with("POSTGRES_") || k.starts_with("PG") {
+            cmd.env_remove(k);
+        }
+    }
+    // Uncompressed, so the dump is several 5 MiB parts long.
+    let child = cmd
+        .envs(w.env())
+        .envs(s3.env("backups"))
+        .env("BACKUP_COMPRESSION", "none")
+        .env("BACKUP_S3_PART_SIZE", "5MiB")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s3.requests_of("UploadPart").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no part was ever uploaded"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_exit(&out, 2, "SIGTERM during an S3 upload");
+    assert!(
+        !s3.requests_of("AbortMultipartUpload").is_empty(),
+        "the upload was not aborted"
+    );
+    let pending = s3
+        .client()
+        .list_multipart_uploads()
+        .bucket("backups")
+        .send()
+        .await
+        .unwrap();
+    assert!(pending.uploads().is_empty(), "{:?}", pending.uploads());
+    let objects = s3
+        .client()
+        .list_objects_v2()
+        .bucket("backups")
+        .send()
+        .await
+        .unwrap();
+    assert!(objects.contents().is_empty(), "{:?}", objects.contents());
+    assert!(w.files().is_empty(), "left behind locally: {:?}", w.files());
+}

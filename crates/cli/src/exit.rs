@@ -89,17 +89,35 @@ where
             return work.await;
         };
         let signal_name = tokio::select! {
-            result = work => return result,
+            result = work => {
+                finish_cleanups().await;
+                return result;
+            }
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
+        // The work future is dropped by now; let what its drop started (aborting an S3
+        // multipart upload) finish before the runtime goes away.
+        finish_cleanups().await;
         Err(CliError::failure(anyhow::anyhow!(
-            "interrupted by {signal_name}: stopped, nothing was committed"
+            "interrupted by {signal_name}: stopped; the work in progress was abandoned (an \
+             unfinished backup or restore is never committed)"
         )))
     });
     // Dropping the runtime waits for blocking cleanup (temp-file removal) to finish.
     drop(runtime);
     finish(result)
+}
+
+/// Waits (at most 30 s) for clean-ups started by dropped writers.
+async fn finish_cleanups() {
+    let left = backup_storage::wait_for_cleanups(std::time::Duration::from_secs(30)).await;
+    if left > 0 {
+        tracing::warn!(
+            "{left} clean-up(s) of interrupted uploads did not finish; \
+             backup-prune removes what they leave"
+        );
+    }
 }
 
 /// Prints `result`'s error (with its causes) to stderr and returns the exit code.

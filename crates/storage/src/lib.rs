@@ -11,6 +11,7 @@
 //! implementation must pass the `conformance` suite (enable the `conformance` feature to use
 //! it from another crate's tests).
 
+mod cleanup;
 mod error;
 mod key;
 mod local;
@@ -22,6 +23,7 @@ mod sink;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use cleanup::wait_for_cleanups;
 pub use error::{Result, StorageError};
 pub use key::validate_key;
 pub use local::LocalSink;

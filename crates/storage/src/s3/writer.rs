@@ -362,7 +362,7 @@ impl Drop for S3ObjectWriter {
             );
             return;
         };
-        runtime.spawn(async move {
+        crate::cleanup::spawn(&runtime, async move {
             uploads.shutdown().await;
             let upload_id = match (upload_id, creating) {
                 (Some(upload_id), _) => Some(upload_id),
