@@ -73,8 +73,9 @@ impl World {
         env
     }
 
-    /// Runs a binary with `args` and the world's environment plus `extra`.
-    pub fn run(&self, name: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    /// A command for binary `name` with the world's environment and nothing inherited from
+    /// the developer's shell that could point elsewhere.
+    pub fn command(&self, name: &str) -> std::process::Command {
         let mut cmd = std::process::Command::new(bin(name));
         for (k, _) in std::env::vars() {
             if k.starts_with("BACKUP_")
@@ -87,11 +88,17 @@ impl World {
             }
         }
         cmd.envs(self.env());
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Runs a binary with `args` and the world's environment plus `extra`.
+    pub fn run(&self, name: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(name);
         for (k, v) in extra {
             cmd.env(k, v);
         }
         cmd.args(args);
-        cmd.stdin(std::process::Stdio::null());
         cmd.output().expect("run binary")
     }
 
