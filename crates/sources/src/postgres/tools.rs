@@ -157,16 +157,8 @@ impl PgTools {
                 seen.push(format!("{} ({dir_major})", dir.display()));
                 continue;
             }
-            match probe(&dir) {
-                Ok((major, version)) if major >= server_major => {
-                    return Ok(Self {
-                        bin_dir: dir,
-                        major,
-                        version,
-                    })
-                }
-                Ok((_, version)) => seen.push(format!("{} ({version})", dir.display())),
-                Err(e) => seen.push(e),
+            if let Some(tools) = Self::accept(dir, server_major, &mut seen) {
+                return Ok(tools);
             }
         }
 
@@ -179,16 +171,8 @@ impl PgTools {
                     seen.push(format!("{} lacks pg_restore or psql", dir.display()));
                     continue;
                 }
-                match probe(&dir) {
-                    Ok((major, version)) if major >= server_major => {
-                        return Ok(Self {
-                            bin_dir: dir,
-                            major,
-                            version,
-                        })
-                    }
-                    Ok((_, version)) => seen.push(format!("{} ({version})", dir.display())),
-                    Err(e) => seen.push(e),
+                if let Some(tools) = Self::accept(dir, server_major, &mut seen) {
+                    return Ok(tools);
                 }
                 break;
             }
@@ -201,6 +185,26 @@ impl PgTools {
         } else {
             format!("found only {}", seen.join(", "))
         }))
+    }
+
+    /// The tools in `dir` when `pg_dump --version` there is at least `server_major`; otherwise
+    /// records in `seen` what was found, for the error message.
+    fn accept(dir: PathBuf, server_major: u32, seen: &mut Vec<String>) -> Option<Self> {
+        match probe(&dir) {
+            Ok((major, version)) if major >= server_major => Some(Self {
+                bin_dir: dir,
+                major,
+                version,
+            }),
+            Ok((_, version)) => {
+                seen.push(format!("{} ({version})", dir.display()));
+                None
+            }
+            Err(e) => {
+                seen.push(e);
+                None
+            }
+        }
     }
 
     /// The directory holding the tools.
