@@ -9,6 +9,16 @@ use std::time::Duration;
 
 use harness::*;
 
+/// `restore-database` arguments that put the newest backup in place of the source database,
+/// disconnecting other sessions (the test's own may linger, as an application's would).
+const REPLACE_LATEST: &[&str] = &[
+    "--latest",
+    "--target-db",
+    SOURCE_DB,
+    "--replace",
+    "--terminate-connections",
+];
+
 #[tokio::test]
 async fn backup_then_restore_into_a_new_database_gives_identical_tables() {
     let w = World::new(1).await;
@@ -218,17 +228,7 @@ async fn damaged_or_wrongly_keyed_backups_are_refused_and_the_target_is_untouche
     let dbs_before = w.databases().await;
 
     let attempt = |what: &str| {
-        let out = w.run(
-            "restore-database",
-            &[
-                "--latest",
-                "--target-db",
-                SOURCE_DB,
-                "--replace",
-                "--terminate-connections",
-            ],
-            &[],
-        );
+        let out = w.run("restore-database", REPLACE_LATEST, &[]);
         assert_exit(&out, 2, what);
         stderr(&out)
     };
@@ -259,13 +259,7 @@ async fn damaged_or_wrongly_keyed_backups_are_refused_and_the_target_is_untouche
     write_key(&other_key, "a different key\n");
     let out = w.run(
         "restore-database",
-        &[
-            "--latest",
-            "--target-db",
-            SOURCE_DB,
-            "--replace",
-            "--terminate-connections",
-        ],
+        REPLACE_LATEST,
         &[("BACKUP_ENCRYPTION_KEY_FILE", other_key.to_str().unwrap())],
     );
     assert_exit(&out, 2, "wrong key");
@@ -344,17 +338,7 @@ async fn replace_keeps_the_old_database_under_a_before_restore_name() {
 
     // The test's own sessions may linger for a moment: --terminate-connections ends them, as
     // an operator would for a live application.
-    let out = w.run(
-        "restore-database",
-        &[
-            "--latest",
-            "--target-db",
-            SOURCE_DB,
-            "--replace",
-            "--terminate-connections",
-        ],
-        &[],
-    );
+    let out = w.run("restore-database", REPLACE_LATEST, &[]);
     assert_success(&out, "--replace");
     assert_eq!(w.checksums(SOURCE_DB).await, original);
     let aside: Vec<String> = w
