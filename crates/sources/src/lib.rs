@@ -8,5 +8,6 @@
 pub mod error;
 pub mod postgres;
 mod process;
+pub mod redis;
 
 pub use error::SourceError;

@@ -1,0 +1,22 @@
+//! Redis: backups over the replication protocol (or from the RDB file after `BGSAVE`), and
+//! restores into a data file (rename into place) or into a running server (`RESTORE`).
+//!
+//! Connection settings come from `REDIS_URL` or `REDIS_HOST` / `REDIS_PORT` /
+//! `REDIS_USERNAME` / `REDIS_PASSWORD` ([`RedisConfig`]); `rediss://` URLs use TLS. The
+//! password is sent with `AUTH` only, never logged or passed to a child process.
+
+mod check;
+mod connection;
+mod error;
+mod replication;
+mod restore_file;
+mod restore_online;
+mod source;
+
+pub use check::RdbCheck;
+pub use connection::{RedisClient, RedisConfig, Resp};
+pub use error::RedisError;
+pub use replication::ReplicationStream;
+pub use restore_file::{FileRestoreOptions, RedisFileRestore};
+pub use restore_online::{OnlineRestoreOptions, RedisOnlineRestore};
+pub use source::{BackupMethod, RedisSource};
