@@ -10,6 +10,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # client tools (pg_dump, pg_restore, psql) the tool drives.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql); fi
 if ! have psql || ! have pg_dump; then need+=(postgresql-client); fi
+# Throwaway Redis servers for the tests (redis-server), and redis-cli for the benchmark.
+have redis-server || need+=(redis-server)
+have redis-cli || need+=(redis-tools)
 # Interop tests run the real tools.
 have openssl || need+=(openssl)
 have gzip || need+=(gzip)

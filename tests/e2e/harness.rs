@@ -76,20 +76,7 @@ impl World {
     /// A command for binary `name` with the world's environment and nothing inherited from
     /// the developer's shell that could point elsewhere.
     pub fn command(&self, name: &str) -> std::process::Command {
-        let mut cmd = std::process::Command::new(bin(name));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("BACKUP_")
-                || k.starts_with("POSTGRES_")
-                || k.starts_with("PG")
-                || k.starts_with("AWS_")
-                || k == "DATABASE_URL"
-            {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(self.env());
-        cmd.stdin(std::process::Stdio::null());
-        cmd
+        clean_command(name, &self.env())
     }
 
     /// Runs a binary with `args` and the world's environment plus `extra`.
@@ -153,6 +140,26 @@ impl World {
         out.sort();
         out
     }
+}
+
+/// A command for binary `name` with `env` and none of the developer's settings
+/// (`BACKUP_*`, `POSTGRES_*`, `PG*`, `REDIS_*`, `AWS_*`, `DATABASE_URL`) inherited.
+pub fn clean_command(name: &str, env: &BTreeMap<String, String>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin(name));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BACKUP_")
+            || k.starts_with("POSTGRES_")
+            || k.starts_with("PG")
+            || k.starts_with("REDIS_")
+            || k.starts_with("AWS_")
+            || k == "DATABASE_URL"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env);
+    cmd.stdin(std::process::Stdio::null());
+    cmd
 }
 
 /// Writes a key file with mode 0600.

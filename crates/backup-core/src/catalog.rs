@@ -208,6 +208,37 @@ pub fn select<'a>(entries: &'a [BackupEntry], selection: &Selection) -> Result<&
     }
 }
 
+/// The folder holding the copy of the newest backup of `kind`: `redis/latest/`.
+pub fn latest_folder(kind: BackupKind) -> String {
+    format!("{}/latest/", kind.folder())
+}
+
+/// Copies the backup `key` (and its manifest) to `{folder}/latest/` and then removes every
+/// other object there, so that the folder holds the newest backup only, as the old scripts
+/// kept it. The copy is complete before the older one is removed: a failure half-way leaves
+/// the previous copy, or both, never none. Returns the key of the copy.
+pub async fn update_latest_copy(sink: &dyn Sink, kind: BackupKind, key: &str) -> Result<String> {
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let folder = latest_folder(kind);
+    let copy = format!("{folder}{file}");
+    sink.copy(key, &copy).await?;
+    sink.copy(&manifest_key_for(key), &manifest_key_for(&copy))
+        .await?;
+    let mut stale: Vec<String> = sink
+        .list(&folder)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| *k != copy && *k != manifest_key_for(&copy))
+        .collect();
+    // Manifests first: an interrupted clean-up leaves at worst a legacy-looking object.
+    stale.sort_by_key(|k| !k.ends_with(MANIFEST_SUFFIX));
+    for old in stale {
+        sink.delete(&old).await?;
+    }
+    Ok(copy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,14 +99,42 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "PG_BIN_DIR",
         "directory holding pg_dump/psql/pg_restore to use",
     ),
-    ("REDIS_HOST", "Redis host"),
-    ("REDIS_PORT", "Redis port"),
+    ("REDIS_HOST", "Redis host (default localhost)"),
+    ("REDIS_PORT", "Redis port (default 6379)"),
+    (
+        "REDIS_USERNAME",
+        "Redis ACL user (default: the default user)",
+    ),
     ("REDIS_PASSWORD", "Redis password (environment only)"),
-    ("REDIS_URL", "redis://... instead of REDIS_*"),
+    (
+        "REDIS_URL",
+        "redis://[user:pass@]host:port or rediss:// (TLS), instead of REDIS_* (environment only)",
+    ),
+    (
+        "REDIS_TLS_CA_FILE",
+        "extra CA certificate (PEM) to trust for rediss:// connections",
+    ),
+    (
+        "BACKUP_REDIS_ENCRYPT",
+        "false stores Redis backups as plain .rdb.gz, as the old script did (default true)",
+    ),
+    (
+        "BACKUP_REDIS_METHOD",
+        "replication (default: SYNC, streamed) or file (BGSAVE, then REDIS_RDB_PATH)",
+    ),
+    (
+        "REDIS_RDB_PATH",
+        "the server's RDB file, for BACKUP_REDIS_METHOD=file and file-mode restores",
+    ),
 ];
 
 /// Names that may only come from the environment, never from a config file.
-const SECRET_SETTINGS: &[&str] = &["POSTGRES_PASSWORD", "REDIS_PASSWORD", "DATABASE_URL"];
+const SECRET_SETTINGS: &[&str] = &[
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "DATABASE_URL",
+    "REDIS_URL",
+];
 
 /// The merged view of flags, environment and config file.
 #[derive(Debug, Clone, Default)]
@@ -262,6 +290,20 @@ impl Settings {
     /// Retention in days.
     pub fn retention_days(&self) -> Result<u32> {
         self.parse_number("BACKUP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+    }
+
+    /// A yes/no setting: `true`/`false`, `yes`/`no`, `1`/`0`, `on`/`off` (any case).
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "true" | "yes" | "1" | "on" => Ok(true),
+                "false" | "no" | "0" | "off" => Ok(false),
+                _ => Err(CoreError::Config(format!(
+                    "{name} must be true or false, got {v:?}"
+                ))),
+            },
+        }
     }
 
     fn parse_number(&self, name: &str, default: u32) -> Result<u32> {

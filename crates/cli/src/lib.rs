@@ -9,6 +9,9 @@ pub mod common;
 pub mod database;
 pub mod exit;
 pub mod prune;
+pub mod redis_backup;
+pub mod redis_restore;
 pub mod restore;
+pub mod select;
 
 pub use exit::{CliError, ExitStatus};

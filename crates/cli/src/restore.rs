@@ -1,20 +1,16 @@
 //! `restore-database`: list, check and restore PostgreSQL backups.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use backup_core::{
-    catalog, list_backups, restore_backup, stored_intact, BackupEntry, BackupKind, BackupStatus,
-    RestoreTarget, Selection,
-};
+use backup_core::{restore_backup, BackupEntry, BackupKind, BackupStatus, RestoreTarget};
 use backup_crypto::Keyring;
 use backup_sources::postgres::{PgConnection, PgDumpCheck, PostgresRestore, RestoreOptions};
-use backup_storage::{LocalSink, Sink};
-use chrono::NaiveDate;
-use clap::{ArgGroup, Parser, ValueEnum};
+use backup_storage::Sink;
+use clap::{ArgGroup, Parser};
 
 use crate::common::{self, CommonArgs};
 use crate::exit::{CliError, ExitStatus};
+use crate::select::{self, SelectionArgs};
 
 /// List, verify and restore PostgreSQL backups made by backup-database (or by the old
 /// backup-database.sh). A restore runs in one transaction and commits only after the backup's
@@ -31,21 +27,8 @@ pub struct RestoreDatabaseArgs {
     #[command(flatten)]
     common: CommonArgs,
 
-    /// List the backups: name, UTC time, size, complete/legacy, key id
-    #[arg(long)]
-    list: bool,
-
-    /// Restore the newest backup
-    #[arg(long)]
-    latest: bool,
-
-    /// Restore the newest backup taken on this UTC day
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
-    date: Option<NaiveDate>,
-
-    /// Restore this backup: an object name from --list, or the path of a backup file
-    #[arg(long, value_name = "NAME")]
-    file: Option<String>,
+    #[command(flatten)]
+    select: SelectionArgs,
 
     /// Download, verify, decrypt and decompress to the end and check the dump is complete;
     /// touches no database
@@ -68,20 +51,6 @@ pub struct RestoreDatabaseArgs {
     /// With --replace: disconnect other sessions from the target database before renaming it
     #[arg(long, requires = "replace")]
     terminate_connections: bool,
-
-    /// Directory of older key files, to restore backups made with a previous key
-    /// [env: BACKUP_KEYRING_DIR]
-    #[arg(long, value_name = "DIR")]
-    keyring_dir: Option<std::path::PathBuf>,
-
-    /// Read from this destination only; by default the local copy is used when it is present
-    /// and intact, else S3
-    #[arg(long, value_enum, value_name = "WHERE")]
-    from: Option<FromArg>,
-
-    /// Machine-readable output (with --list)
-    #[arg(long)]
-    json: bool,
 }
 
 const AFTER_HELP: &str = "\
@@ -108,110 +77,19 @@ Examples:
   # A file copied from elsewhere (its .manifest.json beside it is used when present)
   restore-database --file /tmp/randevubu_backup_20240115_020000.sql.gz.enc --target-db scratch --create";
 
-/// Where `--from` reads.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FromArg {
-    Local,
-    S3,
-}
-
-impl FromArg {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::S3 => "s3",
-        }
-    }
-
-    fn setting(self) -> &'static str {
-        match self {
-            Self::Local => "BACKUP_LOCAL_DIR",
-            Self::S3 => "BACKUP_S3_BUCKET",
-        }
-    }
-}
-
-fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("{s:?} is not a date like 2024-01-15"))
-}
-
 /// Runs `restore-database` with parsed arguments.
 pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
     let mut extra = BTreeMap::new();
-    if let Some(dir) = &args.keyring_dir {
-        extra.insert("BACKUP_KEYRING_DIR".to_owned(), dir.display().to_string());
-    }
+    args.select.add_overrides(&mut extra);
     let settings = args.common.settings(extra)?;
-
-    // `--file PATH` names a file on disk: read it (and its manifest) from its own directory.
-    let file_path = args.file.as_deref().map(Path::new).filter(|p| p.is_file());
-    let (destinations, listed, selection) = if let Some(path) = file_path {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| CliError::usage(anyhow::anyhow!("--file {path:?} has no file name")))?;
-        let sink = LocalSink::new(dir).map_err(CliError::failure)?;
-        let entry = catalog::entry_for_key(&sink, BackupKind::Database, &name)
-            .await
-            .map_err(CliError::failure)?;
-        let destinations = vec![common::Destination {
-            name: "file",
-            sink: Box::new(sink),
-        }];
-        (
-            destinations,
-            vec![Listed::new(entry, 0)],
-            Selection::Name(name),
-        )
-    } else {
-        let selection = match (&args.file, args.date) {
-            (Some(name), _) => Selection::Name(name.clone()),
-            (None, Some(day)) => Selection::Date(day),
-            (None, None) => Selection::Latest,
-        };
-        let mut destinations = common::open_destinations(&settings, !args.list).await?;
-        if let Some(from) = args.from {
-            destinations.retain(|d| d.name == from.name());
-            if destinations.is_empty() {
-                return Err(CliError::usage(anyhow::anyhow!(
-                    "--from {} but that destination is not configured (set {})",
-                    from.name(),
-                    from.setting()
-                )));
-            }
-        }
-        let listed = list_everywhere(&destinations).await?;
-        (destinations, listed, selection)
-    };
-
-    if args.list {
-        print_list(&destinations, &listed, args.json);
+    let resolved = select::resolve(BackupKind::Database, &args.select, &settings).await?;
+    if args.select.list {
+        resolved.print_list(args.select.json);
         return Ok(ExitStatus::Success);
     }
-
-    let entries: Vec<BackupEntry> = listed.iter().map(|l| l.entry.clone()).collect();
-    let entry = catalog::select(&entries, &selection).map_err(CliError::failure)?;
-    let holders = &listed
-        .iter()
-        .find(|l| l.entry.key == entry.key)
-        .map(|l| l.holders.clone())
-        .unwrap_or_default();
-    let source = choose_source(&destinations, holders, entry).await?;
-    tracing::info!(
-        "selected {} ({}, {}, {}) from {}",
-        entry.key,
-        entry.timestamp().format("%Y-%m-%d %H:%M:%S UTC"),
-        common::human_bytes(entry.size),
-        entry.status,
-        source.0.describe()
-    );
-    let (sink, entry) = (source.0, &source.1);
+    let (sink, entry) = resolved.choose().await?;
+    let entry = &entry;
     let keyring = if entry.name.encrypted {
         Some(common::load_keyring(&settings)?)
     } else {
@@ -287,137 +165,4 @@ async fn restore_selected(
         println!("  {note}");
     }
     Ok(ExitStatus::Success)
-}
-
-/// A backup and the destinations (indexes) that hold it.
-struct Listed {
-    entry: BackupEntry,
-    holders: Vec<usize>,
-}
-
-impl Listed {
-    fn new(entry: BackupEntry, holder: usize) -> Self {
-        Self {
-            entry,
-            holders: vec![holder],
-        }
-    }
-}
-
-/// Lists every destination and merges by object key (the first destination's entry, i.e. the
-/// local one, describes a backup held by several), oldest first.
-async fn list_everywhere(destinations: &[common::Destination]) -> Result<Vec<Listed>, CliError> {
-    let mut merged: Vec<Listed> = Vec::new();
-    for (i, d) in destinations.iter().enumerate() {
-        let entries = list_backups(d.sink.as_ref(), BackupKind::Database)
-            .await
-            .map_err(CliError::failure)?;
-        for entry in entries {
-            match merged.iter_mut().find(|l| l.entry.key == entry.key) {
-                Some(listed) => listed.holders.push(i),
-                None => merged.push(Listed::new(entry, i)),
-            }
-        }
-    }
-    merged.sort_by(|a, b| {
-        a.entry
-            .timestamp()
-            .cmp(&b.entry.timestamp())
-            .then_with(|| a.entry.key.cmp(&b.entry.key))
-    });
-    Ok(merged)
-}
-
-/// Picks the destination to restore from: the first holder (local before S3) whose copy is
-/// intact, so a damaged or missing local copy falls back to S3. The entry is re-read from the
-/// chosen destination (its manifest is that destination's).
-async fn choose_source<'a>(
-    destinations: &'a [common::Destination],
-    holders: &[usize],
-    selected: &BackupEntry,
-) -> Result<(&'a dyn Sink, BackupEntry), CliError> {
-    let mut last_problem = None;
-    for (n, &i) in holders.iter().enumerate() {
-        let sink = destinations[i].sink.as_ref();
-        let entry = catalog::entry_for_key(sink, BackupKind::Database, &selected.key)
-            .await
-            .map_err(CliError::failure)?;
-        // With no other copy to fall back to, the restore's own checks say what is wrong.
-        if n + 1 == holders.len() {
-            return Ok((sink, entry));
-        }
-        match stored_intact(sink, &entry).await {
-            Ok(true) => return Ok((sink, entry)),
-            Ok(false) => {
-                tracing::warn!(
-                    "the copy of {} on {} is damaged; trying the next destination",
-                    entry.key,
-                    sink.describe()
-                );
-                last_problem = Some(format!("damaged on {}", sink.describe()));
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read {} on {}: {e}; trying the next destination",
-                    entry.key,
-                    sink.describe()
-                );
-                last_problem = Some(e.to_string());
-            }
-        }
-    }
-    Err(CliError::failure(anyhow::anyhow!(
-        "no destination holds an intact copy of {}{}",
-        selected.key,
-        last_problem.map(|p| format!(" ({p})")).unwrap_or_default()
-    )))
-}
-
-fn print_list(destinations: &[common::Destination], listed: &[Listed], json: bool) {
-    let locations = |l: &Listed| -> Vec<&'static str> {
-        l.holders.iter().map(|&i| destinations[i].name).collect()
-    };
-    if json {
-        let rows: Vec<serde_json::Value> = listed
-            .iter()
-            .map(|l| {
-                let e = &l.entry;
-                serde_json::json!({
-                    "name": e.file_name(),
-                    "key": e.key,
-                    "time": e.timestamp().to_rfc3339(),
-                    "size": e.size,
-                    "status": e.status.to_string(),
-                    "detail": match &e.status { BackupStatus::Damaged(d) => Some(d.clone()), _ => None },
-                    "key_id": e.key_id(),
-                    "compression": e.name.compression.name(),
-                    "encrypted": e.name.encrypted,
-                    "locations": locations(l),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(rows));
-        return;
-    }
-    if listed.is_empty() {
-        let places: Vec<String> = destinations.iter().map(|d| d.sink.describe()).collect();
-        println!("no database backups in {}", places.join(" or "));
-        return;
-    }
-    println!(
-        "{:<48}  {:<19}  {:>10}  {:<8}  {:<16}  LOCATION",
-        "NAME", "TIME (UTC)", "SIZE", "STATUS", "KEY ID"
-    );
-    for l in listed {
-        let e = &l.entry;
-        println!(
-            "{:<48}  {:<19}  {:>10}  {:<8}  {:<16}  {}",
-            e.file_name(),
-            e.timestamp().format("%Y-%m-%d %H:%M:%S"),
-            common::human_bytes(e.size),
-            e.status,
-            e.key_id().unwrap_or("-"),
-            locations(l).join(",")
-        );
-    }
 }

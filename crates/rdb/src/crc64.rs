@@ -30,8 +30,9 @@ impl Crc64 {
 
     /// Adds bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        // The crc crate's Digest cannot resume from a value; CRC_64_REDIS has no final xor and
-        // is reflected with init 0, so a fresh digest over a prefix equals the running value.
+        // CRC_64_REDIS has no final xor, so the running value is the register; resuming means
+        // starting a digest with that register. The crc crate reflects the initial value of a
+        // reflected algorithm, hence `reverse_bits` to hand it the register as it expects.
         let mut digest = ALGORITHM.digest_with_initial(self.value.reverse_bits());
         digest.update(bytes);
         self.value = digest.finalize();

@@ -1,10 +1,19 @@
-//! The streaming RDB parser. (Skeleton: the API is fixed, the implementation is being written.)
+//! The streaming RDB parser: the public types and the async driver. The driver keeps one
+//! buffer, fills it asynchronously, and lets the synchronous parser in `parse.rs` decode whole
+//! units (an opcode, or a key and its value) from it; when a unit does not fit, the buffer
+//! grows (geometrically, only as data actually arrives) and the unit is parsed again.
 
 use std::collections::BTreeMap;
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::crc64::Crc64;
 use crate::error::RdbError;
+use crate::parse::{PErr, Parser, Unit};
+use crate::MAX_RDB_VERSION;
+
+/// The buffer's initial (and resting) size.
+const INITIAL_BUF: usize = 256 * 1024;
 
 /// What [`RdbReader`] keeps of each value.
 #[derive(Debug, Clone, Default)]
@@ -109,16 +118,57 @@ pub enum Item {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Header,
+    Body,
+    Done,
+    Failed,
+}
+
 /// A pull parser over an RDB stream.
 pub struct RdbReader<R> {
     reader: R,
     options: ParseOptions,
+    /// `buf[pos..end]` holds bytes read but not consumed; `buf.len()` is the capacity in use.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// `buf[..crc_pos]` is already in `crc`.
+    crc_pos: usize,
+    crc: Crc64,
+    /// File offset of `buf[pos]`.
+    offset: u64,
+    /// The underlying reader reported end of stream.
+    eof: bool,
+    state: State,
+    version: Option<u16>,
+    db: u64,
+    expire: Option<i64>,
+    checksum_verified: bool,
+    scratch: Vec<u8>,
 }
 
 impl<R: AsyncRead + Unpin> RdbReader<R> {
     /// A parser reading `reader` from its first byte (`REDIS0nnn`).
     pub fn new(reader: R, options: ParseOptions) -> Self {
-        Self { reader, options }
+        Self {
+            reader,
+            options,
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
+            crc_pos: 0,
+            crc: Crc64::new(),
+            offset: 0,
+            eof: false,
+            state: State::Header,
+            version: None,
+            db: 0,
+            expire: None,
+            checksum_verified: false,
+            scratch: Vec::new(),
+        }
     }
 
     /// The next item; `Ok(None)` once the `EOF` opcode was read, the trailing CRC-64 matched
@@ -126,28 +176,228 @@ impl<R: AsyncRead + Unpin> RdbReader<R> {
     ///
     /// # Errors
     /// On any read error, truncation, corruption, checksum mismatch or unsupported content.
+    /// After an error the parser is unusable: further calls fail too.
     pub async fn next(&mut self) -> Result<Option<Item>, RdbError> {
-        let _ = (&mut self.reader, &self.options);
-        Err(RdbError::Corrupt {
-            offset: 0,
-            detail: "parser not implemented yet".to_owned(),
-        })
+        match self.state {
+            State::Done => return Ok(None),
+            State::Failed => {
+                return Err(RdbError::Corrupt {
+                    offset: self.offset,
+                    detail: "the parser already failed on an earlier error".to_owned(),
+                })
+            }
+            State::Header | State::Body => {}
+        }
+        let result = self.next_inner().await;
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        result
+    }
+
+    async fn next_inner(&mut self) -> Result<Option<Item>, RdbError> {
+        if self.state == State::Header {
+            self.read_header().await?;
+            self.state = State::Body;
+        }
+        let version = self.version.unwrap_or(0);
+        loop {
+            let parsed = {
+                let window = self.buf.get(self.pos..self.end).unwrap_or_default();
+                let mut parser = Parser::new(
+                    window,
+                    self.offset,
+                    version,
+                    &self.options,
+                    &mut self.scratch,
+                );
+                parser.unit().map(|unit| (unit, parser.consumed()))
+            };
+            match parsed {
+                Ok((unit, used)) => {
+                    self.consume(used);
+                    match unit {
+                        Unit::Skip => {}
+                        Unit::Expire(at) => self.expire = Some(at),
+                        Unit::Select(db) => {
+                            self.db = db;
+                            return Ok(Some(Item::SelectDb(db)));
+                        }
+                        Unit::Item(Item::Entry(mut entry)) => {
+                            entry.db = self.db;
+                            entry.expire_at_ms = self.expire.take();
+                            return Ok(Some(Item::Entry(entry)));
+                        }
+                        Unit::Item(item) => return Ok(Some(item)),
+                        Unit::Eof => {
+                            self.finish(version).await?;
+                            self.state = State::Done;
+                            return Ok(None);
+                        }
+                    }
+                }
+                Err(PErr::Fail(e)) => return Err(e),
+                Err(PErr::More { need, what }) => {
+                    // Ask for at least twice what the failed attempt saw, so that a large value
+                    // is re-parsed a logarithmic number of times however the reader chunks data.
+                    let have = self.end - self.pos;
+                    let want = need.max(have.saturating_mul(2));
+                    if !self.fill(need, want).await? {
+                        return Err(RdbError::Truncated {
+                            offset: self.offset + (self.end - self.pos) as u64,
+                            context: what.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        self.offset += n as u64;
+    }
+
+    /// Feeds consumed bytes to the CRC.
+    fn update_crc(&mut self) {
+        if let Some(bytes) = self.buf.get(self.crc_pos..self.pos) {
+            self.crc.update(bytes);
+        }
+        self.crc_pos = self.pos;
+    }
+
+    /// Moves the unconsumed bytes to the front, then reads until at least `want` bytes are
+    /// buffered or the stream ends. Returns whether at least `need` bytes are buffered.
+    async fn fill(&mut self, need: usize, want: usize) -> Result<bool, RdbError> {
+        self.update_crc();
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+            self.crc_pos = 0;
+        }
+        // Give memory back after a large value.
+        if self.buf.len() > 4 * INITIAL_BUF && self.end <= INITIAL_BUF && want <= INITIAL_BUF {
+            self.buf.truncate(INITIAL_BUF);
+            self.buf.shrink_to_fit();
+        }
+        loop {
+            if self.end >= want {
+                return Ok(true);
+            }
+            if self.eof {
+                return Ok(self.end >= need);
+            }
+            if self.end == self.buf.len() {
+                // Grow geometrically, never beyond what is wanted: memory follows the data
+                // that actually arrives, not a declared length.
+                let target = self
+                    .buf
+                    .len()
+                    .saturating_mul(2)
+                    .max(INITIAL_BUF)
+                    .min(want.max(INITIAL_BUF));
+                self.buf.resize(target, 0);
+            }
+            let free = self.buf.get_mut(self.end..).unwrap_or_default();
+            let n = self
+                .reader
+                .read(free)
+                .await
+                .map_err(|source| RdbError::Io {
+                    offset: self.offset + self.end as u64,
+                    source,
+                })?;
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.end += n;
+            }
+        }
+    }
+
+    async fn read_header(&mut self) -> Result<(), RdbError> {
+        let complete = self.end - self.pos >= 9 || self.fill(9, 9).await?;
+        let have = self.buf.get(self.pos..self.end).unwrap_or_default();
+        let head = have.get(..9.min(have.len())).unwrap_or_default();
+        let magic_ok = head.iter().zip(b"REDIS").all(|(a, b)| a == b)
+            && head.iter().skip(5).all(u8::is_ascii_digit);
+        if !magic_ok {
+            return Err(RdbError::BadMagic {
+                found: head.escape_ascii().to_string(),
+            });
+        }
+        if !complete {
+            return Err(RdbError::Truncated {
+                offset: have.len() as u64,
+                context: "the RDB header".to_owned(),
+            });
+        }
+        let version = head
+            .iter()
+            .skip(5)
+            .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
+        if version == 0 || version > MAX_RDB_VERSION {
+            return Err(RdbError::UnsupportedVersion {
+                version,
+                max: MAX_RDB_VERSION,
+            });
+        }
+        self.version = Some(version);
+        self.consume(9);
+        Ok(())
+    }
+
+    /// After the EOF opcode: the checksum (RDB 5+), then the end of the stream.
+    async fn finish(&mut self, version: u16) -> Result<(), RdbError> {
+        self.update_crc();
+        let computed = self.crc.value();
+        if version >= 5 {
+            if self.end - self.pos < 8 && !self.fill(8, 8).await? {
+                return Err(RdbError::Truncated {
+                    offset: self.offset + (self.end - self.pos) as u64,
+                    context: "the trailing CRC-64 checksum".to_owned(),
+                });
+            }
+            let mut raw = [0u8; 8];
+            if let Some(bytes) = self.buf.get(self.pos..self.pos + 8) {
+                raw.copy_from_slice(bytes);
+            }
+            self.consume(8);
+            self.crc_pos = self.pos;
+            let recorded = u64::from_le_bytes(raw);
+            if recorded != 0 {
+                if recorded != computed {
+                    return Err(RdbError::ChecksumMismatch { recorded, computed });
+                }
+                self.checksum_verified = true;
+            }
+        }
+        if self.end == self.pos {
+            self.fill(1, 1).await?;
+        }
+        if self.end > self.pos {
+            return Err(RdbError::TrailingData {
+                extra: (self.end - self.pos) as u64,
+            });
+        }
+        Ok(())
     }
 
     /// The file's RDB version, once the header was read.
     pub fn version(&self) -> Option<u16> {
-        None
+        self.version
     }
 
     /// Bytes consumed so far.
     pub fn bytes_read(&self) -> u64 {
-        0
+        self.offset
     }
 
     /// Whether the trailing checksum was present and verified (false when the file's checksum
     /// is zero, i.e. written with `rdbchecksum no`). Meaningful after `next` returned `None`.
     pub fn checksum_verified(&self) -> bool {
-        false
+        self.checksum_verified
     }
 
     /// Gives the underlying reader back.

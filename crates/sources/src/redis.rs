@@ -17,6 +17,9 @@ pub use check::RdbCheck;
 pub use connection::{RedisClient, RedisConfig, Resp};
 pub use error::RedisError;
 pub use replication::ReplicationStream;
-pub use restore_file::{FileRestoreOptions, RedisFileRestore};
+pub use restore_file::{
+    aof_warning, aof_warning_for_dir, FileRestoreOptions, RedisFileRestore, DOCKER_RDB_PATH,
+    KEPT_INFIX, RESTORE_TEMP_INFIX,
+};
 pub use restore_online::{OnlineRestoreOptions, RedisOnlineRestore};
 pub use source::{BackupMethod, RedisSource};

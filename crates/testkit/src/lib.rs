@@ -16,10 +16,18 @@
 
 mod checksum;
 mod cluster;
+mod redis;
+mod redis_sample;
 mod s3;
 mod sample;
 
 pub use checksum::{sequence_values, table_checksums, TableChecksum};
 pub use cluster::{find_pg_bin_dir, PgCluster, PgOptions};
+pub use redis::{RedisOptions, RedisServer};
+pub use redis_sample::{
+    assert_snapshots_match, diff_snapshots, escape, load_redis_sample, redis_functions,
+    redis_snapshot, KeySnapshot, SampleStats, FAR_FUTURE_MS, REDIS_SAMPLE_DBS,
+    REDIS_SAMPLE_EMPTY_DB, REDIS_SAMPLE_LIBRARY,
+};
 pub use s3::{S3RequestRecord, S3Server};
 pub use sample::{load_sample_data, SAMPLE_TABLES};

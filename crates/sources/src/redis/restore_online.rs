@@ -1,17 +1,73 @@
-//! Online restore: every key replayed into a running server with `RESTORE`. (Skeleton.)
+//! Online restore: every key replayed into a running server with `RESTORE`.
+//!
+//! The RDB stream is parsed with its values captured; each key becomes
+//! `RESTORE key ttl payload [ABSTTL] [REPLACE]` in its original database (`SELECT`), each
+//! function library `FUNCTION LOAD [REPLACE] code`. Commands are pipelined in batches
+//! ([`OnlineRestoreOptions::batch_commands`], [`OnlineRestoreOptions::batch_bytes`]) and all
+//! replies of a batch are read before the next is sent; the first error reply (`BUSYKEY`,
+//! `NOPERM`, a database index out of range, a module type the server lacks) stops the restore
+//! with an error naming the keys. Keys whose expiry has already passed (by the server's clock)
+//! are skipped and counted. The user needs `RESTORE`, `SELECT`, `FUNCTION LOAD`, `EXISTS`,
+//! `FUNCTION LIST` (check), `INFO` and `TIME` (e.g. ACL rules `~* +restore +select +exists
+//! +function|load +function|list +info +time`); a `NOPERM` reply becomes
+//! [`RedisError::Permission`].
+//!
+//! Before anything is written, the backup's RDB version is compared with the newest one the
+//! target accepts ([`backup_rdb::rdb_version_for_server`] of its `redis_version`): `RESTORE`
+//! refuses payloads of a newer version, so such a restore is refused up front.
+//!
+//! **The online restore is not atomic.** Keys are written while the stream is read, so a
+//! stream that fails verification half-way, a refused key or a lost connection leaves the keys
+//! sent so far in place. The CLI therefore runs it twice: first with
+//! [`check_only`](OnlineRestoreOptions::check_only) (a full parse of the verified stream,
+//! version check, and unless `replace`, a check that no key of the backup exists on the target;
+//! nothing is written), then for real.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
+use backup_rdb::{
+    rdb_version_for_server, restore_payload, Entry, Item, ParseOptions, RdbReader, ValueType,
+    REDIS_RDB_VERSIONS,
+};
 
-use crate::redis::connection::RedisConfig;
+use crate::redis::connection::{RedisClient, RedisConfig, Resp};
+use crate::redis::error::RedisError;
+
+/// Default [`OnlineRestoreOptions::batch_commands`].
+pub const DEFAULT_BATCH_COMMANDS: usize = 1000;
+/// Default [`OnlineRestoreOptions::batch_bytes`] (16 MiB).
+pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// How many clashing keys an error lists.
+const CLASHES_LISTED: usize = 20;
+/// How many refused keys an error lists.
+const FAILURES_LISTED: usize = 10;
 
 /// Options of [`RedisOnlineRestore`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OnlineRestoreOptions {
     /// Overwrite existing keys (`RESTORE ... REPLACE`, `FUNCTION LOAD REPLACE`).
     pub replace: bool,
     /// Only parse and check (RDB version, clashing keys); write nothing.
     pub check_only: bool,
+    /// Commands per pipelined batch (0: [`DEFAULT_BATCH_COMMANDS`]).
+    pub batch_commands: usize,
+    /// Payload bytes per pipelined batch (0: [`DEFAULT_BATCH_BYTES`]); a single larger value
+    /// is sent alone.
+    pub batch_bytes: usize,
+}
+
+impl Default for OnlineRestoreOptions {
+    fn default() -> Self {
+        Self {
+            replace: false,
+            check_only: false,
+            batch_commands: DEFAULT_BATCH_COMMANDS,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+        }
+    }
 }
 
 /// Replays an RDB into a running server.
@@ -21,7 +77,8 @@ pub struct RedisOnlineRestore {
 }
 
 impl RedisOnlineRestore {
-    /// An online restore into the server of `config`.
+    /// An online restore into the server of `config` (keys go to their original databases;
+    /// the database of `config` is not used).
     pub fn new(config: RedisConfig, options: OnlineRestoreOptions) -> Self {
         Self { config, options }
     }
@@ -30,7 +87,458 @@ impl RedisOnlineRestore {
 #[async_trait]
 impl RestoreTarget for RedisOnlineRestore {
     async fn restore(&mut self, stream: ByteStream) -> Result<RestoreSummary, BoxError> {
-        let _ = (stream, &self.config, &self.options);
-        Err("not implemented".into())
+        let client = RedisClient::connect(&self.config)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)?;
+        let mut run = Run::new(client, self.options.clone())
+            .await
+            .map_err(|e| Box::new(e) as BoxError)?;
+        run.run(stream).await.map_err(|e| Box::new(e) as BoxError)
+    }
+}
+
+/// What a pipelined command was, to interpret its reply.
+enum Sent {
+    Select(u64),
+    Restore { db: u64, key: Vec<u8> },
+    Exists { db: u64, key: Vec<u8> },
+    Function { name: String },
+}
+
+/// One restore (or check) in progress.
+struct Run {
+    client: RedisClient,
+    options: OnlineRestoreOptions,
+    target_version: String,
+    target_rdb: Option<u16>,
+    /// The server's clock at the start, and when that was.
+    server_ms_at_start: i64,
+    started: Instant,
+    /// The database the connection has selected.
+    conn_db: Option<u64>,
+    pending: Vec<Sent>,
+    pending_bytes: usize,
+    // Counts.
+    keys: BTreeMap<u64, BTreeMap<ValueType, u64>>,
+    expired: u64,
+    functions: u64,
+    clashes: u64,
+    clash_list: Vec<String>,
+    library_clashes: Vec<String>,
+}
+
+impl Run {
+    async fn new(
+        mut client: RedisClient,
+        mut options: OnlineRestoreOptions,
+    ) -> Result<Self, RedisError> {
+        if options.batch_commands == 0 {
+            options.batch_commands = DEFAULT_BATCH_COMMANDS;
+        }
+        if options.batch_bytes == 0 {
+            options.batch_bytes = DEFAULT_BATCH_BYTES;
+        }
+        let target_version = client.server_version().await?;
+        let server_ms_at_start = server_time_ms(&mut client).await?;
+        Ok(Self {
+            target_rdb: rdb_version_for_server(&target_version),
+            client,
+            options,
+            target_version,
+            server_ms_at_start,
+            started: Instant::now(),
+            conn_db: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            keys: BTreeMap::new(),
+            expired: 0,
+            functions: 0,
+            clashes: 0,
+            clash_list: Vec::new(),
+            library_clashes: Vec::new(),
+        })
+    }
+
+    fn now_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.server_ms_at_start.saturating_add(elapsed)
+    }
+
+    fn endpoint(&self) -> String {
+        self.client.endpoint().to_owned()
+    }
+
+    async fn run(&mut self, stream: ByteStream) -> Result<RestoreSummary, RedisError> {
+        let check_only = self.options.check_only;
+        let mut reader = RdbReader::new(
+            stream,
+            ParseOptions {
+                capture_payload: !check_only,
+                max_value_bytes: None,
+            },
+        );
+        let rdb_err = |source| RedisError::Rdb {
+            context: "the backup stream".to_owned(),
+            source,
+        };
+        let mut aux: BTreeMap<String, String> = BTreeMap::new();
+        let mut version_checked = false;
+        let mut module_aux = 0u64;
+        while let Some(item) = reader.next().await.map_err(rdb_err)? {
+            if !version_checked && !matches!(item, Item::Aux { .. }) {
+                self.check_version(reader.version().unwrap_or(0), &aux)?;
+                version_checked = true;
+            }
+            match item {
+                Item::Aux { key, value } => {
+                    aux.insert(
+                        String::from_utf8_lossy(&key).into_owned(),
+                        String::from_utf8_lossy(&value).into_owned(),
+                    );
+                }
+                Item::Entry(entry) => {
+                    let version = reader.version().unwrap_or(0);
+                    self.entry(entry, version).await?;
+                }
+                Item::Function { code } => self.function(code).await?,
+                Item::ModuleAux { .. } => module_aux += 1,
+                _ => {}
+            }
+        }
+        if !version_checked {
+            self.check_version(reader.version().unwrap_or(0), &aux)?;
+        }
+        self.finish_batch().await?;
+
+        if check_only && (self.clashes > 0 || !self.library_clashes.is_empty()) {
+            let mut listed = self.clash_list.clone();
+            listed.extend(
+                self.library_clashes
+                    .iter()
+                    .map(|l| format!("function library {l}")),
+            );
+            let total = self.clashes + self.library_clashes.len() as u64;
+            let shown = listed.len().min(CLASHES_LISTED);
+            return Err(RedisError::KeysExist {
+                endpoint: self.endpoint(),
+                total,
+                keys: listed[..shown].join(", "),
+                more: if total > shown as u64 {
+                    format!(" (and {} more)", total - shown as u64)
+                } else {
+                    String::new()
+                },
+            });
+        }
+        Ok(RestoreSummary {
+            plain_bytes: reader.bytes_read(),
+            notes: self.notes(reader.version().unwrap_or(0), &aux, module_aux),
+        })
+    }
+
+    fn check_version(
+        &self,
+        backup_rdb: u16,
+        aux: &BTreeMap<String, String>,
+    ) -> Result<(), RedisError> {
+        let Some(target_rdb) = self.target_rdb else {
+            return Ok(());
+        };
+        if backup_rdb <= target_rdb {
+            return Ok(());
+        }
+        let needed = REDIS_RDB_VERSIONS
+            .iter()
+            .filter(|(_, _, v)| *v >= backup_rdb)
+            .min_by_key(|(ma, mi, _)| (*ma, *mi))
+            .map(|(ma, mi, _)| format!("{ma}.{mi}"))
+            .unwrap_or_else(|| "a newer release".to_owned());
+        Err(RedisError::RdbVersionTooNew {
+            backup_redis: aux
+                .get("redis-ver")
+                .cloned()
+                .unwrap_or_else(|| "unknown".to_owned()),
+            backup_rdb,
+            target_redis: self.target_version.clone(),
+            target_rdb,
+            needed,
+        })
+    }
+
+    async fn entry(&mut self, entry: Entry, rdb_version: u16) -> Result<(), RedisError> {
+        if let Some(at) = entry.expire_at_ms {
+            if at <= self.now_ms() {
+                self.expired += 1;
+                return Ok(());
+            }
+        }
+        *self
+            .keys
+            .entry(entry.db)
+            .or_default()
+            .entry(entry.value_type)
+            .or_default() += 1;
+        self.select(entry.db);
+        if self.options.check_only {
+            if !self.options.replace {
+                self.client.send(&[b"EXISTS", &entry.key]);
+                self.pending_bytes += entry.key.len();
+                self.pending.push(Sent::Exists {
+                    db: entry.db,
+                    key: entry.key,
+                });
+            }
+        } else {
+            let Some(value) = &entry.payload else {
+                return Err(RedisError::Protocol {
+                    endpoint: self.endpoint(),
+                    context: "restoring a key".to_owned(),
+                    detail: "the parser kept no value".to_owned(),
+                });
+            };
+            let payload = restore_payload(value, rdb_version);
+            let ttl = entry.expire_at_ms.unwrap_or(0).to_string();
+            let mut args: Vec<&[u8]> = vec![b"RESTORE", &entry.key, ttl.as_bytes(), &payload];
+            if entry.expire_at_ms.is_some() {
+                args.push(b"ABSTTL");
+            }
+            if self.options.replace {
+                args.push(b"REPLACE");
+            }
+            self.client.send(&args);
+            self.pending_bytes += payload.len() + entry.key.len();
+            self.pending.push(Sent::Restore {
+                db: entry.db,
+                key: entry.key,
+            });
+        }
+        if self.pending.len() >= self.options.batch_commands
+            || self.pending_bytes >= self.options.batch_bytes
+        {
+            self.finish_batch().await?;
+        }
+        Ok(())
+    }
+
+    fn select(&mut self, db: u64) {
+        if self.conn_db != Some(db) {
+            let text = db.to_string();
+            self.client.send(&[b"SELECT", text.as_bytes()]);
+            self.pending.push(Sent::Select(db));
+            self.conn_db = Some(db);
+        }
+    }
+
+    async fn function(&mut self, code: Vec<u8>) -> Result<(), RedisError> {
+        self.functions += 1;
+        let name = library_name(&code);
+        if self.options.check_only {
+            if !self.options.replace {
+                self.finish_batch().await?;
+                let reply = self
+                    .client
+                    .call(&[b"FUNCTION", b"LIST", b"LIBRARYNAME", name.as_bytes()])
+                    .await?;
+                if library_listed(&reply, &name) {
+                    self.library_clashes.push(name);
+                }
+            }
+            return Ok(());
+        }
+        let mut args: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
+        if self.options.replace {
+            args.push(b"REPLACE");
+        }
+        args.push(&code);
+        self.client.send(&args);
+        self.pending_bytes += code.len();
+        self.pending.push(Sent::Function { name });
+        Ok(())
+    }
+
+    /// Sends the buffered commands and reads all their replies; an error for any error reply.
+    async fn finish_batch(&mut self) -> Result<(), RedisError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.client.flush().await?;
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let mut failures: Vec<String> = Vec::new();
+        let mut failed = 0u64;
+        let mut fatal: Option<RedisError> = None;
+        for sent in pending {
+            // Every reply is read, even after a failure, to keep the connection in step.
+            let reply = self.client.read_reply().await?;
+            let message = match (&sent, reply) {
+                (_, Resp::Error(message)) => message,
+                (Sent::Exists { db, key }, Resp::Integer(n)) => {
+                    if n > 0 {
+                        self.clashes += 1;
+                        if self.clash_list.len() < CLASHES_LISTED {
+                            self.clash_list.push(format!("db {db}: {}", show_key(key)));
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let (command, what) = match &sent {
+                Sent::Select(db) => ("SELECT", format!("SELECT {db}")),
+                Sent::Restore { db, key } => ("RESTORE", format!("db {db} key {}", show_key(key))),
+                Sent::Exists { db, key } => ("EXISTS", format!("db {db} key {}", show_key(key))),
+                Sent::Function { name } => ("FUNCTION LOAD", format!("function library {name}")),
+            };
+            if fatal.is_none() && (message.starts_with("NOPERM") || message.starts_with("NOAUTH")) {
+                fatal = Some(self.client.reply_error(command, &message));
+            }
+            if matches!(sent, Sent::Select(_)) && fatal.is_none() {
+                fatal = Some(self.client.reply_error(&what, &message));
+            }
+            failed += 1;
+            if failures.len() < FAILURES_LISTED {
+                failures.push(format!("{what}: {message}"));
+            }
+        }
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if failed > 0 {
+            return Err(RedisError::RestoreRefused {
+                endpoint: self.endpoint(),
+                count: failed,
+                details: failures.join("; "),
+            });
+        }
+        Ok(())
+    }
+
+    fn notes(
+        &self,
+        rdb_version: u16,
+        aux: &BTreeMap<String, String>,
+        module_aux: u64,
+    ) -> Vec<String> {
+        let total: u64 = self.keys.values().flat_map(|t| t.values()).sum();
+        let verb = if self.options.check_only {
+            "would restore"
+        } else {
+            "restored"
+        };
+        let mut notes = vec![format!(
+            "target Redis {} at {} (accepts RDB v{}); backup RDB v{rdb_version}{}",
+            self.target_version,
+            self.client.endpoint(),
+            self.target_rdb
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".to_owned()),
+            aux.get("redis-ver")
+                .map(|v| format!(" written by Redis {v}"))
+                .unwrap_or_default(),
+        )];
+        notes.push(format!(
+            "{verb} {total} keys in {} database(s){}; {} already expired key(s) {}",
+            self.keys.len(),
+            if self.options.replace {
+                " (replacing existing keys)"
+            } else {
+                ""
+            },
+            self.expired,
+            if self.options.check_only {
+                "would be skipped"
+            } else {
+                "skipped"
+            }
+        ));
+        for (db, types) in &self.keys {
+            let n: u64 = types.values().sum();
+            let list = types
+                .iter()
+                .map(|(t, n)| format!("{} {n}", t.name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            notes.push(format!("db {db}: {n} keys ({list})"));
+        }
+        notes.push(format!(
+            "{} {} function librar{}",
+            if self.options.check_only {
+                "would load"
+            } else {
+                "loaded"
+            },
+            self.functions,
+            if self.functions == 1 { "y" } else { "ies" }
+        ));
+        if module_aux > 0 {
+            notes.push(format!(
+                "{module_aux} module aux record(s) were not restored (online restores carry \
+                 keys and functions only)"
+            ));
+        }
+        if self.options.check_only && !self.options.replace {
+            notes.push("no key of the backup exists on the target".to_owned());
+        }
+        notes
+    }
+}
+
+/// The server's clock (`TIME`) in Unix milliseconds.
+async fn server_time_ms(client: &mut RedisClient) -> Result<i64, RedisError> {
+    let reply = client.call(&[b"TIME"]).await?;
+    let parts: Vec<i64> = match &reply {
+        Resp::Array(Some(items)) => items
+            .iter()
+            .filter_map(|i| i.as_text().and_then(|t| t.parse().ok()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    match parts.as_slice() {
+        [secs, micros] => Ok(secs * 1000 + micros / 1000),
+        _ => Err(RedisError::Protocol {
+            endpoint: client.endpoint().to_owned(),
+            context: "to TIME".to_owned(),
+            detail: format!("{reply:?}"),
+        }),
+    }
+}
+
+/// The library name of function code (`#!lua name=mylib ...` on the first line).
+fn library_name(code: &[u8]) -> String {
+    let first = code.split(|b| *b == b'\n').next().unwrap_or_default();
+    String::from_utf8_lossy(first)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("name="))
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// Whether a `FUNCTION LIST` reply holds a library named exactly `name`.
+fn library_listed(reply: &Resp, name: &str) -> bool {
+    let Resp::Array(Some(libs)) = reply else {
+        return false;
+    };
+    libs.iter().any(|lib| {
+        let Resp::Array(Some(fields)) = lib else {
+            return false;
+        };
+        fields.chunks(2).any(|kv| {
+            kv.first().and_then(Resp::as_text).as_deref() == Some("library_name")
+                && kv.get(1).and_then(Resp::as_text).as_deref() == Some(name)
+        })
+    })
+}
+
+/// A key for messages: escaped, at most 100 characters.
+fn show_key(key: &[u8]) -> String {
+    let s = key.escape_ascii().to_string();
+    if s.len() > 100 {
+        let mut end = 100;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("\"{}...\"", &s[..end])
+    } else {
+        format!("\"{s}\"")
     }
 }

@@ -1,17 +1,49 @@
-//! [`RedisSource`]: the RDB snapshot as a backup stream. (Skeleton.)
+//! [`RedisSource`]: the RDB snapshot as a backup stream.
+//!
+//! Every byte handed to the pipeline is also fed, through a bounded channel, to the RDB parser
+//! of `backup-rdb` running in its own task. [`Source::finish`] waits for the parser: a bad
+//! header, a truncated file or a CRC-64 mismatch fails the backup, so nothing is committed.
+//! When the parser fails early the stream fails too, instead of shipping the rest of a doomed
+//! snapshot.
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{BackupKind, BoxError, ByteStream, Source, SourceFacts};
+use backup_rdb::{RdbError, RdbSummary};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::PollSender;
 
-use crate::redis::connection::RedisConfig;
+use crate::redis::connection::{RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
+use crate::redis::replication::{ReplicationStream, TransferProgress};
+
+/// How long [`BackupMethod::File`] waits for `BGSAVE` by default.
+pub const DEFAULT_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Chunks in flight between the stream and the validating parser (memory bound).
+const VALIDATION_CHUNKS: usize = 16;
+
+/// How often `INFO persistence` is polled while `BGSAVE` runs.
+const BGSAVE_POLL: Duration = Duration::from_millis(100);
+
+/// How often waiting for `BGSAVE` is logged.
+const BGSAVE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How the snapshot is fetched.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum BackupMethod {
     /// As a replica: `SYNC`, streamed (default).
+    #[default]
     Replication,
     /// `BGSAVE` on a local server, then the file at this path.
     File {
@@ -20,16 +52,71 @@ pub enum BackupMethod {
     },
 }
 
+impl BackupMethod {
+    /// `replication` or `file`, as recorded in the manifest.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Replication => "replication",
+            Self::File { .. } => "file",
+        }
+    }
+}
+
 /// A Redis snapshot as a [`Source`].
 pub struct RedisSource {
     config: RedisConfig,
     method: BackupMethod,
+    snapshot_timeout: Duration,
+    running: Option<Running>,
+}
+
+impl std::fmt::Debug for RedisSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSource")
+            .field("config", &self.config)
+            .field("method", &self.method)
+            .field("snapshot_timeout", &self.snapshot_timeout)
+            .finish()
+    }
+}
+
+/// State between [`Source::open`] and [`Source::finish`].
+struct Running {
+    endpoint: String,
+    server_version: Option<String>,
+    transfer: Option<&'static str>,
+    shared: Arc<Shared>,
+    parser: JoinHandle<Result<RdbSummary, RdbError>>,
+    replication: Option<Arc<TransferProgress>>,
+    file: Option<(PathBuf, u64)>,
 }
 
 impl RedisSource {
     /// A source for the server of `config`.
     pub fn new(config: RedisConfig, method: BackupMethod) -> Self {
-        Self { config, method }
+        Self {
+            config,
+            method,
+            snapshot_timeout: DEFAULT_SNAPSHOT_TIMEOUT,
+            running: None,
+        }
+    }
+
+    /// How long [`BackupMethod::File`] waits for `BGSAVE` to finish (default 1 hour).
+    #[must_use]
+    pub fn with_snapshot_timeout(mut self, timeout: Duration) -> Self {
+        self.snapshot_timeout = timeout;
+        self
+    }
+
+    /// The method in use.
+    pub fn method(&self) -> &BackupMethod {
+        &self.method
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
     }
 }
 
@@ -44,11 +131,490 @@ impl Source for RedisSource {
     }
 
     async fn open(&mut self) -> Result<ByteStream, BoxError> {
-        let _ = &self.method;
-        Err(Box::new(RedisError::Config(self.config.endpoint())))
+        self.running = None;
+        let mut client = RedisClient::connect(&self.config).await?;
+        let endpoint = client.endpoint().to_owned();
+        let server_version = match client.server_version().await {
+            Ok(version) => {
+                tracing::info!("connected to Redis {version} at {endpoint}");
+                Some(version)
+            }
+            Err(e @ (RedisError::Permission { .. } | RedisError::Command { .. })) => {
+                tracing::warn!("cannot read the server version: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (inner, transfer, replication, file): (ByteStream, _, _, _) = match &self.method {
+            BackupMethod::Replication => {
+                let stream = ReplicationStream::from_client(client).await?;
+                let transfer = if stream.diskless() {
+                    "diskless"
+                } else {
+                    "disk"
+                };
+                let progress = stream.progress();
+                (Box::new(stream), Some(transfer), Some(progress), None)
+            }
+            BackupMethod::File { rdb_path } => {
+                let server_path = server_rdb_path(&mut client).await;
+                if let Some(server_path) = &server_path {
+                    if !same_file(server_path, rdb_path) {
+                        tracing::warn!(
+                            "Redis at {endpoint} writes its RDB to {} but the backup reads {}: \
+                             unless that is the same file (e.g. a container volume), pass the \
+                             server's dir/dbfilename",
+                            server_path.display(),
+                            rdb_path.display()
+                        );
+                    }
+                }
+                bgsave(&mut client, self.snapshot_timeout).await?;
+                drop(client);
+                let file = tokio::fs::File::open(rdb_path).await.map_err(|source| {
+                    snapshot_file_error(rdb_path, server_path.as_deref(), source)
+                })?;
+                let len = file
+                    .metadata()
+                    .await
+                    .map_err(|source| {
+                        snapshot_file_error(rdb_path, server_path.as_deref(), source)
+                    })?
+                    .len();
+                tracing::info!("streaming {} ({len} bytes)", rdb_path.display());
+                (Box::new(file), None, None, Some((rdb_path.clone(), len)))
+            }
+        };
+        let (stream, shared, parser) = validate(inner);
+        self.running = Some(Running {
+            endpoint,
+            server_version,
+            transfer,
+            shared,
+            parser,
+            replication,
+            file,
+        });
+        Ok(Box::new(stream))
     }
 
     async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
-        Err(Box::new(RedisError::Config("not implemented".to_owned())))
+        let Some(running) = self.running.take() else {
+            return Err("RedisSource::finish called without a successful open".into());
+        };
+        let endpoint = running.endpoint.clone();
+        if !running.shared.ended.load(Ordering::SeqCst) {
+            // The stream failed or was abandoned. A parser that already failed explains why;
+            // otherwise it would wait for more data forever.
+            if running.parser.is_finished() || running.shared.parser_error().is_some() {
+                if let Ok(Err(source)) = running.parser.await {
+                    return Err(Box::new(RedisError::Rdb {
+                        context: format!("the RDB snapshot from {endpoint} is invalid"),
+                        source,
+                    }));
+                }
+            } else {
+                running.parser.abort();
+            }
+            return Err(match running.shared.read_error() {
+                // Already a complete message (e.g. `RedisError::Truncated`).
+                Some(message) => message.into(),
+                None => Box::new(RedisError::Truncated {
+                    endpoint,
+                    detail: "the stream was not read to its end".to_owned(),
+                }),
+            });
+        }
+        let summary = match running.parser.await {
+            Ok(Ok(summary)) => summary,
+            Ok(Err(source)) => {
+                return Err(Box::new(RedisError::Rdb {
+                    context: format!("the RDB snapshot from {endpoint} is invalid"),
+                    source,
+                }))
+            }
+            Err(e) => return Err(format!("the RDB validation task failed: {e}").into()),
+        };
+        let streamed = running.shared.bytes.load(Ordering::SeqCst);
+        if let Some(progress) = &running.replication {
+            if !progress.complete.load(Ordering::SeqCst) {
+                return Err(Box::new(RedisError::Truncated {
+                    endpoint,
+                    detail: format!("only {streamed} bytes arrived"),
+                }));
+            }
+        }
+        if let Some((path, len)) = &running.file {
+            if streamed != *len {
+                return Err(Box::new(RedisError::Truncated {
+                    endpoint,
+                    detail: format!("read {streamed} of the {len} bytes of {}", path.display()),
+                }));
+            }
+        }
+        let keys: u64 = summary.keys_per_db.values().sum();
+        tracing::info!(
+            "RDB v{} verified: {keys} keys in {} database(s), {} bytes",
+            summary.version,
+            summary.keys_per_db.len(),
+            streamed
+        );
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("rdb_version".to_owned(), serde_json::json!(summary.version));
+        details.insert("keys".to_owned(), serde_json::json!(keys));
+        let per_db: serde_json::Map<String, serde_json::Value> = summary
+            .keys_per_db
+            .iter()
+            .map(|(db, n)| (db.to_string(), serde_json::json!(n)))
+            .collect();
+        details.insert("keys_per_db".to_owned(), serde_json::Value::Object(per_db));
+        details.insert(
+            "keys_with_expiry".to_owned(),
+            serde_json::json!(summary.keys_with_expiry),
+        );
+        details.insert("functions".to_owned(), serde_json::json!(summary.functions));
+        details.insert("method".to_owned(), serde_json::json!(self.method.name()));
+        if let Some(transfer) = running.transfer {
+            details.insert("transfer".to_owned(), serde_json::json!(transfer));
+        }
+        details.insert(
+            "checksum_verified".to_owned(),
+            serde_json::json!(summary.checksum_verified),
+        );
+        Ok(SourceFacts {
+            source_type: "redis".to_owned(),
+            server_version: running.server_version,
+            database: None,
+            details,
+        })
+    }
+}
+
+/// `CONFIG GET dir` + `dbfilename`, when the user may run them.
+async fn server_rdb_path(client: &mut RedisClient) -> Option<PathBuf> {
+    let dir = client.config_get("dir").await;
+    let name = client.config_get("dbfilename").await;
+    match (dir, name) {
+        (Ok(Some(dir)), Ok(Some(name))) => Some(Path::new(&dir).join(name)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!("cannot ask the server where it writes its RDB: {e}");
+            None
+        }
+        _ => None,
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn snapshot_file_error(path: &Path, server_path: Option<&Path>, source: io::Error) -> RedisError {
+    let hint = match server_path {
+        Some(server) if !same_file(server, path) => format!(
+            "the server reports that it writes {} (CONFIG GET dir / dbfilename): pass that \
+             path, or where it is mounted here",
+            server.display()
+        ),
+        _ => "pass the path of the server's RDB file: its `dir` and `dbfilename` settings \
+              (CONFIG GET dir / CONFIG GET dbfilename show them)"
+            .to_owned(),
+    };
+    RedisError::SnapshotFile {
+        path: path.display().to_string(),
+        source,
+        hint,
+    }
+}
+
+fn info_u64(info: &std::collections::BTreeMap<String, String>, field: &str) -> Option<u64> {
+    info.get(field).and_then(|v| v.trim().parse().ok())
+}
+
+fn info_i64(info: &std::collections::BTreeMap<String, String>, field: &str) -> Option<i64> {
+    info.get(field).and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs `BGSAVE` (waiting for one already running first) and waits until it finished well.
+async fn bgsave(client: &mut RedisClient, timeout: Duration) -> Result<(), RedisError> {
+    let endpoint = client.endpoint().to_owned();
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let timeout_error = |what: &str| RedisError::Timeout {
+        endpoint: endpoint.clone(),
+        what: what.to_owned(),
+        seconds: timeout.as_secs(),
+        hint: "check the server log, or allow more time for the snapshot".to_owned(),
+    };
+    let mut logged_waiting = false;
+    // The state before our BGSAVE: a save counts as ours once these moved on.
+    let before = loop {
+        let before = client.info("persistence").await?;
+        match client.command(&[b"BGSAVE", b"SCHEDULE"]).await? {
+            Resp::Error(message) if message.to_ascii_lowercase().contains("in progress") => {
+                if !logged_waiting {
+                    tracing::info!(
+                        "a BGSAVE is already running on {endpoint}; waiting for it, then \
+                         starting a fresh one"
+                    );
+                    logged_waiting = true;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(timeout_error("waiting for a running BGSAVE to end"));
+                }
+                tokio::time::sleep(BGSAVE_POLL).await;
+            }
+            Resp::Error(message) => return Err(client.reply_error("BGSAVE", &message)),
+            reply => {
+                tracing::info!(
+                    "BGSAVE on {endpoint}: {}; waiting for the snapshot",
+                    reply.as_text().unwrap_or_default()
+                );
+                break before;
+            }
+        }
+    };
+    let saves_before = info_u64(&before, "rdb_saves");
+    let last_save_before = info_i64(&before, "rdb_last_save_time");
+    let status_before = before.get("rdb_last_bgsave_status").cloned();
+    let mut saw_in_progress = false;
+    let mut next_log = started + BGSAVE_LOG_EVERY;
+    loop {
+        tokio::time::sleep(BGSAVE_POLL).await;
+        let info = client.info("persistence").await?;
+        let in_progress = info_u64(&info, "rdb_bgsave_in_progress") == Some(1);
+        if in_progress {
+            saw_in_progress = true;
+        } else {
+            let saves_moved = match (saves_before, info_u64(&info, "rdb_saves")) {
+                (Some(a), Some(b)) => b > a,
+                _ => false,
+            };
+            let time_moved = match (last_save_before, info_i64(&info, "rdb_last_save_time")) {
+                (Some(a), Some(b)) => b > a,
+                _ => false,
+            };
+            let status = info.get("rdb_last_bgsave_status").cloned();
+            let newly_failed =
+                status.as_deref() == Some("err") && status_before.as_deref() != Some("err");
+            if saves_moved || time_moved || saw_in_progress || newly_failed {
+                if status.as_deref() != Some("ok") {
+                    return Err(RedisError::Command {
+                        endpoint,
+                        command: "BGSAVE".to_owned(),
+                        reason: format!(
+                            "the snapshot failed (rdb_last_bgsave_status:{}); see the Redis \
+                             server log (disk full? permissions of `dir`?)",
+                            status.unwrap_or_default()
+                        ),
+                    });
+                }
+                tracing::info!(
+                    "BGSAVE on {endpoint} done in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now > deadline {
+            return Err(timeout_error("waiting for BGSAVE to finish"));
+        }
+        if now >= next_log {
+            next_log = now + BGSAVE_LOG_EVERY;
+            tracing::info!(
+                "waiting for BGSAVE on {endpoint}: {} s, {} of {} keys saved",
+                started.elapsed().as_secs(),
+                info.get("current_save_keys_processed")
+                    .map_or("?", String::as_str),
+                info.get("current_save_keys_total")
+                    .map_or("?", String::as_str),
+            );
+        }
+    }
+}
+
+/// State shared between the validating stream, its parser task and the source.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The consumer read the stream to its end (and the parser got every byte).
+    ended: AtomicBool,
+    /// Bytes that went through.
+    bytes: AtomicU64,
+    /// Why the parser failed.
+    parser_error: Mutex<Option<String>>,
+    /// Why reading the underlying stream failed.
+    read_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn parser_error(&self) -> Option<String> {
+        self.parser_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set(slot: &Mutex<Option<String>>, message: String) {
+        if let Ok(mut slot) = slot.lock() {
+            slot.get_or_insert(message);
+        }
+    }
+
+    /// Why reading the underlying stream failed, if it did.
+    fn read_error(&self) -> Option<String> {
+        self.read_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+/// Wraps `inner` so that every chunk read is also parsed by [`RdbSummary::read`] in a task.
+fn validate(
+    inner: ByteStream,
+) -> (
+    ValidatingStream,
+    Arc<Shared>,
+    JoinHandle<Result<RdbSummary, RdbError>>,
+) {
+    let (tx, rx) = mpsc::channel::<Bytes>(VALIDATION_CHUNKS);
+    let shared = Arc::new(Shared::default());
+    let task_shared = Arc::clone(&shared);
+    let parser = tokio::spawn(async move {
+        let mut reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        let result = RdbSummary::read(&mut reader).await;
+        if let Err(e) = &result {
+            Shared::set(&task_shared.parser_error, e.to_string());
+        }
+        // `reader` (the receiving end) is dropped only now, after the error was recorded, so
+        // that the stream sees the reason when its next send fails.
+        drop(reader);
+        result
+    });
+    let stream = ValidatingStream {
+        inner,
+        sender: PollSender::new(tx),
+        unsent: None,
+        shared: Arc::clone(&shared),
+        done: false,
+    };
+    (stream, shared, parser)
+}
+
+/// Reads the chunks of a channel as a byte stream; the end of the channel is end of file.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl AsyncRead for ChannelReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if !self.current.is_empty() {
+                let n = buf.remaining().min(self.current.len());
+                buf.put_slice(&self.current[..n]);
+                self.current.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => self.current = chunk,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// The stream handed to the pipeline: passes the bytes through and tees them to the parser.
+struct ValidatingStream {
+    inner: ByteStream,
+    sender: PollSender<Bytes>,
+    /// A chunk already returned to the reader but not yet accepted by the channel.
+    unsent: Option<Bytes>,
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl ValidatingStream {
+    fn parser_failed(&self) -> io::Error {
+        let reason = self
+            .shared
+            .parser_error()
+            .unwrap_or_else(|| "the RDB parser stopped early".to_owned());
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the RDB snapshot is invalid: {reason}"),
+        )
+    }
+
+    /// Hands `unsent` to the channel; `Ready(Err)` when the parser is gone.
+    fn poll_push(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.unsent.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.sender.poll_reserve(cx) {
+            Poll::Ready(Ok(())) => {
+                if let Some(chunk) = self.unsent.take() {
+                    if self.sender.send_item(chunk).is_err() {
+                        return Poll::Ready(Err(self.parser_failed()));
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(self.parser_failed())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for ValidatingStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.shared.parser_error().is_some() {
+            return Poll::Ready(Err(this.parser_failed()));
+        }
+        match this.poll_push(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if this.done || buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                Shared::set(&this.shared.read_error, e.to_string());
+                Poll::Ready(Err(e))
+            }
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                if n == 0 {
+                    this.done = true;
+                    this.sender.close();
+                    this.shared.ended.store(true, Ordering::SeqCst);
+                    return Poll::Ready(Ok(()));
+                }
+                this.shared.bytes.fetch_add(n as u64, Ordering::SeqCst);
+                this.unsent = Some(Bytes::copy_from_slice(&buf.filled()[before..]));
+                // Try to hand it over right away; otherwise on the next read.
+                match this.poll_push(cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    _ => Poll::Ready(Ok(())),
+                }
+            }
+        }
     }
 }

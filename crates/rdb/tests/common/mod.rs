@@ -1,0 +1,500 @@
+//! Shared test helpers: an RDB byte builder, a chunking reader, parse helpers and a throwaway
+//! `redis-server` driven over raw RESP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use backup_rdb::{crc64, Item, ParseOptions, RdbError, RdbReader};
+use tokio::io::{AsyncRead, ReadBuf};
+
+// ---------------------------------------------------------------- RDB builder
+
+/// RDB length encoding.
+pub fn len(n: u64) -> Vec<u8> {
+    if n < 64 {
+        vec![n as u8]
+    } else if n < 16384 {
+        vec![0x40 | (n >> 8) as u8, (n & 0xff) as u8]
+    } else if n <= u64::from(u32::MAX) {
+        let mut v = vec![0x80];
+        v.extend_from_slice(&(n as u32).to_be_bytes());
+        v
+    } else {
+        let mut v = vec![0x81];
+        v.extend_from_slice(&n.to_be_bytes());
+        v
+    }
+}
+
+/// A raw (length-prefixed) RDB string.
+pub fn s(bytes: &[u8]) -> Vec<u8> {
+    let mut v = len(bytes.len() as u64);
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// An LZF-encoded RDB string (compressed data given).
+pub fn lzf_s(compressed: &[u8], uncompressed_len: u64) -> Vec<u8> {
+    let mut v = vec![0xC3];
+    v.extend(len(compressed.len() as u64));
+    v.extend(len(uncompressed_len));
+    v.extend_from_slice(compressed);
+    v
+}
+
+/// A tiny LZF encoder: literal runs only, plus one back reference when the input is a
+/// repetition of its first byte (enough to exercise the decoder's paths).
+pub fn lzf_compress(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if input.len() > 10 && input.iter().all(|&b| b == input[0]) {
+        // literal first byte, then back references of up to 264 bytes at distance 1
+        out.extend_from_slice(&[0, input[0]]);
+        let mut left = input.len() - 1;
+        while left > 0 {
+            let n = left.min(264);
+            if n < 3 {
+                for _ in 0..n {
+                    out.extend_from_slice(&[0, input[0]]);
+                }
+                break;
+            }
+            let l = n - 2;
+            if l < 7 {
+                out.extend_from_slice(&[(l << 5) as u8, 0]);
+            } else {
+                out.extend_from_slice(&[7 << 5, (l - 7) as u8, 0]);
+            }
+            left -= n;
+        }
+        return out;
+    }
+    for chunk in input.chunks(32) {
+        out.push((chunk.len() - 1) as u8);
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+pub struct Rdb {
+    pub bytes: Vec<u8>,
+}
+
+impl Rdb {
+    pub fn new(version: u16) -> Self {
+        Self {
+            bytes: format!("REDIS{version:04}").into_bytes(),
+        }
+    }
+
+    pub fn raw(mut self, b: &[u8]) -> Self {
+        self.bytes.extend_from_slice(b);
+        self
+    }
+
+    pub fn aux(self, k: &[u8], v: &[u8]) -> Self {
+        self.raw(&[0xFA]).raw(&s(k)).raw(&s(v))
+    }
+
+    pub fn select(self, db: u64) -> Self {
+        self.raw(&[0xFE]).raw(&len(db))
+    }
+
+    pub fn resize(self, a: u64, b: u64) -> Self {
+        self.raw(&[0xFB]).raw(&len(a)).raw(&len(b))
+    }
+
+    /// A key of type `t` with an already-encoded value.
+    pub fn key(self, t: u8, key: &[u8], value: &[u8]) -> Self {
+        self.raw(&[t]).raw(&s(key)).raw(value)
+    }
+
+    pub fn expire_ms(self, at: i64) -> Self {
+        self.raw(&[0xFC]).raw(&at.to_le_bytes())
+    }
+
+    /// Appends EOF and the checksum.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.bytes.push(0xFF);
+        let crc = crc64(0, &self.bytes);
+        self.bytes.extend_from_slice(&crc.to_le_bytes());
+        self.bytes
+    }
+
+    /// Appends EOF and a zero checksum.
+    pub fn finish_no_crc(mut self) -> Vec<u8> {
+        self.bytes.push(0xFF);
+        self.bytes.extend_from_slice(&[0; 8]);
+        self.bytes
+    }
+}
+
+/// A listpack of strings / small ints.
+pub enum Lp<'a> {
+    S(&'a [u8]),
+    I(i64),
+}
+
+pub fn listpack(entries: &[Lp<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for e in entries {
+        let start = body.len();
+        match e {
+            Lp::I(v) if (0..=127).contains(v) => body.push(*v as u8),
+            Lp::I(v) => {
+                body.push(0xF4);
+                body.extend_from_slice(&v.to_le_bytes());
+            }
+            Lp::S(b) => {
+                assert!(b.len() < 64);
+                body.push(0x80 | b.len() as u8);
+                body.extend_from_slice(b);
+            }
+        }
+        let l = body.len() - start;
+        assert!(l <= 127);
+        body.push(l as u8);
+    }
+    let total = 6 + body.len() + 1;
+    let mut out = (total as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend(body);
+    out.push(0xFF);
+    out
+}
+
+/// A ziplist of short strings.
+pub fn ziplist(entries: &[&[u8]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut prev = 0usize;
+    let mut tail = 10;
+    for e in entries {
+        assert!(e.len() < 64);
+        tail = 10 + body.len();
+        let start = body.len();
+        body.push(prev as u8);
+        body.push(e.len() as u8);
+        body.extend_from_slice(e);
+        prev = body.len() - start;
+        assert!(prev < 254);
+    }
+    let total = 10 + body.len() + 1;
+    let mut out = (total as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&(tail as u32).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend(body);
+    out.push(0xFF);
+    out
+}
+
+// ---------------------------------------------------------------- parsing helpers
+
+/// A reader that hands out at most `chunk` bytes per read.
+pub struct Chunked {
+    data: Vec<u8>,
+    pos: usize,
+    chunk: usize,
+}
+
+impl Chunked {
+    pub fn new(data: Vec<u8>, chunk: usize) -> Self {
+        Self {
+            data,
+            pos: 0,
+            chunk,
+        }
+    }
+}
+
+impl AsyncRead for Chunked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = self
+            .chunk
+            .min(buf.remaining())
+            .min(self.data.len() - self.pos);
+        let start = self.pos;
+        buf.put_slice(&self.data[start..start + n]);
+        self.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+pub struct Parsed {
+    pub items: Vec<Item>,
+    pub version: Option<u16>,
+    pub verified: bool,
+    pub bytes: u64,
+}
+
+pub async fn parse_with<R: AsyncRead + Unpin>(
+    reader: R,
+    opts: ParseOptions,
+) -> Result<Parsed, RdbError> {
+    let mut r = RdbReader::new(reader, opts);
+    let mut items = Vec::new();
+    while let Some(item) = r.next().await? {
+        items.push(item);
+    }
+    // After None, None again.
+    assert!(r.next().await?.is_none());
+    Ok(Parsed {
+        items,
+        version: r.version(),
+        verified: r.checksum_verified(),
+        bytes: r.bytes_read(),
+    })
+}
+
+pub async fn parse(bytes: &[u8], capture: bool) -> Result<Parsed, RdbError> {
+    parse_with(
+        bytes,
+        ParseOptions {
+            capture_payload: capture,
+            max_value_bytes: None,
+        },
+    )
+    .await
+}
+
+pub fn entries(items: &[Item]) -> Vec<backup_rdb::Entry> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Entry(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- redis-server
+
+pub fn redis_server_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Resp>>),
+}
+
+impl Resp {
+    pub fn int(&self) -> i64 {
+        match self {
+            Resp::Int(i) => *i,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
+
+    pub fn bulk(&self) -> Option<Vec<u8>> {
+        match self {
+            Resp::Bulk(b) => b.clone(),
+            other => panic!("expected a bulk string, got {other:?}"),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Resp::Simple(s) => s.clone(),
+            Resp::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+pub struct Redis {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    conn: BufReader<TcpStream>,
+}
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--dbfilename",
+            "dump.rdb",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+        ]);
+        cmd.args(extra);
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let conn = loop {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut redis = Self {
+            child,
+            dir,
+            port,
+            conn: BufReader::new(conn),
+        };
+        loop {
+            if let Resp::Simple(s) = redis.cmd(&[b"PING"]) {
+                if s == "PONG" {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    pub fn rdb_path(&self) -> PathBuf {
+        self.dir.path().join("dump.rdb")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn cmd(&mut self, args: &[&[u8]]) -> Resp {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.conn.get_mut().write_all(&out).unwrap();
+        self.read_reply()
+    }
+
+    /// Like `cmd` with text arguments, panicking on an error reply.
+    pub fn ok(&mut self, args: &[&str]) -> Resp {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        let r = self.cmd(&a);
+        if let Resp::Error(e) = &r {
+            panic!("{args:?} failed: {e}");
+        }
+        r
+    }
+
+    /// Pipelines many commands, checking none failed.
+    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) {
+        for chunk in cmds.chunks(1000) {
+            let mut out = Vec::new();
+            for args in chunk {
+                out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+                for a in args {
+                    out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                    out.extend_from_slice(a);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            self.conn.get_mut().write_all(&out).unwrap();
+            for _ in chunk {
+                if let Resp::Error(e) = self.read_reply() {
+                    panic!("pipelined command failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = Vec::new();
+        self.conn.read_until(b'\n', &mut line).unwrap();
+        assert!(line.ends_with(b"\r\n"), "bad RESP line {line:?}");
+        line.truncate(line.len() - 2);
+        String::from_utf8(line).unwrap()
+    }
+
+    fn read_reply(&mut self) -> Resp {
+        let line = self.line();
+        let (kind, rest) = line.split_at(1);
+        match kind {
+            "+" => Resp::Simple(rest.to_owned()),
+            "-" => Resp::Error(rest.to_owned()),
+            ":" => Resp::Int(rest.parse().unwrap()),
+            "$" => {
+                let n: i64 = rest.parse().unwrap();
+                if n < 0 {
+                    return Resp::Bulk(None);
+                }
+                let mut data = vec![0; n as usize + 2];
+                self.conn.read_exact(&mut data).unwrap();
+                data.truncate(n as usize);
+                Resp::Bulk(Some(data))
+            }
+            "*" => {
+                let n: i64 = rest.parse().unwrap();
+                if n < 0 {
+                    return Resp::Array(None);
+                }
+                Resp::Array(Some((0..n).map(|_| self.read_reply()).collect()))
+            }
+            other => panic!("unknown RESP type {other}"),
+        }
+    }
+
+    /// `SAVE`, then the file's bytes.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.ok(&["SAVE"]);
+        std::fs::read(self.rdb_path()).unwrap()
+    }
+
+    pub fn version(&mut self) -> String {
+        let info = self.ok(&["INFO", "server"]).text();
+        info.lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
