@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quickstart: installs what is missing, builds, and runs examples/quickstart.rs, which starts a
 # throwaway PostgreSQL with sample data, backs it up to ./quickstart-backups, lists, dry-runs,
-# restores into a new database and compares every table.
+# restores into a new database and compares every table; then does the same for a throwaway
+# Redis (backup over the replication protocol, dry run, online restore, key-by-key compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

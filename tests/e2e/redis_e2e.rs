@@ -569,3 +569,26 @@ async fn backup_to_s3_keeps_a_latest_copy_there_and_restores_from_it() {
     assert_success(&out, "online restore from S3");
     w.assert_holds_sample(&target);
 }
+
+#[test]
+fn file_mode_warns_when_the_server_uses_aof() {
+    let w = RedisWorld::new();
+    w.backup(&[]);
+    // The target server runs with appendonly yes; REDIS_* point at it.
+    let target = RedisServer::start_with(RedisOptions {
+        appendonly: true,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let rdb_path = target.rdb_path();
+    let port = target.port().to_string();
+    let out = w.run(
+        "restore-redis",
+        &["--latest", "--rdb-path", rdb_path.to_str().unwrap()],
+        &[("REDIS_PORT", port.as_str()), ("REDIS_PASSWORD", "")],
+    );
+    assert_success(&out, "file restore next to an AOF server");
+    let err = stderr(&out);
+    assert!(err.contains("AOF") || err.contains("appendonly"), "{err}");
+    assert!(rdb_path.is_file());
+}

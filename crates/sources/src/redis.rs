@@ -21,5 +21,7 @@ pub use restore_file::{
     aof_warning, aof_warning_for_dir, FileRestoreOptions, RedisFileRestore, DOCKER_RDB_PATH,
     KEPT_INFIX, RESTORE_TEMP_INFIX,
 };
-pub use restore_online::{OnlineRestoreOptions, RedisOnlineRestore};
+pub use restore_online::{
+    OnlineRestoreOptions, RedisOnlineRestore, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_COMMANDS,
+};
 pub use source::{BackupMethod, RedisSource};
