@@ -9,7 +9,11 @@ use assert_cmd::Command;
 fn bin(name: &str) -> Command {
     let mut cmd = Command::cargo_bin(name).unwrap();
     for (k, _) in std::env::vars() {
-        if k.starts_with("BACKUP_") || k.starts_with("POSTGRES_") || k == "DATABASE_URL" {
+        if k.starts_with("BACKUP_")
+            || k.starts_with("POSTGRES_")
+            || k.starts_with("REDIS_")
+            || k == "DATABASE_URL"
+        {
             cmd.env_remove(k);
         }
     }
@@ -18,7 +22,12 @@ fn bin(name: &str) -> Command {
 
 #[test]
 fn help_teaches_with_examples_and_exit_codes() {
-    for name in ["backup-database", "restore-database"] {
+    for name in [
+        "backup-database",
+        "restore-database",
+        "backup-redis",
+        "restore-redis",
+    ] {
         let out = bin(name).arg("--help").output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{name}");
         let text = String::from_utf8(out.stdout).unwrap();
@@ -39,6 +48,18 @@ fn usage_errors_exit_3() {
             "restore-database",
             &["--latest", "--terminate-connections"][..],
         ),
+        ("backup-redis", &["--method", "tar"][..]),
+        // --method file needs the RDB path.
+        (
+            "backup-redis",
+            &["--method", "file", "--local-dir", "/tmp"][..],
+        ),
+        ("restore-redis", &[][..]),
+        // A mode is required, and only one.
+        ("restore-redis", &["--latest"][..]),
+        ("restore-redis", &["--latest", "--online", "--dry-run"][..]),
+        ("restore-redis", &["--latest", "--replace"][..]),
+        ("restore-redis", &["--latest", "--stop-cmd", "true"][..]),
     ] {
         let out = bin(name).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "{name} {args:?}");
@@ -51,6 +72,8 @@ fn no_destination_exits_3_saying_what_to_set() {
     for (name, args) in [
         ("backup-database", &[][..]),
         ("restore-database", &["--latest"][..]),
+        ("backup-redis", &[][..]),
+        ("restore-redis", &["--latest", "--dry-run"][..]),
     ] {
         let out = bin(name).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "{name}");
