@@ -63,6 +63,51 @@ pub(crate) fn decompress(input: &[u8], out: &mut [u8]) -> Result<(), &'static st
     }
 }
 
+/// Checks that `input` is valid LZF decompressing to exactly `len` bytes, without producing
+/// the output: the same checks as [`decompress`] (runs within the input, references within
+/// the output so far, exact length), in no memory.
+///
+/// # Errors
+/// As [`decompress`].
+pub(crate) fn validate(input: &[u8], len: usize) -> Result<(), &'static str> {
+    let mut ip = 0usize;
+    let mut op = 0usize;
+    while let Some(&ctrl) = input.get(ip) {
+        ip += 1;
+        let ctrl = usize::from(ctrl);
+        let run = if ctrl < 32 {
+            let run = ctrl + 1;
+            if input.len() - ip < run {
+                return Err("a literal run reaches past the compressed data");
+            }
+            ip += run;
+            run
+        } else {
+            let mut run = ctrl >> 5;
+            if run == 7 {
+                run += usize::from(*input.get(ip).ok_or("a back reference is cut short")?);
+                ip += 1;
+            }
+            let low = usize::from(*input.get(ip).ok_or("a back reference is cut short")?);
+            ip += 1;
+            let back = ((ctrl & 0x1f) << 8) + low + 1;
+            if back > op {
+                return Err("a back reference points before the start of the output");
+            }
+            run + 2
+        };
+        if len - op < run {
+            return Err("the data decompresses to more bytes than declared");
+        }
+        op += run;
+    }
+    if op == len {
+        Ok(())
+    } else {
+        Err("the data decompresses to fewer bytes than declared")
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -142,6 +187,37 @@ pub(crate) mod tests {
         for cut in 0..c.len() {
             let mut out = vec![0; data.len()];
             assert!(decompress(&c[..cut], &mut out).is_err());
+        }
+    }
+
+    #[test]
+    fn validate_agrees_with_decompress() {
+        let data = b"abcabcabcabc xyz xyz xyz 0123456789".repeat(50);
+        let c = compress(&data);
+        let mut inputs: Vec<(Vec<u8>, usize)> = vec![
+            (c.clone(), data.len()),
+            (c.clone(), data.len() - 1),
+            (c.clone(), data.len() + 1),
+            (vec![0x20, 0x05], 3),
+            (vec![0x05, b'a'], 6),
+            (vec![0x00, b'a', 0xE0, 0xff, 0x00], 300),
+            (vec![0x00, b'a', 0xE0, 0xff], 300),
+        ];
+        for cut in 0..c.len() {
+            inputs.push((c[..cut].to_vec(), data.len()));
+        }
+        for i in 0..c.len() {
+            let mut flipped = c.clone();
+            flipped[i] ^= 0x55;
+            inputs.push((flipped, data.len()));
+        }
+        for (input, len) in inputs {
+            let mut out = vec![0; len];
+            assert_eq!(
+                validate(&input, len).is_ok(),
+                decompress(&input, &mut out).is_ok(),
+                "{input:?} {len}"
+            );
         }
     }
 }

@@ -37,6 +37,109 @@ pub(crate) enum Unit {
     Skip,
     /// The `EOF` opcode.
     Eof,
+    /// The start of a key whose value is walked a field at a time (see [`Field`]): the key,
+    /// its type and how many elements (strings: 1, quicklists: nodes, streams: nodes) follow.
+    Begin { key: Vec<u8>, t: u8, count: u64 },
+}
+
+/// Raw strings longer than this are skipped as they stream by, never buffered, when values
+/// are not captured.
+pub(crate) const SKIP_IN_PLACE: u64 = 64 * 1024;
+
+/// One field of a value walked a field at a time (when payloads are not captured), so that a
+/// key of any size (a set of ten million members, a 512 MB string) is checked in bounded
+/// memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Field {
+    /// A string (large raw ones are skipped in place).
+    Str(&'static str),
+    /// An old-style sorted set score: a length byte and that many bytes of text.
+    ZScore,
+    /// Eight bytes.
+    Fixed8(&'static str),
+    /// A length.
+    Len(&'static str),
+    /// A quicklist 2 node's container (1 plain, 2 packed).
+    QlContainer,
+    /// A quicklist node: a plain string or a listpack (`v2`), a ziplist (v1).
+    QlNode { v2: bool },
+    /// A stream node: a 16-byte master ID and a listpack.
+    StreamNode,
+    /// Everything after a stream's nodes: length, IDs, consumer groups.
+    StreamTail { t: u8, nodes: u64 },
+}
+
+/// What parsing one [`Field`] gave.
+pub(crate) enum FieldOut {
+    /// Parsed; it adds `elements` to the key's element count (quicklist nodes, stream length).
+    Done { elements: u64 },
+    /// A raw string of `bytes` bytes follows that the driver skips as it streams; it adds
+    /// `elements`.
+    SkipRaw { bytes: u64, elements: u64 },
+}
+
+/// Whether values of type `t` are walked a field at a time when payloads are not captured.
+pub(crate) fn walked_by_field(t: u8) -> bool {
+    use types::*;
+    matches!(
+        t,
+        STRING
+            | LIST
+            | SET
+            | ZSET
+            | ZSET_2
+            | HASH
+            | HASH_METADATA
+            | HASH_METADATA_PRE_GA
+            | LIST_QUICKLIST
+            | LIST_QUICKLIST_2
+            | STREAM_LISTPACKS
+            | STREAM_LISTPACKS_2
+            | STREAM_LISTPACKS_3
+    )
+}
+
+/// The fields of one element of a value of type `t` walked a field at a time.
+pub(crate) fn element_fields(t: u8) -> &'static [Field] {
+    use types::*;
+    match t {
+        STRING => &[Field::Str("a string value")],
+        LIST | SET => &[Field::Str("a list or set element")],
+        ZSET => &[Field::Str("a sorted set member"), Field::ZScore],
+        ZSET_2 => &[
+            Field::Str("a sorted set member"),
+            Field::Fixed8("a sorted set score"),
+        ],
+        HASH => &[Field::Str("a hash field"), Field::Str("a hash value")],
+        HASH_METADATA | HASH_METADATA_PRE_GA => &[
+            Field::Len("a hash field TTL"),
+            Field::Str("a hash field"),
+            Field::Str("a hash value"),
+        ],
+        LIST_QUICKLIST => &[Field::QlNode { v2: false }],
+        LIST_QUICKLIST_2 => &[Field::QlContainer, Field::QlNode { v2: true }],
+        _ => &[Field::StreamNode],
+    }
+}
+
+/// The element count a value of type `t` walked a field at a time starts with: its length
+/// for plain collections, 1 for a string, 0 where the fields add them up.
+pub(crate) fn base_elements(t: u8, count: u64) -> u64 {
+    use types::*;
+    match t {
+        STRING => 1,
+        LIST | SET | ZSET | ZSET_2 | HASH | HASH_METADATA | HASH_METADATA_PRE_GA => count,
+        _ => 0,
+    }
+}
+
+/// Whether `t` is a stream type (its nodes are followed by a [`Field::StreamTail`]).
+pub(crate) fn is_stream(t: u8) -> bool {
+    use types::*;
+    matches!(
+        t,
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3
+    )
 }
 
 /// A length field, or a special string encoding.
@@ -139,25 +242,17 @@ pub(crate) struct Parser<'a> {
     base: u64,
     version: u16,
     opts: &'a ParseOptions,
-    scratch: &'a mut Vec<u8>,
 }
 
 impl<'a> Parser<'a> {
     /// A parser over `buf`, whose first byte is at file offset `base`.
-    pub(crate) fn new(
-        buf: &'a [u8],
-        base: u64,
-        version: u16,
-        opts: &'a ParseOptions,
-        scratch: &'a mut Vec<u8>,
-    ) -> Self {
+    pub(crate) fn new(buf: &'a [u8], base: u64, version: u16, opts: &'a ParseOptions) -> Self {
         Self {
             buf,
             pos: 0,
             base,
             version,
             opts,
-            scratch,
         }
     }
 
@@ -333,15 +428,19 @@ impl<'a> Parser<'a> {
         self.decode(s, what)
     }
 
-    /// Skips a string, decompressing LZF data to validate it.
+    /// Skips a string, validating LZF data (without decompressing it).
     fn skip_string(&mut self, what: &'static str) -> PResult<()> {
         if let RStr::Lzf { data, len, at } = self.string(what)? {
-            let mut scratch = std::mem::take(self.scratch);
-            let r = self.lzf_into(data, len, at, &mut scratch, what);
-            *self.scratch = scratch;
-            r?;
+            self.lzf_check(data, len, at, what)?;
         }
         Ok(())
+    }
+
+    /// Checks LZF data decompresses to exactly `len` bytes, in no memory.
+    fn lzf_check(&self, data: &[u8], len: u64, at: usize, what: &str) -> PResult<()> {
+        let len = usize::try_from(len).map_err(|_| self.corrupt(at, "LZF length overflows"))?;
+        lzf::validate(data, len)
+            .map_err(|e| self.corrupt(at, format!("invalid LZF data in {what}: {e}")))
     }
 
     /// Reads a blob (ziplist, listpack, ...) and validates it with `check`.
@@ -418,9 +517,115 @@ impl<'a> Parser<'a> {
             }
             op::FUNCTION_PRE_GA => return Err(self.unsupported("opcode", t, at)),
             types::MODULE_PRE_GA => return Err(self.unsupported("value type", t, at)),
-            t if value_type(t).is_some() => self.entry(t)?,
+            t if value_type(t).is_some() => {
+                if !self.opts.capture_payload && walked_by_field(t) {
+                    self.begin(t)?
+                } else {
+                    self.entry(t)?
+                }
+            }
             _ => return Err(self.unsupported("opcode or value type", t, at)),
         })
+    }
+
+    /// The key and the value's header of a value walked a field at a time.
+    fn begin(&mut self, t: u8) -> PResult<Unit> {
+        use types::*;
+        let key = self.string_bytes("a key")?.into_owned();
+        let count = match t {
+            STRING => 1,
+            LIST | SET => self.length("a list or set length")?,
+            ZSET | ZSET_2 => self.length("a sorted set length")?,
+            HASH | HASH_METADATA_PRE_GA => self.length("a hash length")?,
+            HASH_METADATA => {
+                self.take(8, "a hash's minimum field expiry")?;
+                self.length("a hash length")?
+            }
+            LIST_QUICKLIST | LIST_QUICKLIST_2 => self.length("a quicklist node count")?,
+            _ => self.length("the stream node count")?,
+        };
+        Ok(Unit::Begin { key, t, count })
+    }
+
+    /// Parses one field of a value walked a field at a time. `container` carries a quicklist
+    /// 2 node's container from [`Field::QlContainer`] to [`Field::QlNode`].
+    pub(crate) fn field(&mut self, f: Field, container: &mut u64) -> PResult<FieldOut> {
+        let done = |elements| Ok(FieldOut::Done { elements });
+        match f {
+            Field::Str(what) => {
+                if let Some(bytes) = self.large_raw(what)? {
+                    return Ok(FieldOut::SkipRaw { bytes, elements: 0 });
+                }
+                self.skip_string(what)?;
+                done(0)
+            }
+            Field::ZScore => {
+                let len = self.u8("a sorted set score")?;
+                if len < 253 {
+                    self.take(u64::from(len), "a sorted set score")?;
+                }
+                done(0)
+            }
+            Field::Fixed8(what) => {
+                self.take(8, what)?;
+                done(0)
+            }
+            Field::Len(what) => {
+                self.length(what)?;
+                done(0)
+            }
+            Field::QlContainer => {
+                let at = self.pos;
+                let c = self.length("a quicklist node container")?;
+                if c != 1 && c != 2 {
+                    return Err(self.corrupt(
+                        at,
+                        format!("quicklist node container {c} is neither 1 nor 2"),
+                    ));
+                }
+                *container = c;
+                done(0)
+            }
+            Field::QlNode { v2: true } if *container == 1 => {
+                let at = self.pos;
+                if let Some(bytes) = self.large_raw("a quicklist plain node")? {
+                    return Ok(FieldOut::SkipRaw { bytes, elements: 1 });
+                }
+                let s = self.string("a quicklist plain node")?;
+                if matches!(s, RStr::Raw([])) {
+                    return Err(self.corrupt(at, "empty quicklist node"));
+                }
+                if let RStr::Lzf { data, len, at } = s {
+                    self.lzf_check(data, len, at, "a quicklist node")?;
+                }
+                done(1)
+            }
+            Field::QlNode { v2: true } => {
+                done(self.blob("a quicklist listpack node", nonempty_listpack)?)
+            }
+            Field::QlNode { v2: false } => {
+                done(self.blob("a quicklist ziplist node", nonempty_ziplist)?)
+            }
+            Field::StreamNode => {
+                self.stream_node()?;
+                done(0)
+            }
+            Field::StreamTail { t, nodes } => done(self.stream_tail(t, nodes)?),
+        }
+    }
+
+    /// When the next string is raw and longer than [`SKIP_IN_PLACE`], consumes its length
+    /// header and returns its size; otherwise consumes nothing.
+    fn large_raw(&mut self, what: &'static str) -> PResult<Option<u64>> {
+        let at = self.pos;
+        if let Len::Plain(n) = self.len_or_enc(what)? {
+            if n > SKIP_IN_PLACE {
+                self.check_limit(n, at)?;
+                return Ok(Some(n));
+            }
+        }
+        self.pos = at;
+        Ok(None)
     }
 
     fn entry(&mut self, t: u8) -> PResult<Unit> {
@@ -562,10 +767,7 @@ impl<'a> Parser<'a> {
                             return Err(self.corrupt(node_at, "empty quicklist node"));
                         }
                         if let RStr::Lzf { data, len, at } = s {
-                            let mut scratch = std::mem::take(self.scratch);
-                            let r = self.lzf_into(data, len, at, &mut scratch, "a quicklist node");
-                            *self.scratch = scratch;
-                            r?;
+                            self.lzf_check(data, len, at, "a quicklist node")?;
                         }
                         1
                     } else if t == LIST_QUICKLIST_2 {
@@ -605,24 +807,35 @@ impl<'a> Parser<'a> {
     }
 
     fn stream(&mut self, t: u8) -> PResult<u64> {
-        let v2 = t >= types::STREAM_LISTPACKS_2;
-        let v3 = t >= types::STREAM_LISTPACKS_3;
         let nodes = self.length("the stream node count")?;
         for _ in 0..nodes {
-            let at = self.pos;
-            let id = self.string_bytes("a stream node ID")?;
-            if id.len() != 16 {
-                return Err(self.corrupt(
-                    at,
-                    format!("stream node ID of {} bytes, expected 16", id.len()),
-                ));
-            }
-            let at = self.pos;
-            let s = self.string("a stream listpack")?;
-            let lp = self.decode(s, "a stream listpack")?;
-            stream::validate_listpack(&lp)
-                .map_err(|e| self.corrupt(at, format!("stream listpack: {e}")))?;
+            self.stream_node()?;
         }
+        self.stream_tail(t, nodes)
+    }
+
+    /// One stream node: its 16-byte master ID and its listpack.
+    fn stream_node(&mut self) -> PResult<()> {
+        let at = self.pos;
+        let id = self.string_bytes("a stream node ID")?;
+        if id.len() != 16 {
+            return Err(self.corrupt(
+                at,
+                format!("stream node ID of {} bytes, expected 16", id.len()),
+            ));
+        }
+        let at = self.pos;
+        let s = self.string("a stream listpack")?;
+        let lp = self.decode(s, "a stream listpack")?;
+        stream::validate_listpack(&lp)
+            .map_err(|e| self.corrupt(at, format!("stream listpack: {e}")))?;
+        Ok(())
+    }
+
+    /// What follows a stream's nodes; returns the stream's length.
+    fn stream_tail(&mut self, t: u8, nodes: u64) -> PResult<u64> {
+        let v2 = t >= types::STREAM_LISTPACKS_2;
+        let v3 = t >= types::STREAM_LISTPACKS_3;
         let at = self.pos;
         let length = self.length("the stream length")?;
         if length > 0 && nodes == 0 {

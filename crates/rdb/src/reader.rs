@@ -9,7 +9,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::crc64::Crc64;
 use crate::error::RdbError;
-use crate::parse::{PErr, Parser, Unit};
+use crate::parse::{
+    base_elements, element_fields, is_stream, value_type, Field, FieldOut, PErr, Parser, Unit,
+};
 use crate::MAX_RDB_VERSION;
 
 /// The buffer's initial (and resting) size.
@@ -22,8 +24,10 @@ pub struct ParseOptions {
     /// [`Entry::payload`], ready for [`crate::restore_payload`]. Off: values are walked and
     /// validated but not kept.
     pub capture_payload: bool,
-    /// Refuse any single value (string, blob encoding) larger than this many bytes; `None` for
-    /// no limit.
+    /// Refuse any value larger than this many bytes; `None` for no limit. With
+    /// `capture_payload` the whole value is held in memory, so the limit applies to it; without,
+    /// values are walked a field at a time (large raw strings skipped as they stream) and the
+    /// limit applies to each string and compact encoding (listpack, ziplist, ...) inside them.
     pub max_value_bytes: Option<u64>,
 }
 
@@ -146,7 +150,24 @@ pub struct RdbReader<R> {
     db: u64,
     expire: Option<i64>,
     checksum_verified: bool,
-    scratch: Vec<u8>,
+    /// A key whose value is being walked a field at a time.
+    walking: Option<Walk>,
+}
+
+/// Progress through a value walked a field at a time.
+struct Walk {
+    entry: Entry,
+    t: u8,
+    /// Elements (or nodes) still to walk.
+    remaining: u64,
+    /// Nodes of a stream, for its tail.
+    count: u64,
+    /// Index into the element's fields.
+    step: usize,
+    /// A quicklist 2 node's container.
+    container: u64,
+    /// Whether a stream's tail was parsed.
+    tail_done: bool,
 }
 
 impl<R: AsyncRead + Unpin> RdbReader<R> {
@@ -167,7 +188,7 @@ impl<R: AsyncRead + Unpin> RdbReader<R> {
             db: 0,
             expire: None,
             checksum_verified: false,
-            scratch: Vec::new(),
+            walking: None,
         }
     }
 
@@ -202,15 +223,15 @@ impl<R: AsyncRead + Unpin> RdbReader<R> {
         }
         let version = self.version.unwrap_or(0);
         loop {
+            if self.walking.is_some() {
+                if let Some(entry) = self.walk_step(version).await? {
+                    return Ok(Some(Item::Entry(entry)));
+                }
+                continue;
+            }
             let parsed = {
                 let window = self.buf.get(self.pos..self.end).unwrap_or_default();
-                let mut parser = Parser::new(
-                    window,
-                    self.offset,
-                    version,
-                    &self.options,
-                    &mut self.scratch,
-                );
+                let mut parser = Parser::new(window, self.offset, version, &self.options);
                 parser.unit().map(|unit| (unit, parser.consumed()))
             };
             match parsed {
@@ -229,6 +250,25 @@ impl<R: AsyncRead + Unpin> RdbReader<R> {
                             return Ok(Some(Item::Entry(entry)));
                         }
                         Unit::Item(item) => return Ok(Some(item)),
+                        Unit::Begin { key, t, count } => {
+                            self.walking = Some(Walk {
+                                entry: Entry {
+                                    db: self.db,
+                                    key,
+                                    expire_at_ms: self.expire.take(),
+                                    value_type: value_type(t).unwrap_or(ValueType::Module),
+                                    rdb_type: t,
+                                    elements: base_elements(t, count),
+                                    payload: None,
+                                },
+                                t,
+                                remaining: count,
+                                count,
+                                step: 0,
+                                container: 0,
+                                tail_done: false,
+                            });
+                        }
                         Unit::Eof => {
                             self.finish(version).await?;
                             self.state = State::Done;
@@ -249,6 +289,96 @@ impl<R: AsyncRead + Unpin> RdbReader<R> {
                         });
                     }
                 }
+            }
+        }
+    }
+
+    /// Parses the next field of the value being walked; returns the entry once it is
+    /// complete.
+    async fn walk_step(&mut self, version: u16) -> Result<Option<Entry>, RdbError> {
+        let Some(walk) = self.walking.as_mut() else {
+            return Ok(None);
+        };
+        let field = if walk.remaining > 0 {
+            element_fields(walk.t)
+                .get(walk.step)
+                .copied()
+                .unwrap_or(Field::Len("a value"))
+        } else if is_stream(walk.t) && !walk.tail_done {
+            Field::StreamTail {
+                t: walk.t,
+                nodes: walk.count,
+            }
+        } else {
+            return Ok(self.walking.take().map(|w| w.entry));
+        };
+        let mut container = walk.container;
+        let out = loop {
+            let parsed = {
+                let window = self.buf.get(self.pos..self.end).unwrap_or_default();
+                let mut parser = Parser::new(window, self.offset, version, &self.options);
+                parser
+                    .field(field, &mut container)
+                    .map(|out| (out, parser.consumed()))
+            };
+            match parsed {
+                Ok((out, used)) => {
+                    self.consume(used);
+                    break out;
+                }
+                Err(PErr::Fail(e)) => return Err(e),
+                Err(PErr::More { need, what }) => {
+                    let have = self.end - self.pos;
+                    let want = need.max(have.saturating_mul(2));
+                    if !self.fill(need, want).await? {
+                        return Err(RdbError::Truncated {
+                            offset: self.offset + (self.end - self.pos) as u64,
+                            context: what.to_owned(),
+                        });
+                    }
+                }
+            }
+        };
+        let added = match out {
+            FieldOut::Done { elements } => elements,
+            FieldOut::SkipRaw { bytes, elements } => {
+                self.skip_in_place(bytes).await?;
+                elements
+            }
+        };
+        let Some(walk) = self.walking.as_mut() else {
+            return Ok(None);
+        };
+        walk.container = container;
+        walk.entry.elements = walk.entry.elements.saturating_add(added);
+        if walk.remaining > 0 {
+            walk.step += 1;
+            if walk.step >= element_fields(walk.t).len() {
+                walk.step = 0;
+                walk.remaining -= 1;
+            }
+        } else {
+            walk.tail_done = true;
+        }
+        Ok(None)
+    }
+
+    /// Consumes `n` bytes as they arrive (feeding the CRC), without buffering them.
+    async fn skip_in_place(&mut self, mut n: u64) -> Result<(), RdbError> {
+        loop {
+            let available = (self.end - self.pos) as u64;
+            let take = available.min(n);
+            self.consume(usize::try_from(take).unwrap_or(usize::MAX));
+            n -= take;
+            if n == 0 {
+                return Ok(());
+            }
+            let want = usize::try_from(n).unwrap_or(usize::MAX).min(INITIAL_BUF);
+            if !self.fill(1, want).await? {
+                return Err(RdbError::Truncated {
+                    offset: self.offset,
+                    context: "a large string".to_owned(),
+                });
             }
         }
     }

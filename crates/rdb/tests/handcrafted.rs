@@ -687,7 +687,8 @@ async fn hostile_lengths_do_not_allocate() {
         err_of(&one(0, &v)).await,
         RdbError::Corrupt { .. }
     ));
-    // A value that grows past the limit element by element.
+    // A value that grows past the limit element by element: refused when it is captured
+    // (it would be held whole); walked field by field in bounded memory when it is not.
     let mut v = len(100_000);
     for _ in 0..100_000 {
         v.extend(s(b"0123456789"));
@@ -696,7 +697,7 @@ async fn hostile_lengths_do_not_allocate() {
     let e = parse_with(
         &f[..],
         ParseOptions {
-            capture_payload: false,
+            capture_payload: true,
             max_value_bytes: Some(100_000),
         },
     )
@@ -704,6 +705,15 @@ async fn hostile_lengths_do_not_allocate() {
     .err()
     .unwrap();
     assert!(matches!(e, RdbError::TooLarge { .. }), "{e}");
+    assert!(parse_with(
+        &f[..],
+        ParseOptions {
+            capture_payload: false,
+            max_value_bytes: Some(100_000),
+        },
+    )
+    .await
+    .is_ok());
     assert!(parse(&f, false).await.is_ok());
 }
 
