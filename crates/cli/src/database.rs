@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::{run_backup_to_all, BackupOptions};
+use backup_core::BackupOptions;
 use backup_sources::postgres::{DumpFormat, PgConnection, PostgresSource};
-use backup_storage::Sink;
 use clap::{Parser, ValueEnum};
 
 use crate::common::{self, CommonArgs};
 use crate::exit::{CliError, ExitStatus};
+use crate::outcome;
 
 /// Back up a PostgreSQL database: pg_dump -> gzip/zstd -> AES-256-CBC (openssl-compatible) ->
 /// backup directory, with a signed manifest written last as the commit marker.
@@ -114,94 +114,28 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
         FormatArg::Plain => DumpFormat::Plain,
         FormatArg::Custom => DumpFormat::Custom,
     };
-    let sinks: Vec<&dyn Sink> = destinations.iter().map(|d| d.sink.as_ref()).collect();
     tracing::info!(
         "backing up database {} on {}:{} to {}",
         connection.dbname(),
         connection.host(),
         connection.port(),
-        sinks
-            .iter()
-            .map(|s| s.describe())
-            .collect::<Vec<_>>()
-            .join(" and ")
+        outcome::describe(&destinations)
     );
     let mut source = PostgresSource::new(connection, format);
-    let progress = args.common.progress(None, "pg_dump");
-    let results = run_backup_to_all(
+    let results = outcome::run_to_all(
+        &args.common,
+        &destinations,
         &mut source,
-        &sinks,
         &options,
-        progress.as_ref().map(|(_, f)| f.clone()),
+        "pg_dump",
     )
-    .await;
-    if let Some((bar, _)) = progress {
-        bar.finish_and_clear();
-    }
-    let results = results.map_err(CliError::failure)?;
-
-    let mut committed = None;
-    let mut failures = Vec::new();
-    for (destination, outcome) in destinations.iter().zip(&results) {
-        match &outcome.result {
-            Ok(report) => {
-                let m = &report.manifest;
-                tracing::info!(
-                    "backup complete on {}: {} ({} from {} of dump, {:.1}s, key id {})",
-                    outcome.destination,
-                    report.key,
-                    common::human_bytes(m.stored_bytes),
-                    common::human_bytes(m.raw_bytes),
-                    report.elapsed.as_secs_f64(),
-                    m.key_id().unwrap_or("-")
-                );
-                committed.get_or_insert(report);
-            }
-            Err(e) => {
-                tracing::error!("backup failed on {}: {e}", outcome.destination);
-                failures.push(format!(
-                    "{} ({}): {e}",
-                    destination.name, outcome.destination
-                ));
-            }
-        }
-    }
-    if args.json {
-        let per_destination: Vec<serde_json::Value> = destinations
-            .iter()
-            .zip(&results)
-            .map(|(d, r)| {
-                serde_json::json!({
-                    "destination": d.name,
-                    "description": r.destination,
-                    "ok": r.result.is_ok(),
-                    "error": r.result.as_ref().err().map(|e| e.to_string()),
-                })
-            })
-            .collect();
-        let json = serde_json::json!({
-            "object": committed.map(|r| r.key.clone()),
-            "manifest_object": committed.map(|r| r.manifest_key.clone()),
-            "destinations": per_destination,
-            "elapsed_seconds": committed.map(|r| r.elapsed.as_secs_f64()),
-            "manifest": committed.map(|r| &r.manifest),
-        });
-        println!("{json:#}");
-    } else if let Some(report) = committed {
-        println!("{}", report.key);
-    }
-    match (committed, failures.is_empty()) {
-        (Some(_), true) => Ok(ExitStatus::Success),
-        (Some(_), false) => {
-            eprintln!(
-                "error: backup stored on some destinations only; failed on {}",
-                failures.join("; ")
-            );
-            Ok(ExitStatus::Partial)
-        }
-        (None, _) => Err(CliError::failure(anyhow::anyhow!(
-            "backup failed on every destination: {}",
-            failures.join("; ")
-        ))),
-    }
+    .await?;
+    outcome::report(
+        &destinations,
+        &results,
+        "dump",
+        args.json,
+        Vec::new(),
+        serde_json::Map::new(),
+    )
 }

@@ -8,6 +8,7 @@
 pub mod common;
 pub mod database;
 pub mod exit;
+pub mod outcome;
 pub mod prune;
 pub mod redis_backup;
 pub mod redis_restore;

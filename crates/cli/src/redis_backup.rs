@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use backup_core::catalog::update_latest_copy;
-use backup_core::{run_backup_to_all, BackupKind, BackupOptions};
+use backup_core::{BackupKind, BackupOptions};
 use backup_sources::redis::{BackupMethod, RedisConfig, RedisSource};
-use backup_storage::Sink;
 use clap::{Parser, ValueEnum};
 
 use crate::common::{self, CommonArgs};
 use crate::exit::{CliError, ExitStatus};
+use crate::outcome;
 
 /// The name prefix of Redis backups, as the old script wrote them.
 pub const REDIS_NAME_PREFIX: &str = "redis";
@@ -175,7 +175,6 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
         iterations: settings.pbkdf2_iterations().map_err(CliError::usage)?,
     };
     let config = RedisConfig::from_lookup(&settings.lookup()).map_err(CliError::usage)?;
-    let sinks: Vec<&dyn Sink> = destinations.iter().map(|d| d.sink.as_ref()).collect();
     tracing::info!(
         "backing up Redis at {} ({}) to {}",
         config.endpoint(),
@@ -183,114 +182,47 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
             BackupMethod::Replication => "replication".to_owned(),
             BackupMethod::File { rdb_path } => format!("BGSAVE + {}", rdb_path.display()),
         },
-        sinks
-            .iter()
-            .map(|s| s.describe())
-            .collect::<Vec<_>>()
-            .join(" and ")
+        outcome::describe(&destinations)
     );
     let mut source = RedisSource::new(config, method);
-    let progress = args.common.progress(None, "redis snapshot");
-    let results = run_backup_to_all(
+    let results = outcome::run_to_all(
+        &args.common,
+        &destinations,
         &mut source,
-        &sinks,
         &options,
-        progress.as_ref().map(|(_, f)| f.clone()),
+        "redis snapshot",
     )
-    .await;
-    if let Some((bar, _)) = progress {
-        bar.finish_and_clear();
-    }
-    let results = results.map_err(CliError::failure)?;
+    .await?;
 
-    let mut committed = None;
+    // The copy under redis/latest/, on each destination that committed.
     let mut failures = Vec::new();
-    let mut latest = Vec::new();
-    for (destination, outcome) in destinations.iter().zip(&results) {
-        match &outcome.result {
-            Ok(report) => {
-                let m = &report.manifest;
-                tracing::info!(
-                    "backup complete on {}: {} ({} from {} of RDB, {:.1}s, key id {})",
-                    outcome.destination,
-                    report.key,
-                    common::human_bytes(m.stored_bytes),
-                    common::human_bytes(m.raw_bytes),
-                    report.elapsed.as_secs_f64(),
-                    m.key_id().unwrap_or("-")
-                );
-                committed.get_or_insert(report);
-                if !args.no_latest {
-                    match update_latest_copy(
-                        destination.sink.as_ref(),
-                        BackupKind::Redis,
-                        &report.key,
-                    )
-                    .await
-                    {
-                        Ok(copy) => {
-                            tracing::info!("updated {copy} on {}", outcome.destination);
-                            latest.push(copy);
-                        }
-                        Err(e) => {
-                            tracing::error!(
-                                "could not update redis/latest/ on {}: {e}",
-                                outcome.destination
-                            );
-                            failures.push(format!(
-                                "{} ({}): redis/latest/ copy: {e}",
-                                destination.name, outcome.destination
-                            ));
-                        }
-                    }
+    let mut latest = None;
+    if !args.no_latest {
+        for (destination, result) in destinations.iter().zip(&results) {
+            let Ok(report) = &result.result else {
+                continue;
+            };
+            match update_latest_copy(destination.sink.as_ref(), BackupKind::Redis, &report.key)
+                .await
+            {
+                Ok(copy) => {
+                    tracing::info!("updated {copy} on {}", result.destination);
+                    latest.get_or_insert(copy);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "could not update redis/latest/ on {}: {e}",
+                        result.destination
+                    );
+                    failures.push(format!(
+                        "{} ({}): redis/latest/ copy: {e}",
+                        destination.name, result.destination
+                    ));
                 }
             }
-            Err(e) => {
-                tracing::error!("backup failed on {}: {e}", outcome.destination);
-                failures.push(format!(
-                    "{} ({}): {e}",
-                    destination.name, outcome.destination
-                ));
-            }
         }
     }
-    if args.json {
-        let per_destination: Vec<serde_json::Value> = destinations
-            .iter()
-            .zip(&results)
-            .map(|(d, r)| {
-                serde_json::json!({
-                    "destination": d.name,
-                    "description": r.destination,
-                    "ok": r.result.is_ok(),
-                    "error": r.result.as_ref().err().map(|e| e.to_string()),
-                })
-            })
-            .collect();
-        let json = serde_json::json!({
-            "object": committed.map(|r| r.key.clone()),
-            "manifest_object": committed.map(|r| r.manifest_key.clone()),
-            "latest_object": latest.first(),
-            "destinations": per_destination,
-            "elapsed_seconds": committed.map(|r| r.elapsed.as_secs_f64()),
-            "manifest": committed.map(|r| &r.manifest),
-        });
-        println!("{json:#}");
-    } else if let Some(report) = committed {
-        println!("{}", report.key);
-    }
-    match (committed, failures.is_empty()) {
-        (Some(_), true) => Ok(ExitStatus::Success),
-        (Some(_), false) => {
-            eprintln!(
-                "error: backup stored, but not everywhere: {}",
-                failures.join("; ")
-            );
-            Ok(ExitStatus::Partial)
-        }
-        (None, _) => Err(CliError::failure(anyhow::anyhow!(
-            "backup failed on every destination: {}",
-            failures.join("; ")
-        ))),
-    }
+    let mut extra = serde_json::Map::new();
+    extra.insert("latest_object".to_owned(), serde_json::json!(latest));
+    outcome::report(&destinations, &results, "RDB", args.json, failures, extra)
 }
