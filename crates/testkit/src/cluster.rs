@@ -120,13 +120,14 @@ fn chown_to(path: &Path, identity: Option<(Uid, Gid)>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free TCP port on 127.0.0.1 (free now; a server started on it may still lose a race).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((HOST, 0)).context("binding 127.0.0.1:0 to find a port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// The last `max` bytes of a file, lossily decoded.
-fn file_tail(path: &Path, max: u64) -> String {
+pub(crate) fn file_tail(path: &Path, max: u64) -> String {
     let Ok(mut file) = fs::File::open(path) else {
         return format!("(no log at {})", path.display());
     };
@@ -146,7 +147,7 @@ fn random_password() -> String {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -1,8 +1,6 @@
 //! A throwaway Redis server: `redis-server` in a temporary directory on a free port.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+use crate::cluster::{file_tail, free_port, url_encode};
 
 /// How long to wait for a started server to answer `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,36 +88,6 @@ fn find_redis_server() -> anyhow::Result<PathBuf> {
         "redis-server not found (looked at {REDIS_SERVER} and on PATH): install it \
          (apt-get install -y redis-server)"
     ))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((HOST, 0)).context("binding 127.0.0.1:0 to find a port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// The last `max` bytes of a file, lossily decoded.
-fn file_tail(path: &Path, max: u64) -> String {
-    let Ok(mut file) = fs::File::open(path) else {
-        return format!("(no log at {})", path.display());
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut buf = Vec::new();
-    let _ = file.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Quotes one argument for a `redis.conf` line (double quotes, backslash escapes).
