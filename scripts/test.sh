@@ -15,10 +15,12 @@ echo "== tests"
 # The end-to-end tests in tests/ run the binaries of backup-cli: build them first, so that they
 # are never stale whatever subset of tests runs.
 cargo build --workspace --bins --locked
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-  # nextest does not run doctests
-  cargo test --workspace --locked --doc
-else
-  cargo test --workspace --locked --no-fail-fast
+# Always the same runner: nextest (per-test timeouts from .config/nextest.toml), installed
+# from crates.io when missing.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install cargo-nextest --locked
 fi
+cargo nextest run --workspace --locked --no-fail-fast
+# nextest does not run doctests
+cargo test --workspace --locked --doc

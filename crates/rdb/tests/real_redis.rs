@@ -367,10 +367,7 @@ async fn check_against_server(r: &mut Redis, expect: &Expect, file: &[u8]) {
 
 #[tokio::test]
 async fn real_redis_files() {
-    if !redis_server_available() {
-        eprintln!("redis-server not installed; skipping");
-        return;
-    }
+    require_redis_server();
     let mut r = Redis::start(&["--rdbcompression", "yes", "--enable-debug-command", "yes"]);
     // Empty server first.
     let empty = r.save();
@@ -423,10 +420,7 @@ async fn real_redis_files() {
 
 #[tokio::test]
 async fn small_real_file_every_truncation_and_flip() {
-    if !redis_server_available() {
-        eprintln!("redis-server not installed; skipping");
-        return;
-    }
+    require_redis_server();
     let mut r = Redis::start(&["--rdbcompression", "yes"]);
     r.ok(&["SET", "a", "1"]);
     r.ok(&["SET", "lzf", &"abcd".repeat(20)]);

@@ -277,13 +277,19 @@ pub fn entries(items: &[Item]) -> Vec<backup_rdb::Entry> {
 
 // ---------------------------------------------------------------- redis-server
 
-pub fn redis_server_available() -> bool {
-    Command::new("redis-server")
+/// Fails the test loudly when `redis-server` cannot be run: these tests compare the parser
+/// with the real server, and a missing server must never pass as a skipped check.
+pub fn require_redis_server() {
+    let ran = Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .status();
+    assert!(
+        ran.as_ref().is_ok_and(|s| s.success()),
+        "redis-server is needed by this test and could not be run ({ran:?}); install it \
+         (scripts/setup.sh does: apt-get install redis-server)"
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
