@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         name_prefix: "randevubu".into(),
         compression: Compression::gzip(),
         key: Some(key.clone()),
+        signing_key: None,
         iterations: DEFAULT_PBKDF2_ITERATIONS,
     };
     let report = run_backup(&mut source, &sink, &options, None).await?;
@@ -90,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
             e.status
         );
     }
-    let newest = catalog::select(&entries, &Selection::Latest)?;
+    let newest = catalog::select(&entries, &Selection::Latest, false)?;
     let keyring = Keyring::new(key);
 
     println!("4. Dry run of the newest backup (verify, decrypt, decompress, check the dump):");
@@ -161,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         report.manifest.stored_bytes
     );
     let entries = list_backups(&sink, BackupKind::Redis).await?;
-    let newest = catalog::select(&entries, &Selection::Latest)?;
+    let newest = catalog::select(&entries, &Selection::Latest, false)?;
 
     println!("8. Dry run: verify, decrypt, decompress and parse every key:");
     let checked = restore_backup(

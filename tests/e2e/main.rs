@@ -128,15 +128,59 @@ async fn a_backup_made_by_the_old_shell_script_is_listed_as_legacy_and_restores(
     assert!(text.contains("legacy"), "{text}");
     assert!(text.contains("2024-01-15 02:00:00"), "{text}");
 
+    // A legacy backup cannot be authenticated: --latest does not choose it on its own.
     let out = w.run(
         "restore-database",
         &["--latest", "--target-db", "from_legacy", "--create"],
         &[],
     );
-    assert_success(&out, "restore legacy --latest");
+    assert_exit(&out, 2, "--latest with only a legacy backup");
+    assert!(stderr(&out).contains("--allow-legacy"), "{}", stderr(&out));
+    assert!(!w.databases().await.contains(&"from_legacy".to_owned()));
+
+    // With --allow-legacy (or BACKUP_ALLOW_LEGACY=true) it does, with a warning.
+    let out = w.run(
+        "restore-database",
+        &[
+            "--latest",
+            "--allow-legacy",
+            "--target-db",
+            "from_legacy",
+            "--create",
+        ],
+        &[],
+    );
+    assert_success(&out, "restore legacy --latest --allow-legacy");
+    assert!(
+        stderr(&out).contains("cannot be authenticated"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         w.checksums(SOURCE_DB).await,
         w.checksums("from_legacy").await
+    );
+
+    // By name it restores without the flag, with the same warning.
+    let out = w.run(
+        "restore-database",
+        &[
+            "--file",
+            "randevubu_backup_20240115_020000.sql.gz.enc",
+            "--dry-run",
+        ],
+        &[("BACKUP_ALLOW_LEGACY", "false")],
+    );
+    assert_success(&out, "legacy by name");
+    assert!(
+        stderr(&out).contains("cannot be authenticated"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stdout(&out).contains("verified"),
+        "a legacy backup was called verified: {}",
+        stdout(&out)
     );
 }
 
@@ -163,10 +207,18 @@ async fn list_json_latest_and_date_select_the_right_backups() {
     assert_eq!(rows[3]["key_id"].as_str().unwrap().len(), 16);
 
     // --date picks the newest of that UTC day; --latest the newest overall. Dry runs say which.
+    // That day has legacy backups only: they are chosen only when allowed.
     let out = w.run(
         "restore-database",
         &["--date", "2024-01-15", "--dry-run"],
         &[],
+    );
+    assert_exit(&out, 2, "--date of a day with legacy backups only");
+    assert!(stderr(&out).contains("--allow-legacy"), "{}", stderr(&out));
+    let out = w.run(
+        "restore-database",
+        &["--date", "2024-01-15", "--dry-run"],
+        &[("BACKUP_ALLOW_LEGACY", "true")],
     );
     assert_success(&out, "--date --dry-run");
     assert!(

@@ -66,6 +66,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "directory of older key files, to restore backups made with them",
     ),
     (
+        "BACKUP_ALLOW_LEGACY",
+        "true lets --latest/--date choose legacy backups (no manifest, cannot be \
+         authenticated), for a migration period (default false)",
+    ),
+    (
         "BACKUP_NAME_PREFIX",
         "object name prefix (default randevubu)",
     ),

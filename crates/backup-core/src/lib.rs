@@ -31,7 +31,10 @@ pub use hashing::{
     VerifyingReader,
 };
 pub use manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION};
-pub use naming::{manifest_key_for, BackupKind, BackupName, MANIFEST_SUFFIX, TIMESTAMP_FORMAT};
+pub use naming::{
+    claim_key_for, manifest_key_for, BackupKind, BackupName, CLAIM_SUFFIX, MANIFEST_SUFFIX,
+    TIMESTAMP_FORMAT,
+};
 pub use pipeline::{
     open_backup, restore_backup, run_backup, run_backup_to_all, stored_intact, BackupOptions,
     BackupReport, DestinationResult, OpenedBackup, TOOL_NAME,

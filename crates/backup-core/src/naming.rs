@@ -14,6 +14,12 @@ use crate::compression::Compression;
 /// Suffix of the manifest stored beside each backup object.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 
+/// Suffix of the claim a backup in progress holds on its name (`NAME.claim`): created
+/// exclusively before the first byte is written, removed after the manifest. Two runs can
+/// never write the same name, and an object whose claim is still there is a backup in
+/// progress, never a finished or legacy one.
+pub const CLAIM_SUFFIX: &str = ".claim";
+
 /// The timestamp format used in object names (UTC).
 pub const TIMESTAMP_FORMAT: &str = "%Y%m%d_%H%M%S";
 
@@ -133,7 +139,7 @@ impl BackupName {
             }
             None => (default_kind, key),
         };
-        if file.ends_with(MANIFEST_SUFFIX) {
+        if file.ends_with(MANIFEST_SUFFIX) || file.ends_with(CLAIM_SUFFIX) {
             return None;
         }
         let (prefix, rest) = file.rsplit_once("_backup_")?;
@@ -172,6 +178,11 @@ impl BackupName {
 /// The manifest key for an object key.
 pub fn manifest_key_for(key: &str) -> String {
     format!("{key}{MANIFEST_SUFFIX}")
+}
+
+/// The claim key for an object key (see [`CLAIM_SUFFIX`]).
+pub fn claim_key_for(key: &str) -> String {
+    format!("{key}{CLAIM_SUFFIX}")
 }
 
 fn truncate_to_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -235,6 +246,7 @@ mod tests {
             "database/randevubu_backup_20240115_020000",
             "database/randevubu_backup_20240115_020000.sql.enc.gz",
             "database/randevubu_backup_20240115_020000.sql.gz.tmp",
+            "database/randevubu_backup_20240115_020000.sql.gz.enc.claim",
         ] {
             assert!(
                 BackupName::parse(bad, BackupKind::Database).is_none(),

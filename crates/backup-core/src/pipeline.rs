@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use backup_crypto::{DecryptReader, EncryptReader, EncryptionKey, Keyring, CIPHER_NAME, KDF_NAME};
-use backup_storage::{ObjectWriter, Sink};
+use backup_storage::{ObjectWriter, Sink, StorageError, WriteMode};
 use bytes::Bytes;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +20,7 @@ use crate::hashing::{
     CountingReader, HashingReader, IntegrityError, ProgressFn, StreamDigest, VerifyingReader,
 };
 use crate::manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION, MANIFEST_SIZE_LIMIT};
-use crate::naming::{manifest_key_for, BackupName};
+use crate::naming::{claim_key_for, manifest_key_for, BackupName};
 use crate::source::{ByteStream, RestoreSummary, RestoreTarget, Source};
 
 /// Name and version written into manifests.
@@ -28,6 +28,10 @@ pub const TOOL_NAME: &str = concat!("randevubu-backup ", env!("CARGO_PKG_VERSION
 
 /// Size of the copy buffer between the pipeline and the sink.
 const COPY_BUFFER: usize = 256 * 1024;
+
+/// How many successive seconds are tried for a backup's name when the one it started in is
+/// taken (another run of the same kind and prefix in the same second).
+const NAME_ATTEMPTS: u32 = 120;
 
 /// How a backup is made.
 #[derive(Debug, Clone)]
@@ -38,6 +42,10 @@ pub struct BackupOptions {
     pub compression: Compression,
     /// Encryption key; `None` stores the compressed stream unencrypted.
     pub key: Option<EncryptionKey>,
+    /// Key that signs the manifest of an unencrypted backup (`key` is `None`), so that a
+    /// restore with the key can tell it from a forged one. Encrypted backups are signed with
+    /// `key`; an unencrypted backup without a signing key gets an unsigned manifest.
+    pub signing_key: Option<EncryptionKey>,
     /// PBKDF2 iterations (openssl's `-iter`).
     pub iterations: u32,
 }
@@ -97,14 +105,142 @@ pub async fn run_backup_to_all(
 ) -> Result<Vec<DestinationResult>> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let name = BackupName::new(
-        source.kind(),
-        &options.name_prefix,
-        started_at,
-        source.extension(),
-        options.compression,
-        options.key.is_some(),
+    let (kind, extension) = (source.kind(), source.extension());
+    let mut claim = claim_name(kind, extension, sinks, options, started_at).await?;
+    let results = backup_under(
+        source, sinks, options, progress, &claim, started, started_at,
+    )
+    .await;
+    claim.release().await;
+    results
+}
+
+/// A name claimed for a backup on the destinations (see [`CLAIM_SUFFIX`](crate::CLAIM_SUFFIX)).
+/// Dropped without [`release`](Self::release) (the run was interrupted), it still removes its
+/// claims, with [`Sink::delete_detached`].
+struct ClaimedName<'a> {
+    name: BackupName,
+    /// The destinations on which this run holds the claim.
+    held: Vec<&'a dyn Sink>,
+}
+
+impl ClaimedName<'_> {
+    /// Removes this run's claims: after the manifests were written, or after a failure.
+    async fn release(&mut self) {
+        let claim_key = claim_key_for(&self.name.key());
+        for sink in std::mem::take(&mut self.held) {
+            if let Err(error) = sink.delete(&claim_key).await {
+                tracing::warn!(
+                    destination = %sink.describe(),
+                    %error,
+                    "could not remove the claim {claim_key}; backup-prune removes it after a day"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for ClaimedName<'_> {
+    fn drop(&mut self) {
+        let claim_key = claim_key_for(&self.name.key());
+        for sink in std::mem::take(&mut self.held) {
+            sink.delete_detached(&claim_key);
+        }
+    }
+}
+
+/// Chooses the backup's name and claims it on every destination: the name of the current
+/// second, or, when another run of the same kind and prefix holds or has stored that name, of
+/// the next second, waited for (a name is never in the future: names sort in the order the
+/// runs claimed them, so retention never takes a newer backup for an older one). A claim is
+/// an object created only if absent
+/// ([`WriteMode::Create`]); a name counts as free on a destination once its claim was created
+/// there and neither the object nor its manifest exists (checked after the claim, so that a
+/// run that finished in between is seen). A destination that cannot be reached is left
+/// unclaimed: its write fails on its own later.
+async fn claim_name<'a>(
+    kind: crate::BackupKind,
+    extension: &str,
+    sinks: &[&'a dyn Sink],
+    options: &BackupOptions,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<ClaimedName<'a>> {
+    let body = Bytes::from(
+        serde_json::json!({
+            "tool": TOOL_NAME,
+            "pid": std::process::id(),
+            "started_at": started_at,
+        })
+        .to_string(),
     );
+    for _ in 0..NAME_ATTEMPTS {
+        let now = Utc::now();
+        let name = BackupName::new(
+            kind,
+            &options.name_prefix,
+            now,
+            extension,
+            options.compression,
+            options.key.is_some(),
+        );
+        let key = name.key();
+        let claim_key = claim_key_for(&key);
+        let mut claim = ClaimedName {
+            name,
+            held: Vec::with_capacity(sinks.len()),
+        };
+        let mut taken = false;
+        for &sink in sinks {
+            match sink
+                .put_with(&claim_key, body.clone(), WriteMode::Create)
+                .await
+            {
+                Ok(_) => claim.held.push(sink),
+                Err(StorageError::AlreadyExists { .. }) => {
+                    taken = true;
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(destination = %sink.describe(), %error, "could not claim {key}");
+                    continue;
+                }
+            }
+            if exists(sink, &key).await || exists(sink, &manifest_key_for(&key)).await {
+                taken = true;
+                break;
+            }
+        }
+        if !taken {
+            return Ok(claim);
+        }
+        tracing::debug!("backup name {key} is taken; waiting for the next second");
+        claim.release().await;
+        let into_second = u64::from(now.timestamp_subsec_millis());
+        tokio::time::sleep(Duration::from_millis(1000 - into_second.min(999))).await;
+    }
+    Err(CoreError::Config(format!(
+        "could not find a free backup name in the {NAME_ATTEMPTS} seconds after {started_at}: \
+         every name is taken or claimed by another run"
+    )))
+}
+
+/// Whether `key` exists on `sink`; an error counts as "exists" so that a name is never
+/// reused on a doubt.
+async fn exists(sink: &dyn Sink, key: &str) -> bool {
+    !matches!(sink.head(key).await, Err(StorageError::NotFound { .. }))
+}
+
+/// The body of [`run_backup_to_all`] once the name is claimed.
+async fn backup_under(
+    source: &mut dyn Source,
+    sinks: &[&dyn Sink],
+    options: &BackupOptions,
+    progress: Option<ProgressFn>,
+    claim: &ClaimedName<'_>,
+    started: Instant,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<Vec<DestinationResult>> {
+    let name = &claim.name;
     let key = name.key();
     let what = format!("{} backup {}", source.kind(), name.file_name());
 
@@ -112,7 +248,7 @@ pub async fn run_backup_to_all(
     let mut outcomes: Vec<Option<CoreError>> = Vec::with_capacity(sinks.len());
     let mut writers: Vec<Option<Box<dyn ObjectWriter>>> = Vec::with_capacity(sinks.len());
     for sink in sinks {
-        match sink.writer(&key).await {
+        match sink.writer_with(&key, WriteMode::Create).await {
             Ok(w) => {
                 writers.push(Some(w));
                 outcomes.push(None);
@@ -186,7 +322,8 @@ pub async fn run_backup_to_all(
         tool: TOOL_NAME.to_owned(),
         hmac: None,
     };
-    let manifest_json = Bytes::from(manifest.to_signed_json(options.key.as_ref())?);
+    let signer = options.key.as_ref().or(options.signing_key.as_ref());
+    let manifest_json = Bytes::from(manifest.to_signed_json(signer)?);
     let manifest_key = manifest_key_for(&key);
 
     let mut results = Vec::with_capacity(sinks.len());
@@ -240,7 +377,10 @@ async fn commit_one(
             ),
         });
     }
-    if let Err(e) = sink.put(manifest_key, manifest_json.clone()).await {
+    if let Err(e) = sink
+        .put_with(manifest_key, manifest_json.clone(), WriteMode::Create)
+        .await
+    {
         sink.delete(key).await.ok();
         return Err(e.into());
     }
@@ -355,11 +495,28 @@ pub async fn open_backup(
                         key: key.to_owned(),
                     })
                 }
-                // Unencrypted backups are signed when a key was available at backup time.
-                (None, Some(ring)) if unverified.hmac.is_some() => {
-                    Manifest::parse_verified(&manifest_key, &bytes, ring.current())?
+                // With a key at hand, every manifest must carry a valid signature: unencrypted
+                // backups are signed too (by any key of the ring: no key id is recorded).
+                (None, Some(_)) if unverified.hmac.is_none() => {
+                    return Err(CoreError::ManifestInvalid {
+                        key: manifest_key,
+                        reason: "it is not signed, but a key is configured: every manifest this \
+                                 tool writes while a key is at hand is signed with it, so this \
+                                 one may be forged; refusing to restore"
+                            .to_owned(),
+                    });
                 }
-                (None, _) => unverified,
+                (None, Some(ring)) => {
+                    let verified = ring
+                        .keys()
+                        .find_map(|k| Manifest::parse_verified(&manifest_key, &bytes, k).ok());
+                    verified.ok_or_else(|| CoreError::ManifestTampered {
+                        key: manifest_key.clone(),
+                    })?
+                }
+                // No key at all (an unencrypted backup restored without one): nothing to check
+                // the signature with; the caller says so.
+                (None, None) => unverified,
             };
             if !manifest.describes(key) {
                 return Err(CoreError::ManifestInvalid {
@@ -388,7 +545,15 @@ pub async fn open_backup(
                 Some(manifest),
             )
         }
-        BackupStatus::Legacy => {
+        BackupStatus::InProgress => {
+            return Err(CoreError::NoMatch(format!(
+                "{key} is still being written by another run (its claim is there, its \
+                 manifest is not)"
+            )))
+        }
+        // Incomplete backups are restored only when asked for by name (the caller's policy);
+        // like legacy ones they are checked only as they stream.
+        BackupStatus::Legacy | BackupStatus::Incomplete => {
             let encryption = if entry.name.encrypted {
                 let ring = keyring.ok_or_else(|| CoreError::KeyRequired {
                     key: key.to_owned(),

@@ -23,23 +23,31 @@
 //!   so 2024-12-30 is in week 1 of 2025).
 //! - **keep-monthly N**: the same per calendar month (UTC).
 //!
-//! The rules are counted over the entries that are whole backups: complete (with a manifest)
-//! and legacy (no manifest, made by the old scripts: still restorable). On top of the rules:
+//! The age limit applies to whole backups: complete (with a signed manifest) and legacy (no
+//! manifest, older than every backup with one: made by the old scripts). The keep rules count
+//! complete backups only, so unauthenticated objects can never push a signed backup out of
+//! keep-last/daily/weekly/monthly. On top of the rules:
 //!
 //! - The **newest complete backup is always kept**, whatever the policy (even with 0 days and
 //!   no keep rule). When there is no complete backup, the newest legacy one is kept instead.
 //! - **Damaged** entries (a manifest that cannot be read) are never deleted automatically: they
 //!   are kept and reported ("damaged, inspect by hand") and are not counted by any rule.
+//! - **In progress** entries (a run's claim is on the name, the manifest not yet written) are
+//!   always kept: pruning during a backup never deletes it.
+//! - **Incomplete** entries (no manifest, but newer than a backup with one: they lost their
+//!   commit marker) are kept for a day ([`LEFTOVER_AGE`]), then deleted.
 //!
 //! # Crash safety
 //!
 //! [`apply`] deletes a backup's manifest before the object. A crash (or a failed delete)
-//! between the two leaves an object without a manifest, which the catalog lists as `legacy`: a
-//! whole backup that is still restorable and that the next prune deletes. It never leaves a
-//! manifest that vouches for a missing or partial object.
+//! between the two leaves an object without a manifest, which the catalog lists as
+//! `incomplete` (or `legacy` when it is the oldest) and the next prune deletes. It never
+//! leaves a manifest that vouches for a missing or partial object.
 //!
-//! Run pruning after the backups of a kind, not concurrently with one: a backup whose object
-//! is stored but whose manifest is not yet written looks like a legacy backup.
+//! Pruning may run while backups are written: a backup holds a claim on its name from before
+//! its first byte until after its manifest ([`CLAIM_SUFFIX`](crate::CLAIM_SUFFIX)), and an
+//! object with a claim is never deleted. Claims that a killed run left behind are removed by
+//! [`remove_stale_claims`] after a day.
 
 use std::fmt;
 
@@ -50,7 +58,7 @@ use serde::Serialize;
 use crate::catalog::{BackupEntry, BackupStatus};
 use crate::config::{Settings, DEFAULT_RETENTION_DAYS};
 use crate::error::{CoreError, Result};
-use crate::naming::{manifest_key_for, MANIFEST_SUFFIX};
+use crate::naming::{manifest_key_for, CLAIM_SUFFIX, MANIFEST_SUFFIX};
 
 /// How long interrupted writes (local temporary files, incomplete multipart uploads) may sit
 /// before pruning removes them with [`Sink::remove_incomplete`]: 24 hours, far longer than any
@@ -153,7 +161,7 @@ impl Dated {
 impl From<&BackupEntry> for Dated {
     fn from(entry: &BackupEntry) -> Self {
         let manifest_key = match entry.status {
-            BackupStatus::Legacy => None,
+            BackupStatus::Legacy | BackupStatus::Incomplete | BackupStatus::InProgress => None,
             BackupStatus::Complete | BackupStatus::Damaged(_) => Some(manifest_key_for(&entry.key)),
         };
         Self {
@@ -218,6 +226,14 @@ pub enum Reason {
         /// What is wrong with it.
         detail: String,
     },
+    /// Kept: a backup still being written (a run's claim is on its name).
+    InProgress,
+    /// Kept for now: a backup that lost its manifest less than a day ago (it may still be
+    /// looked at, or be a run that is just finishing).
+    IncompleteRecent,
+    /// Deleted: a backup that lost its manifest over a day ago; it cannot be verified and is
+    /// never restored automatically.
+    IncompleteStale,
     /// Kept: newer than `now - days`.
     WithinDays {
         /// The policy's days.
@@ -256,6 +272,11 @@ impl fmt::Display for Reason {
             Self::NewestComplete => f.write_str("newest complete backup"),
             Self::NewestLegacy => f.write_str("newest backup (none is complete)"),
             Self::Damaged { detail } => write!(f, "damaged, inspect by hand ({detail})"),
+            Self::InProgress => f.write_str("being written by a run in progress"),
+            Self::IncompleteRecent => f.write_str("incomplete (no manifest), kept for a day"),
+            Self::IncompleteStale => {
+                f.write_str("incomplete (no manifest) for over a day: cannot be verified")
+            }
             Self::WithinDays { days } => write!(f, "within {days} days"),
             Self::Last { rank } => write!(f, "last #{rank}"),
             Self::Daily { rank } => write!(f, "daily #{rank}"),
@@ -355,11 +376,19 @@ pub fn plan<E: AsDated>(entries: &[E], policy: &RetentionPolicy, now: DateTime<U
             .then_with(|| dated[b].key.cmp(&dated[a].key))
     });
 
+    let incomplete_cutoff = TimeDelta::from_std(LEFTOVER_AGE)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age));
     for (i, entry) in dated.iter().enumerate() {
-        if let BackupStatus::Damaged(detail) = &entry.status {
-            reasons[i].push(Reason::Damaged {
+        match &entry.status {
+            BackupStatus::Damaged(detail) => reasons[i].push(Reason::Damaged {
                 detail: detail.clone(),
-            });
+            }),
+            BackupStatus::InProgress => reasons[i].push(Reason::InProgress),
+            BackupStatus::Incomplete if incomplete_cutoff.is_none_or(|c| entry.timestamp > c) => {
+                reasons[i].push(Reason::IncompleteRecent)
+            }
+            _ => {}
         }
     }
 
@@ -375,17 +404,29 @@ pub fn plan<E: AsDated>(entries: &[E], policy: &RetentionPolicy, now: DateTime<U
         reasons[i].push(Reason::NewestLegacy);
     }
 
-    // The rules count whole backups only: damaged entries are kept anyway and never count.
-    let candidates: Vec<usize> = newest_first
+    // The age limit applies to whole backups: complete ones and legacy ones. The keep rules
+    // count complete (signed) backups only. Damaged, incomplete and in-progress entries are
+    // decided above and never count.
+    let whole: Vec<usize> = newest_first
         .iter()
         .copied()
-        .filter(|&i| !matches!(dated[i].status, BackupStatus::Damaged(_)))
+        .filter(|&i| {
+            matches!(
+                dated[i].status,
+                BackupStatus::Complete | BackupStatus::Legacy
+            )
+        })
+        .collect();
+    let candidates: Vec<usize> = whole
+        .iter()
+        .copied()
+        .filter(|&i| dated[i].status == BackupStatus::Complete)
         .collect();
 
     if let Some(days) = policy.within_days {
         // A cutoff before the earliest representable time keeps everything.
         let cutoff = TimeDelta::try_days(i64::from(days)).and_then(|d| now.checked_sub_signed(d));
-        for &i in &candidates {
+        for &i in &whole {
             if cutoff.is_none_or(|c| dated[i].timestamp > c) {
                 reasons[i].push(Reason::WithinDays { days });
             }
@@ -417,12 +458,17 @@ pub fn plan<E: AsDated>(entries: &[E], policy: &RetentionPolicy, now: DateTime<U
         .map(|(entry, mut reasons)| {
             reasons.sort_by_key(reason_order);
             if reasons.is_empty() {
+                let reason = if entry.status == BackupStatus::Incomplete {
+                    Reason::IncompleteStale
+                } else {
+                    Reason::Expired {
+                        within_days: policy.within_days,
+                    }
+                };
                 Decision {
                     entry,
                     action: Action::Delete,
-                    reasons: vec![Reason::Expired {
-                        within_days: policy.within_days,
-                    }],
+                    reasons: vec![reason],
                 }
             } else {
                 Decision {
@@ -481,7 +527,8 @@ fn keep_per_period(
 
 fn reason_order(reason: &Reason) -> u8 {
     match reason {
-        Reason::Damaged { .. } => 0,
+        Reason::Damaged { .. } | Reason::InProgress | Reason::IncompleteRecent => 0,
+        Reason::IncompleteStale => 7,
         Reason::NewestComplete | Reason::NewestLegacy => 1,
         Reason::WithinDays { .. } => 2,
         Reason::Last { .. } => 3,
@@ -498,7 +545,7 @@ pub struct DeleteFailure {
     /// The entry.
     pub entry: Dated,
     /// Whether its manifest was deleted before the object's delete failed: the object is then
-    /// a legacy backup (whole, restorable, listed), deleted by the next prune.
+    /// without a manifest (never restored automatically), deleted by the next prune.
     pub manifest_deleted: bool,
     /// The storage error.
     pub error: String,
@@ -509,8 +556,8 @@ impl fmt::Display for DeleteFailure {
         write!(f, "could not delete {}: {}", self.entry.key, self.error)?;
         if self.manifest_deleted {
             f.write_str(
-                " (its manifest was deleted: the object remains as a legacy backup, still \
-                 restorable; the next prune deletes it)",
+                " (its manifest was deleted: the object remains without one and is never \
+                 restored automatically; the next prune deletes it)",
             )?;
         }
         Ok(())
@@ -590,6 +637,32 @@ pub async fn apply(sink: &dyn Sink, plan: &PrunePlan) -> Result<PruneOutcome> {
     Ok(outcome)
 }
 
+/// Removes the claims (see [`CLAIM_SUFFIX`](crate::CLAIM_SUFFIX)) under `prefix` that are
+/// older than `older_than`: left by runs that were killed. Returns the removed keys. A claim
+/// that is that old belongs to no run in progress (no backup runs for a day).
+pub async fn remove_stale_claims(
+    sink: &dyn Sink,
+    prefix: &str,
+    older_than: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let Some(cutoff) = TimeDelta::from_std(older_than)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+    else {
+        return Ok(Vec::new());
+    };
+    let mut removed = Vec::new();
+    for object in sink.list(prefix).await? {
+        if object.key.ends_with(CLAIM_SUFFIX) && object.last_modified < cutoff {
+            sink.delete(&object.key).await?;
+            tracing::info!("removed the stale claim {} (a killed run's)", object.key);
+            removed.push(object.key);
+        }
+    }
+    Ok(removed)
+}
+
 /// The first `YYYYMMDD_HHMMSS` timestamp (UTC) in the file-name part of `key` that is not part
 /// of a longer run of digits, e.g. 2024-01-15 02:00:00 for
 /// `logs/orchestration/backup_20240115_020000.log`.
@@ -628,7 +701,7 @@ pub async fn list_dated(sink: &dyn Sink, prefix: &str) -> Result<Vec<Dated>> {
     let keys: std::collections::BTreeSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
     let mut entries: Vec<Dated> = objects
         .iter()
-        .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX))
+        .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX) && !o.key.ends_with(CLAIM_SUFFIX))
         .filter_map(|o| {
             let timestamp = timestamp_in_name(&o.key)?;
             let manifest_key = manifest_key_for(&o.key);

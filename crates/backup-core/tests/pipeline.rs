@@ -84,6 +84,7 @@ fn options(key: Option<&EncryptionKey>, compression: Compression) -> BackupOptio
         name_prefix: "randevubu".into(),
         compression,
         key: key.cloned(),
+        signing_key: None,
         iterations: 1000,
     }
 }
@@ -110,14 +111,15 @@ async fn backup_round_trips_with_every_compression_encrypted_and_plain() {
                 data: data.clone(),
                 fail: false,
             };
-            let report = run_backup(
-                &mut source,
-                &sink,
-                &options(encrypt.then_some(&key), compression),
-                None,
-            )
-            .await
-            .unwrap();
+            // Unencrypted backups are signed with the key all the same.
+            let options = BackupOptions {
+                signing_key: Some(key.clone()),
+                ..options(encrypt.then_some(&key), compression)
+            };
+            let report = run_backup(&mut source, &sink, &options, None)
+                .await
+                .unwrap();
+            assert!(report.manifest.hmac.is_some());
             assert_eq!(report.manifest.raw_bytes, data.len() as u64);
             assert!(report.key.starts_with("database/randevubu_backup_"));
             let suffix = match (compression.suffix(), encrypt) {
@@ -230,6 +232,83 @@ async fn tampered_truncated_and_wrongly_keyed_backups_are_refused_before_commit(
     // No key at all.
     let err = restored(&sink, None).await.unwrap_err();
     assert!(matches!(err, CoreError::KeyRequired { .. }), "{err}");
+}
+
+/// The attack of a writer without the key: a plain gzip of their own SQL under an encrypted
+/// backup's name, beside an unsigned manifest that says "not encrypted" (with the right size
+/// and hash, so that only the signature policy can stop it).
+#[tokio::test]
+async fn a_forged_unsigned_manifest_is_damaged_and_never_restored() {
+    let key = EncryptionKey::from_passphrase("the real key").unwrap();
+    let keyring = Keyring::new(key.clone());
+    let sink = MemorySink::new();
+    let (real, _) = backed_up(&sink, &key).await;
+
+    let evil = b"DROP TABLE bookings;\n-- PostgreSQL database dump complete\n".to_vec();
+    let mut gz = Vec::new();
+    {
+        let mut enc = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, &evil).unwrap();
+        enc.finish().unwrap();
+    }
+    let forged = "database/randevubu_backup_20991231_235959.sql.gz.enc";
+    sink.put(forged, Bytes::from(gz.clone())).await.unwrap();
+    let real_manifest = sink
+        .get_bytes(&backup_core::manifest_key_for(&real), 1 << 20)
+        .await
+        .unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&real_manifest).unwrap();
+    manifest["object_key"] = forged.into();
+    manifest["encryption"] = serde_json::Value::Null;
+    manifest["stored_bytes"] = gz.len().into();
+    manifest["sha256"] = hex::encode(ring::digest::digest(&ring::digest::SHA256, &gz)).into();
+    manifest.as_object_mut().unwrap().remove("hmac");
+    sink.put(
+        &backup_core::manifest_key_for(forged),
+        Bytes::from(serde_json::to_vec(&manifest).unwrap()),
+    )
+    .await
+    .unwrap();
+
+    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let listed = entries.iter().find(|e| e.key == forged).unwrap();
+    assert!(
+        matches!(&listed.status, BackupStatus::Damaged(why) if why.contains("encrypt")),
+        "{:?}",
+        listed.status
+    );
+    // --latest passes over it to the real backup.
+    let latest =
+        backup_core::catalog::select(&entries, &backup_core::Selection::Latest, true).unwrap();
+    assert_eq!(latest.key, real);
+    // Named explicitly, it is refused, and nothing reaches the target.
+    let mut target = CollectTarget::default();
+    let committed = target.committed.clone();
+    let err = restore_backup(&sink, listed, Some(&keyring), &mut target, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::ManifestInvalid { .. }), "{err}");
+    assert!(committed.lock().unwrap().is_none());
+
+    // The same forgery under a plain name (.sql.gz): with a key at hand the unsigned manifest
+    // is refused; a signed plain backup restores.
+    let plain = "database/randevubu_backup_20991231_235958.sql.gz";
+    sink.put(plain, Bytes::from(gz)).await.unwrap();
+    manifest["object_key"] = plain.into();
+    sink.put(
+        &backup_core::manifest_key_for(plain),
+        Bytes::from(serde_json::to_vec(&manifest).unwrap()),
+    )
+    .await
+    .unwrap();
+    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let listed = entries.iter().find(|e| e.key == plain).unwrap();
+    assert_eq!(listed.status, BackupStatus::Complete);
+    let err = restore_backup(&sink, listed, Some(&keyring), &mut target, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not signed"), "{err}");
+    assert!(committed.lock().unwrap().is_none());
 }
 
 #[tokio::test]
@@ -410,12 +489,13 @@ impl Sink for FullSink {
     fn describe(&self) -> String {
         "a full disk".into()
     }
-    async fn writer(
+    async fn writer_with(
         &self,
         key: &str,
+        mode: backup_storage::WriteMode,
     ) -> backup_storage::Result<Box<dyn backup_storage::ObjectWriter>> {
         Ok(Box::new(FullWriter {
-            inner: self.inner.writer(key).await?,
+            inner: self.inner.writer_with(key, mode).await?,
             left: self.limit,
         }))
     }

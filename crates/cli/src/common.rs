@@ -151,6 +151,16 @@ pub fn load_keyring(settings: &Settings) -> Result<Keyring, CliError> {
     Ok(keyring)
 }
 
+/// The keyring when a key file is present (any problem with a present one is exit 3), or
+/// `None` when there is none: for unencrypted backups, whose manifests are signed (and must be
+/// verified) only when a key is at hand.
+pub fn keyring_if_present(settings: &Settings) -> Result<Option<Keyring>, CliError> {
+    if std::fs::symlink_metadata(settings.key_file()).is_err() {
+        return Ok(None);
+    }
+    load_keyring(settings).map(Some)
+}
+
 /// Loads the current key from the configured key file (exit 3 on any problem).
 pub fn load_key(settings: &Settings) -> Result<EncryptionKey, CliError> {
     EncryptionKey::from_file(&settings.key_file()).map_err(CliError::usage)

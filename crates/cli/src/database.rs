@@ -104,6 +104,7 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
         name_prefix: settings.name_prefix().map_err(CliError::usage)?,
         compression: settings.compression().map_err(CliError::usage)?,
         key: Some(key),
+        signing_key: None,
         iterations: settings.pbkdf2_iterations().map_err(CliError::usage)?,
     };
     let mut connection = PgConnection::from_env_map(&settings.lookup()).map_err(CliError::usage)?;

@@ -72,13 +72,16 @@ Rules (times are UTC, from the timestamp in each name; a backup kept by any rule
   --keep-weekly N     the same per ISO week (Monday-Sunday)
   --keep-monthly N    the same per calendar month
 The newest complete backup of each kind is always kept (the newest legacy one if none is
-complete). Damaged backups (unreadable manifest) are never deleted: inspect them by hand.
+complete); the keep rules count complete backups only. Damaged backups (unreadable manifest)
+are never deleted: inspect them by hand. A backup being written (its run's .claim is there) is
+never deleted; one that lost its manifest (incomplete) is deleted once it is a day old.
 Each kind is pruned on its own: database, redis, config, logs, plus the orchestration's run
 reports (reports/orchestration/) and run logs (logs/orchestration/), on every configured
 destination (BACKUP_LOCAL_DIR, BACKUP_S3_BUCKET). A backup's manifest is
-deleted before its object, so an interrupted prune leaves at worst a legacy backup (still
-restorable), never a manifest without its backup. Temporary files of interrupted writes older
-than 24 hours are removed too (not in a dry run). Run it after the backups, not during one.
+deleted before its object, so an interrupted prune leaves at worst an object without its
+manifest (incomplete, deleted by the next prune), never a manifest without its backup.
+Temporary files and claims of interrupted runs older than 24 hours are removed too (not in a
+dry run). It may run while backups are being written.
 
 Exit codes: 0 success, 1 some deletions failed and others succeeded, 2 pruning failed,
 3 usage or configuration error.
@@ -250,6 +253,17 @@ pub async fn prune_destination(
     dry_run: bool,
 ) -> DestinationReport {
     let mut reports = Vec::new();
+    // Claims of killed runs first, so that what they claimed is judged as incomplete.
+    let mut stale_claims = Vec::new();
+    let mut claims_error = None;
+    if !dry_run {
+        for kind in kinds.iter().filter(|k| k.backup_kind().is_some()) {
+            match retention::remove_stale_claims(sink, &kind.prefix(), LEFTOVER_AGE, now).await {
+                Ok(removed) => stale_claims.extend(removed),
+                Err(e) => claims_error = Some(e.to_string()),
+            }
+        }
+    }
     for &kind in kinds {
         let plan = match kind.backup_kind() {
             Some(backup_kind) => list_backups(sink, backup_kind)
@@ -294,10 +308,13 @@ pub async fn prune_destination(
         }
     } else {
         match sink.remove_incomplete(LEFTOVER_AGE).await {
-            Ok(removed) => LeftoverReport {
-                removed: Some(removed),
-                error: None,
-            },
+            Ok(mut removed) => {
+                removed.extend(stale_claims);
+                LeftoverReport {
+                    removed: Some(removed),
+                    error: claims_error,
+                }
+            }
             Err(e) => LeftoverReport {
                 removed: None,
                 error: Some(e.to_string()),
@@ -663,7 +680,7 @@ mod tests {
             text.contains("FAILED: could not delete database/x_backup_20200101_000000.sql"),
             "{text}"
         );
-        assert!(text.contains("legacy backup, still restorable"), "{text}");
+        assert!(text.contains("never restored automatically"), "{text}");
     }
 
     #[test]

@@ -163,15 +163,26 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
         .flag("BACKUP_REDIS_ENCRYPT", true)
         .map_err(CliError::usage)?;
     let destinations = common::open_destinations(&settings, false).await?;
-    let key = if encrypt {
-        Some(common::load_key(&settings)?)
+    let (key, signing_key) = if encrypt {
+        (Some(common::load_key(&settings)?), None)
     } else {
-        None
+        // Unencrypted, but signed when a key is at hand, so a restore can tell it from a
+        // forged one.
+        let signing = common::keyring_if_present(&settings)?.map(|ring| ring.current().clone());
+        if signing.is_none() {
+            tracing::warn!(
+                "no key file at {}: the backup's manifest is not signed, so a restore cannot \
+                 tell it from a forged one",
+                settings.key_file().display()
+            );
+        }
+        (None, signing)
     };
     let options = BackupOptions {
         name_prefix: REDIS_NAME_PREFIX.to_owned(),
         compression: settings.compression().map_err(CliError::usage)?,
         key,
+        signing_key,
         iterations: settings.pbkdf2_iterations().map_err(CliError::usage)?,
     };
     let config = RedisConfig::from_lookup(&settings.lookup()).map_err(CliError::usage)?;

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backup_core::{
-    restore_backup, BackupEntry, BackupKind, BackupStatus, RestoreSummary, RestoreTarget,
-};
+use backup_core::{restore_backup, BackupEntry, BackupKind, RestoreSummary, RestoreTarget};
 use backup_crypto::Keyring;
 use backup_sources::redis::{
     aof_warning, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisClient, RedisConfig,
@@ -81,6 +79,8 @@ pub struct RestoreRedisArgs {
 const AFTER_HELP: &str = "\
 Selection (exactly one): --list, --latest, --date YYYY-MM-DD, --file NAME.
 Mode (one, except with --list): --dry-run, --rdb-path PATH, --docker-container NAME, --online.
+--latest and --date choose complete backups (a signed manifest vouches for them); the old
+script's .rdb.gz objects are `legacy`: by --file NAME, or with --allow-legacy.
 
 File mode replaces the data file Redis loads at start. Redis must be stopped while the file is
 replaced (it rewrites dump.rdb on shutdown), so give --stop-cmd/--start-cmd or use
@@ -126,7 +126,13 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
              --dry-run to only check the backup"
         )));
     }
-    let resolved = select::resolve(BackupKind::Redis, &args.select, &settings).await?;
+    let resolved = select::resolve(
+        BackupKind::Redis,
+        crate::redis_backup::REDIS_NAME_PREFIX,
+        &args.select,
+        &settings,
+    )
+    .await?;
     if args.select.list {
         resolved.print_list(args.select.json);
         return Ok(ExitStatus::Success);
@@ -135,7 +141,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
     let keyring = if entry.name.encrypted {
         Some(common::load_keyring(&settings)?)
     } else {
-        None
+        common::keyring_if_present(&settings)?
     };
 
     let online_config = if args.online {
@@ -163,7 +169,10 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         )
         .await?;
         (
-            "dry run OK: backup verified and the RDB is intact".to_owned(),
+            format!(
+                "dry run OK: {} and the RDB is intact",
+                select::checked_as(&entry.status)
+            ),
             summary,
         )
     } else if let Some(config) = online_config {
@@ -239,10 +248,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         "{verdict}: {} ({} of RDB{})",
         entry.key,
         common::human_bytes(summary.plain_bytes),
-        match &entry.status {
-            BackupStatus::Legacy => ", legacy backup without manifest",
-            _ => "",
-        }
+        select::status_note(&entry.status)
     );
     for note in &summary.notes {
         println!("  {note}");

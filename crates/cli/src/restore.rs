@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::{restore_backup, BackupEntry, BackupKind, BackupStatus, RestoreTarget};
+use backup_core::{restore_backup, BackupEntry, BackupKind, RestoreTarget};
 use backup_crypto::Keyring;
 use backup_sources::postgres::{PgConnection, PgDumpCheck, PostgresRestore, RestoreOptions};
 use backup_storage::Sink;
@@ -55,8 +55,11 @@ pub struct RestoreDatabaseArgs {
 
 const AFTER_HELP: &str = "\
 Selection (exactly one): --list, --latest, --date YYYY-MM-DD, --file NAME.
-Backups without a manifest (made by the old scripts) are listed as `legacy`; they restore by
---file or --latest and are checked by decryption padding, gzip CRC and pg_dump's end marker.
+--latest and --date choose complete backups (a signed manifest vouches for them). Backups
+without a manifest made by the old scripts are listed as `legacy`: they cannot be
+authenticated, restore by --file NAME (or by --latest/--date with --allow-legacy) and are
+checked only by decryption padding, gzip CRC and pg_dump's end marker. An `incomplete` backup
+(no manifest, newer than signed ones) restores only by --file NAME --allow-unverified.
 
 Exit codes: 0 success, 2 restore failed (target unchanged), 3 usage or configuration error.
 
@@ -83,7 +86,13 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     let mut extra = BTreeMap::new();
     args.select.add_overrides(&mut extra);
     let settings = args.common.settings(extra)?;
-    let resolved = select::resolve(BackupKind::Database, &args.select, &settings).await?;
+    let resolved = select::resolve(
+        BackupKind::Database,
+        &settings.name_prefix().map_err(CliError::usage)?,
+        &args.select,
+        &settings,
+    )
+    .await?;
     if args.select.list {
         resolved.print_list(args.select.json);
         return Ok(ExitStatus::Success);
@@ -93,7 +102,7 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     let keyring = if entry.name.encrypted {
         Some(common::load_keyring(&settings)?)
     } else {
-        None
+        common::keyring_if_present(&settings)?
     };
 
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
@@ -148,18 +157,18 @@ async fn restore_selected(
     }
     let summary = result.map_err(CliError::failure)?;
     let verdict = if args.dry_run {
-        "dry run OK: backup verified and complete"
+        format!(
+            "dry run OK: {} and complete",
+            select::checked_as(&entry.status)
+        )
     } else {
-        "restore complete"
+        "restore complete".to_owned()
     };
     println!(
         "{verdict}: {} ({} of SQL{})",
         entry.key,
         common::human_bytes(summary.plain_bytes),
-        match &entry.status {
-            BackupStatus::Legacy => ", legacy backup without manifest",
-            _ => "",
-        }
+        select::status_note(&entry.status)
     );
     for note in &summary.notes {
         println!("  {note}");

@@ -45,6 +45,16 @@ pub struct SelectionArgs {
     #[arg(long, value_enum, value_name = "WHERE")]
     pub from: Option<FromArg>,
 
+    /// Let --latest and --date choose legacy backups (made by the old scripts, without a
+    /// manifest), which cannot be authenticated [env: BACKUP_ALLOW_LEGACY]
+    #[arg(long)]
+    pub allow_legacy: bool,
+
+    /// With --file: restore a backup listed as `incomplete` (no manifest, so neither its
+    /// integrity nor its origin can be checked)
+    #[arg(long, requires = "file")]
+    pub allow_unverified: bool,
+
     /// Machine-readable output (with --list)
     #[arg(long)]
     pub json: bool,
@@ -86,6 +96,9 @@ impl SelectionArgs {
         if let Some(dir) = &self.keyring_dir {
             extra.insert("BACKUP_KEYRING_DIR".to_owned(), dir.display().to_string());
         }
+        if self.allow_legacy {
+            extra.insert("BACKUP_ALLOW_LEGACY".to_owned(), "true".to_owned());
+        }
     }
 }
 
@@ -116,12 +129,18 @@ pub struct Resolved {
     pub listed: Vec<Listed>,
     /// The selection.
     pub selection: Selection,
+    /// Whether `--latest`/`--date` may choose legacy backups.
+    pub allow_legacy: bool,
+    /// Whether an `incomplete` backup named by `--file` may be restored.
+    pub allow_unverified: bool,
 }
 
-/// Opens the destinations and lists the backups of `kind` according to `args`. `--file PATH`
-/// naming a file on disk reads it (and its manifest) from its own directory.
+/// Opens the destinations and lists the backups of `kind` whose names start with `prefix`
+/// (objects of other names, whoever put them there, are not offered) according to `args`.
+/// `--file PATH` naming a file on disk reads it (and its manifest) from its own directory.
 pub async fn resolve(
     kind: BackupKind,
+    prefix: &str,
     args: &SelectionArgs,
     settings: &Settings,
 ) -> Result<Resolved, CliError> {
@@ -147,8 +166,13 @@ pub async fn resolve(
             }],
             listed: vec![Listed::new(entry, 0)],
             selection: Selection::Name(name),
+            allow_legacy: false,
+            allow_unverified: args.allow_unverified,
         });
     }
+    let allow_legacy = settings
+        .flag("BACKUP_ALLOW_LEGACY", false)
+        .map_err(CliError::usage)?;
     let selection = match (&args.file, args.date) {
         (Some(name), _) => Selection::Name(name.clone()),
         (None, Some(day)) => Selection::Date(day),
@@ -165,12 +189,15 @@ pub async fn resolve(
             )));
         }
     }
-    let listed = list_everywhere(kind, &destinations).await?;
+    let mut listed = list_everywhere(kind, &destinations).await?;
+    listed.retain(|l| l.entry.name.prefix == prefix);
     Ok(Resolved {
         kind,
         destinations,
         listed,
         selection,
+        allow_legacy,
+        allow_unverified: args.allow_unverified,
     })
 }
 
@@ -180,7 +207,9 @@ impl Resolved {
     /// is re-read from the chosen destination (its manifest is that destination's).
     pub async fn choose(&self) -> Result<(&dyn Sink, BackupEntry), CliError> {
         let entries: Vec<BackupEntry> = self.listed.iter().map(|l| l.entry.clone()).collect();
-        let selected = catalog::select(&entries, &self.selection).map_err(CliError::failure)?;
+        let selected = catalog::select(&entries, &self.selection, self.allow_legacy)
+            .map_err(CliError::failure)?;
+        self.may_restore(selected)?;
         let holders = self
             .listed
             .iter()
@@ -222,6 +251,41 @@ impl Resolved {
             selected.key,
             last_problem.map(|p| format!(" ({p})")).unwrap_or_default()
         )))
+    }
+
+    /// Refuses what may not be restored as selected, and warns about what cannot be
+    /// authenticated.
+    fn may_restore(&self, entry: &BackupEntry) -> Result<(), CliError> {
+        match entry.status {
+            BackupStatus::InProgress => Err(CliError::failure(anyhow::anyhow!(
+                "{} is still being written by another run (its claim {} is there and its \
+                 manifest is not); wait for that run, or choose another backup",
+                entry.key,
+                backup_core::claim_key_for(&entry.key)
+            ))),
+            BackupStatus::Incomplete if !self.allow_unverified => {
+                Err(CliError::failure(anyhow::anyhow!(
+                    "{} is incomplete: it has no manifest but is newer than backups that have \
+                     one, so it was made by this tool and lost its commit marker (a crash, a \
+                     failed or deleted manifest). Its integrity and origin cannot be checked. \
+                     Restore a complete backup instead, or, if you must, this one by name \
+                     with --file {} --allow-unverified",
+                    entry.key,
+                    entry.file_name()
+                )))
+            }
+            BackupStatus::Incomplete | BackupStatus::Legacy => {
+                tracing::warn!(
+                    "{} has no manifest ({}): it cannot be authenticated; only its encryption \
+                     padding, compression checksum and the dump's own end marker are checked \
+                     as it streams",
+                    entry.key,
+                    entry.status
+                );
+                Ok(())
+            }
+            BackupStatus::Complete | BackupStatus::Damaged(_) => Ok(()),
+        }
     }
 
     fn log_choice<'a>(
@@ -296,6 +360,24 @@ impl Resolved {
                 locations(l).join(",")
             );
         }
+    }
+}
+
+/// How a backup with `status` was checked, for the verdict line: only a backup with a signed
+/// manifest is "verified".
+pub fn checked_as(status: &BackupStatus) -> &'static str {
+    match status {
+        BackupStatus::Complete => "backup verified",
+        _ => "backup read to its end (NOT authenticated: it has no manifest)",
+    }
+}
+
+/// What to add after the size in a verdict line about a backup with `status`.
+pub fn status_note(status: &BackupStatus) -> &'static str {
+    match status {
+        BackupStatus::Legacy => ", legacy backup without manifest",
+        BackupStatus::Incomplete => ", incomplete backup without manifest",
+        _ => "",
     }
 }
 

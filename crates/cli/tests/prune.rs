@@ -1,7 +1,8 @@
-//! `backup-prune` end to end on a temporary BACKUP_LOCAL_DIR holding complete, legacy and
-//! damaged backups of several kinds, run reports and logs, and leftover temporary files: the
-//! dry run names every decision and deletes nothing; the real run deletes exactly the planned
-//! backups (manifests included) and the stale temporary file, and nothing else.
+//! `backup-prune` end to end on a temporary BACKUP_LOCAL_DIR holding complete, legacy,
+//! incomplete, in-progress and damaged backups of several kinds, run reports and logs, and
+//! leftovers (temporary files, claims of killed runs): the dry run names every decision and
+//! deletes nothing; the real run deletes exactly the planned backups (manifests included) and
+//! the stale leftovers, and nothing else.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -53,7 +54,8 @@ fn complete(root: &Path, key: &str, kind: BackupKind, signing: &EncryptionKey) {
             ..Default::default()
         },
         compression: Compression::gzip(),
-        encryption: Some(EncryptionInfo {
+        // As the name says: `.enc` objects are encrypted.
+        encryption: key.ends_with(".enc").then(|| EncryptionInfo {
             cipher: "aes-256-cbc".into(),
             kdf: "pbkdf2-hmac-sha256".into(),
             iterations: 10_000,
@@ -94,7 +96,11 @@ struct Fixture {
     expected: Vec<(String, String)>,
     /// Files the real run must delete (objects and their manifests).
     doomed_files: BTreeSet<String>,
+    /// Files every real run deletes, whatever the policy: backups that lost their manifest
+    /// over a day ago, and claims of killed runs.
+    always_doomed: BTreeSet<String>,
     stale_tmp: String,
+    stale_claim: String,
     fresh_tmp: String,
 }
 
@@ -122,11 +128,41 @@ fn fixture() -> Fixture {
     expected.push((db(10), "keep: within 30 days".into()));
     complete(&root, &db(1), BackupKind::Database, &key);
     expected.push((db(1), "keep: newest complete backup, within 30 days".into()));
-    write(&root, &db(50), b"legacy");
-    expected.push((db(50), delete.to_owned()));
-    doomed_files.insert(db(50));
-    write(&root, &db(5), b"legacy");
-    expected.push((db(5), "keep: within 30 days".into()));
+    // Older than every complete backup and without a manifest: made by the old scripts.
+    write(&root, &db(120), b"legacy");
+    expected.push((db(120), delete.to_owned()));
+    doomed_files.insert(db(120));
+    // Without a manifest but newer than complete ones: lost its commit marker. Deleted once
+    // it is a day old, kept before.
+    let mut always_doomed = BTreeSet::new();
+    let incomplete_stale = "delete: incomplete (no manifest) for over a day: cannot be verified";
+    for days in [50, 5] {
+        write(&root, &db(days), b"incomplete");
+        expected.push((db(days), incomplete_stale.to_owned()));
+        doomed_files.insert(db(days));
+        always_doomed.insert(db(days));
+    }
+    write(&root, &db(0), b"incomplete");
+    expected.push((
+        db(0),
+        "keep: incomplete (no manifest), kept for a day".into(),
+    ));
+    // A backup being written: its object is stored, its claim is there, its manifest is not.
+    let running = format!(
+        "database/randevubu_backup_{}.sql.gz.enc",
+        stamp(now - Duration::minutes(10))
+    );
+    write(&root, &running, b"being written");
+    write(&root, &format!("{running}.claim"), b"{}");
+    expected.push((running, "keep: being written by a run in progress".into()));
+    // The claim of a run killed two days ago before it wrote anything.
+    let stale_claim = format!(
+        "database/randevubu_backup_{}.sql.gz.enc.claim",
+        stamp(ago(2))
+    );
+    write(&root, &stale_claim, b"{}");
+    age_file(&root.join(&stale_claim), 2);
+    always_doomed.insert(stale_claim.clone());
     write(&root, &db(90), b"damaged");
     write(&root, &format!("{}.manifest.json", db(90)), b"{oops");
     expected.push((db(90), "keep: damaged, inspect by hand".into()));
@@ -176,12 +212,8 @@ fn fixture() -> Fixture {
         stamp(ago(2))
     );
     write(&root, &stale_tmp, b"partial");
-    std::fs::File::options()
-        .write(true)
-        .open(root.join(&stale_tmp))
-        .unwrap()
-        .set_modified(SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600))
-        .unwrap();
+    age_file(&root.join(&stale_tmp), 2);
+    always_doomed.insert(stale_tmp.clone());
     let fresh_tmp = format!(
         "database/.tmp-randevubu_backup_{}.sql.gz.enc.fedcba9876543210",
         stamp(now)
@@ -193,9 +225,21 @@ fn fixture() -> Fixture {
         root,
         expected,
         doomed_files,
+        always_doomed,
         stale_tmp,
+        stale_claim,
         fresh_tmp,
     }
+}
+
+/// Sets the modification time of `path` to `days` days ago.
+fn age_file(path: &Path, days: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - std::time::Duration::from_secs(days * 24 * 3600))
+        .unwrap();
 }
 
 fn stdout_of(out: &std::process::Output) -> String {
@@ -282,6 +326,7 @@ fn real_run_deletes_exactly_the_planned_backups_and_stale_temporary_files() {
     let gone: BTreeSet<String> = before.difference(&after).cloned().collect();
     let mut expected_gone = f.doomed_files.clone();
     expected_gone.insert(f.stale_tmp.clone());
+    expected_gone.insert(f.stale_claim.clone());
     assert_eq!(gone, expected_gone);
     assert!(after.contains(&f.fresh_tmp), "a fresh temporary file stays");
 
@@ -294,8 +339,9 @@ fn real_run_deletes_exactly_the_planned_backups_and_stale_temporary_files() {
         );
     }
     assert!(text.contains("kept: damaged, inspect by hand"), "{text}");
-    assert!(text.contains("removed 1 older than 24h"), "{text}");
+    assert!(text.contains("removed 2 older than 24h"), "{text}");
     assert!(text.contains(&f.stale_tmp), "{text}");
+    assert!(text.contains(&f.stale_claim), "{text}");
 
     // Nothing left to do: a second run deletes nothing more.
     let again = prune().arg("--local-dir").arg(&f.root).output().unwrap();
@@ -342,10 +388,12 @@ fn flags_and_environment_set_the_policy_and_kinds() {
         .filter(|d| d["action"] == "keep")
         .map(|d| d["text"].as_str().unwrap())
         .collect();
-    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept.len(), 5, "{kept:?}");
     assert!(kept[0].starts_with("keep: damaged"), "{kept:?}");
     assert_eq!(kept[1], "keep: last #2");
     assert_eq!(kept[2], "keep: newest complete backup, last #1");
+    assert_eq!(kept[3], "keep: incomplete (no manifest), kept for a day");
+    assert_eq!(kept[4], "keep: being written by a run in progress");
 
     // The environment alone: 365 days keeps every backup.
     let out = prune()
@@ -356,11 +404,10 @@ fn flags_and_environment_set_the_policy_and_kinds() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let after = files(&f.root);
-    let gone: Vec<&String> = before.difference(&after).collect();
+    let gone: BTreeSet<String> = before.difference(&after).cloned().collect();
     assert_eq!(
-        gone,
-        vec![&f.stale_tmp],
-        "only the stale temporary file goes"
+        gone, f.always_doomed,
+        "only leftovers and day-old incomplete backups go"
     );
 }
 

@@ -31,6 +31,7 @@ fn options() -> BackupOptions {
         name_prefix: "redis".into(),
         compression: Compression::gzip(),
         key: None,
+        signing_key: None,
         iterations: 10000,
     }
 }

@@ -14,7 +14,7 @@ use chrono::{TimeDelta, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Result, StorageError};
-use crate::sink::{ObjectMeta, ObjectWriter, Sink};
+use crate::sink::{ObjectMeta, ObjectWriter, Sink, WriteMode};
 
 /// Keys that every sink must refuse for every operation.
 pub const INVALID_KEYS: &[&str] = &[
@@ -33,6 +33,7 @@ pub async fn run_all(sink: &dyn Sink) {
     put_and_get_round_trip(sink).await;
     head_reports_size_and_time(sink).await;
     overwrite_replaces(sink).await;
+    create_never_replaces(sink).await;
     open_writer_is_invisible_until_commit(sink).await;
     dropped_writer_leaves_nothing(sink).await;
     aborted_writer_leaves_nothing(sink).await;
@@ -128,6 +129,61 @@ pub async fn overwrite_replaces(sink: &dyn Sink) {
     let meta = check.ok("head", sink.head(&key).await);
     check.expect_meta(&meta, &key, 100);
     check.expect_keys(&check.prefix, &[key.as_str()]).await;
+    check.cleanup().await;
+}
+
+/// [`WriteMode::Create`] writes a free key, and refuses with
+/// [`StorageError::AlreadyExists`] at commit when the key is taken, leaving the stored object
+/// as it was and nothing else behind; for small objects and for streamed multi-part ones, and
+/// when the other write committed while this one was in progress.
+pub async fn create_never_replaces(sink: &dyn Sink) {
+    let check = Check::new(sink, "create_never_replaces");
+    let key = check.key("object");
+    let first = pattern(5000, 30);
+    check.ok(
+        "first create",
+        sink.put_with(&key, Bytes::from(first.clone()), WriteMode::Create)
+            .await,
+    );
+    check.expect_content(&key, &first).await;
+    match sink
+        .put_with(&key, Bytes::from(pattern(100, 31)), WriteMode::Create)
+        .await
+    {
+        Err(StorageError::AlreadyExists { key: taken }) if taken == key => {}
+        other => check.fail(format!(
+            "second create of {key:?}: expected AlreadyExists, got {other:?}"
+        )),
+    }
+    check.expect_content(&key, &first).await;
+
+    // Two streamed writes of one free key in flight at once: the first commit wins, the
+    // second fails without touching it (a large object: multipart on S3).
+    let raced = check.key("raced");
+    let mut a = check.ok(
+        "writer a",
+        sink.writer_with(&raced, WriteMode::Create).await,
+    );
+    let mut b = check.ok(
+        "writer b",
+        sink.writer_with(&raced, WriteMode::Create).await,
+    );
+    let a_data = pattern(LARGE_OBJECT_SIZE, 32);
+    check.write(&mut a, &raced, &a_data).await;
+    check
+        .write(&mut b, &raced, &pattern(LARGE_OBJECT_SIZE, 33))
+        .await;
+    check.ok("commit a", a.commit().await);
+    match b.commit().await {
+        Err(StorageError::AlreadyExists { .. }) => {}
+        other => check.fail(format!(
+            "commit of a second create of {raced:?}: expected AlreadyExists, got {other:?}"
+        )),
+    }
+    check.expect_content(&raced, &a_data).await;
+    check
+        .expect_keys(&check.prefix, &[key.as_str(), raced.as_str()])
+        .await;
     check.cleanup().await;
 }
 

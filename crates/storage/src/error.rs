@@ -18,6 +18,13 @@ pub enum StorageError {
         /// The missing key.
         key: String,
     },
+    /// A write that must create a new object ([`WriteMode::Create`](crate::WriteMode::Create))
+    /// found one already stored under the key; nothing was replaced.
+    #[error("object {key:?} already exists; it was left as it is")]
+    AlreadyExists {
+        /// The key that is taken.
+        key: String,
+    },
     /// The key is not an acceptable object key.
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey {
@@ -73,5 +80,10 @@ impl StorageError {
     /// Whether this is [`StorageError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
+    }
+
+    /// Whether this is [`StorageError::AlreadyExists`].
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Self::AlreadyExists { .. })
     }
 }

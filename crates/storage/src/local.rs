@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
 use crate::error::{Result, StorageError};
 use crate::key::{validate_key, validate_prefix, TEMP_PREFIX};
-use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink};
+use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
 
 /// Size of the read and write buffers: large enough for disk throughput on big backups.
 const BUFFER_SIZE: usize = 256 * 1024;
@@ -125,7 +125,7 @@ impl Sink for LocalSink {
         Ok(removed.iter().map(|p| p.display().to_string()).collect())
     }
 
-    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+    async fn writer_with(&self, key: &str, mode: WriteMode) -> Result<Box<dyn ObjectWriter>> {
         let final_path = self.path_of(key)?;
         let (dir, file_name) = split_file_path(&final_path)?;
         self.create_dirs(dir).await?;
@@ -144,6 +144,7 @@ impl Sink for LocalSink {
             temp_path,
             file: Some(BufWriter::with_capacity(BUFFER_SIZE, file)),
             temp_exists: true,
+            mode,
         }))
     }
 
@@ -195,6 +196,17 @@ impl Sink for LocalSink {
         }
     }
 
+    fn delete_detached(&self, key: &str) {
+        let Ok(path) = self.path_of(key) else {
+            return;
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::debug!(key, "deleted local object (detached)"),
+            Err(error) if is_missing(&error) => {}
+            Err(error) => tracing::warn!(path = %path.display(), %error, "could not delete"),
+        }
+    }
+
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
         let from_path = self.path_of(from)?;
         self.path_of(to)?;
@@ -228,6 +240,8 @@ struct LocalObjectWriter {
     file: Option<BufWriter<File>>,
     /// Whether `temp_path` is ours to remove (not yet renamed or removed).
     temp_exists: bool,
+    /// Whether the commit may replace an existing file.
+    mode: WriteMode,
 }
 
 impl LocalObjectWriter {
@@ -288,13 +302,38 @@ impl ObjectWriter for LocalObjectWriter {
             .await
             .map_err(|source| StorageError::io("stat", &temp, source))?;
         drop(file);
-        tokio::fs::rename(&self.temp_path, &self.final_path)
-            .await
-            .map_err(|source| {
-                let target = format!("{temp} to {}", self.final_path.display());
-                StorageError::io("rename", target, source)
-            })?;
-        self.temp_exists = false;
+        match self.mode {
+            WriteMode::Overwrite => {
+                tokio::fs::rename(&self.temp_path, &self.final_path)
+                    .await
+                    .map_err(|source| {
+                        let target = format!("{temp} to {}", self.final_path.display());
+                        StorageError::io("rename", target, source)
+                    })?;
+                self.temp_exists = false;
+            }
+            WriteMode::Create => {
+                // A hard link is created atomically and only if the name is free; the
+                // temporary name is removed after it (by `Drop` if that fails here).
+                match tokio::fs::hard_link(&self.temp_path, &self.final_path).await {
+                    Ok(()) => {}
+                    Err(source) if source.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(StorageError::AlreadyExists {
+                            key: self.key.clone(),
+                        });
+                    }
+                    Err(source) => {
+                        let target = format!("{temp} to {}", self.final_path.display());
+                        return Err(StorageError::io("link", target, source));
+                    }
+                }
+                // The object is committed now; a temporary name that cannot be removed is
+                // only litter (`Drop` tries again, `remove_stale_temp_files` later).
+                if tokio::fs::remove_file(&self.temp_path).await.is_ok() {
+                    self.temp_exists = false;
+                }
+            }
+        }
         let (dir, _) = split_file_path(&self.final_path)?;
         sync_dir(dir).await?;
         tracing::debug!(key = %self.key, size = meta.len(), "committed local object");

@@ -14,7 +14,7 @@ use tokio::io::AsyncWrite;
 
 use crate::error::{Result, StorageError};
 use crate::key::{validate_key, validate_prefix};
-use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink};
+use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
 
 /// Key -> (content, time of commit).
 type Objects = BTreeMap<String, (Bytes, DateTime<Utc>)>;
@@ -69,12 +69,13 @@ impl Sink for MemorySink {
         "in-memory store".to_owned()
     }
 
-    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+    async fn writer_with(&self, key: &str, mode: WriteMode) -> Result<Box<dyn ObjectWriter>> {
         validate_key(key)?;
         Ok(Box::new(MemoryObjectWriter {
             objects: Arc::clone(&self.objects),
             key: key.to_owned(),
             buffer: Vec::new(),
+            mode,
         }))
     }
 
@@ -111,6 +112,10 @@ impl Sink for MemorySink {
         Ok(())
     }
 
+    fn delete_detached(&self, key: &str) {
+        self.objects().remove(key);
+    }
+
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
         validate_key(from)?;
         validate_key(to)?;
@@ -129,6 +134,7 @@ struct MemoryObjectWriter {
     objects: Arc<Mutex<Objects>>,
     key: String,
     buffer: Vec<u8>,
+    mode: WriteMode,
 }
 
 impl AsyncWrite for MemoryObjectWriter {
@@ -157,14 +163,16 @@ impl ObjectWriter for MemoryObjectWriter {
             objects,
             key,
             buffer,
+            mode,
         } = *self;
         let data = Bytes::from(buffer);
         let now = Utc::now();
         let meta = meta(&key, &data, now);
-        objects
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, (data, now));
+        let mut objects = objects.lock().unwrap_or_else(PoisonError::into_inner);
+        if mode == WriteMode::Create && objects.contains_key(&key) {
+            return Err(StorageError::AlreadyExists { key });
+        }
+        objects.insert(key, (data, now));
         Ok(meta)
     }
 

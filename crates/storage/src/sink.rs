@@ -23,6 +23,19 @@ pub struct ObjectMeta {
     pub last_modified: DateTime<Utc>,
 }
 
+/// Whether a write may replace an object already stored under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Replace what is stored under the key (the `latest/` copy, reports).
+    #[default]
+    Overwrite,
+    /// Create the object only if the key is free, atomically at commit: a commit that finds
+    /// the key taken fails with [`StorageError::AlreadyExists`] and replaces nothing (an
+    /// exclusive link on local disk, `If-None-Match: *` on S3). Backups and their manifests
+    /// are written this way, so that one backup can never replace another.
+    Create,
+}
+
 /// An object store that backups are written to and read from.
 ///
 /// Writes are all-or-nothing: bytes written through [`Sink::writer`] become visible under the
@@ -33,8 +46,14 @@ pub trait Sink: Debug + Send + Sync {
     /// A short human description for messages, e.g. `local directory /var/backups/randevubu`.
     fn describe(&self) -> String;
 
+    /// Starts a streaming write of `key`; `mode` says whether the commit may replace an
+    /// object already stored under `key`.
+    async fn writer_with(&self, key: &str, mode: WriteMode) -> Result<Box<dyn ObjectWriter>>;
+
     /// Starts a streaming write of `key`. An existing object under `key` is replaced on commit.
-    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        self.writer_with(key, WriteMode::Overwrite).await
+    }
 
     /// Opens `key` for streaming reading. [`StorageError::NotFound`] when absent.
     async fn get(&self, key: &str) -> Result<ObjectReader>;
@@ -52,6 +71,19 @@ pub trait Sink: Debug + Send + Sync {
     /// Copies `from` to `to` (replacing `to`), atomically as a write is.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
 
+    /// Deletes `key` without being awaited: for `Drop`, where an interrupted run removes the
+    /// small markers it made (a backup's claim on its name). Local and in-memory sinks delete
+    /// at once; S3 starts the request as a clean-up task ([`wait_for_cleanups`](crate::wait_for_cleanups)).
+    /// Failures are logged, never returned: what is left is removed by pruning later. Sinks
+    /// that cannot do this keep the default, which leaves the key for pruning.
+    fn delete_detached(&self, key: &str) {
+        tracing::debug!(
+            key,
+            "{} cannot delete from Drop; left for pruning",
+            self.describe()
+        );
+    }
+
     /// Removes what interrupted writes left behind and older than `older_than` (temporary
     /// files of a local sink, incomplete multipart uploads of S3), returning a description of
     /// each removed item. Sinks that cannot leave anything behind keep this default.
@@ -60,9 +92,15 @@ pub trait Sink: Debug + Send + Sync {
         Ok(Vec::new())
     }
 
-    /// Writes a small object from memory in one call (manifests, reports).
+    /// Writes a small object from memory in one call (reports), replacing what is there.
     async fn put(&self, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        let mut writer = self.writer(key).await?;
+        self.put_with(key, data, WriteMode::Overwrite).await
+    }
+
+    /// Writes a small object from memory in one call with the given [`WriteMode`] (manifests
+    /// are written with [`WriteMode::Create`]).
+    async fn put_with(&self, key: &str, data: Bytes, mode: WriteMode) -> Result<ObjectMeta> {
+        let mut writer = self.writer_with(key, mode).await?;
         if let Err(source) = writer.write_all(&data).await {
             writer.abort().await.ok();
             return Err(StorageError::io("write", key, source));

@@ -1,12 +1,15 @@
 //! Turning a dump stream into SQL and feeding it to `psql` in one transaction that commits only
 //! after the stream ended cleanly; shared by the restore and the dry-run check.
 //!
-//! Commit control: `psql --single-transaction --file=-` sends `BEGIN` first and `COMMIT` only
-//! when its standard input reaches end-of-file. We hold its stdin open until the input stream
-//! returned end-of-file (which, by the [`RestoreTarget`](backup_core::RestoreTarget) contract,
-//! means it was verified), `pg_restore` (custom format) exited successfully, and the SQL ended
-//! with pg_dump's completion marker. On anything else `psql` is killed *while its stdin is still
-//! open*, so it never sees end-of-file and never sends `COMMIT`: the server rolls back.
+//! Commit control: the transaction is opened and committed by us, never by psql on its own.
+//! `psql` runs without `--single-transaction` (which makes psql send `COMMIT` when its input
+//! reaches end-of-file); we write `BEGIN;` before the first byte of the dump and `COMMIT;` only
+//! after the input stream returned end-of-file (which, by the
+//! [`RestoreTarget`](backup_core::RestoreTarget) contract, means it was verified), `pg_restore`
+//! (custom format) exited successfully, and the SQL ended with pg_dump's completion marker.
+//! Whatever else ends psql's input (a failure here, the tool killed with `SIGKILL`, a power
+//! cut) ends the session with the transaction open, and the server rolls it back. On a failure
+//! psql is also killed outright, so it stops reading at once.
 
 use std::process::Stdio;
 
@@ -38,13 +41,19 @@ const PSQL_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 const PSQL_PGOPTIONS: &str = "-c statement_timeout=0 -c lock_timeout=0 \
      -c idle_in_transaction_session_timeout=0 -c client_min_messages=warning";
 
-/// The arguments `psql` is run with; connection settings go in its environment.
+/// What opens the restore's transaction: the first thing psql reads.
+pub const OPEN_TRANSACTION: &[u8] = b"BEGIN;\n";
+/// What commits it: written only after everything was verified. A newline first, so that it
+/// is a statement of its own even if the SQL's last line had none.
+pub const COMMIT_TRANSACTION: &[u8] = b"\nCOMMIT;\n";
+
+/// The arguments `psql` is run with; connection settings go in its environment. No
+/// `--single-transaction`: see the module docs.
 pub fn psql_args() -> Vec<&'static str> {
     vec![
         "--no-psqlrc",
         "--no-password",
         "--quiet",
-        "--single-transaction",
         "--set=ON_ERROR_STOP=1",
         "--file=-",
     ]
@@ -222,6 +231,13 @@ impl Psql {
         Ok(Self { process, stdin })
     }
 
+    /// Spawns psql and opens the transaction everything else runs in.
+    async fn begin(conn: &PgConnection, tools: &PgTools) -> Result<Self, SourceError> {
+        let mut psql = Self::spawn(conn, tools)?;
+        psql.write(OPEN_TRANSACTION).await?;
+        Ok(psql)
+    }
+
     async fn write(&mut self, chunk: &[u8]) -> Result<(), SourceError> {
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(SourceError::Usage("psql input already closed"));
@@ -266,8 +282,9 @@ impl Psql {
         None
     }
 
-    /// Closes stdin, which makes psql send `COMMIT`, and checks that it succeeded.
+    /// Sends `COMMIT`, closes stdin and checks that psql succeeded.
     async fn commit(mut self) -> Result<(), SourceError> {
+        self.write(COMMIT_TRANSACTION).await?;
         let mut stdin = self.stdin.take();
         if let Some(s) = stdin.as_mut() {
             // Flush what is buffered; an error here means psql is gone.
@@ -379,7 +396,10 @@ pub(crate) async fn apply_dump(
         SqlTarget::Discard => (None, SqlScanner::new(false)),
         SqlTarget::Database { conn, in_place } => {
             let tools = tools.ok_or(SourceError::Usage("psql needs client tools"))?;
-            (Some(Psql::spawn(conn, tools)?), SqlScanner::new(*in_place))
+            (
+                Some(Psql::begin(conn, tools).await?),
+                SqlScanner::new(*in_place),
+            )
         }
     };
     let mut input = std::io::Cursor::new(head).chain(stream);
@@ -591,7 +611,9 @@ mod tests {
             assert!(!arg.contains("password="), "{arg}");
             assert!(!arg.starts_with("--host") && !arg.starts_with("--dbname"));
         }
-        assert!(psql_args().contains(&"--single-transaction"));
+        // psql must never commit on its own when its input ends (a killed restore).
+        assert!(!psql_args().contains(&"--single-transaction"));
+        assert!(!psql_args().contains(&"-1"));
         assert!(psql_args().contains(&"--set=ON_ERROR_STOP=1"));
     }
 }

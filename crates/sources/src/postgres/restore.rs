@@ -41,8 +41,8 @@ pub struct RestoreOptions {
 /// - Target missing: refused unless [`RestoreOptions::create`]; then created (`TEMPLATE
 ///   template0`), restored, and dropped again if the restore fails.
 /// - Target exists without tables or views (and no `replace`): restored in place by
-///   `psql --single-transaction`, committed only after the stream reached a verified end; on
-///   any failure the transaction is rolled back.
+///   one `psql` transaction that this tool opens and commits only after the stream reached a
+///   verified end; on any failure, or if this process dies, the transaction is rolled back.
 /// - Target has tables: refused unless [`RestoreOptions::replace`]; then the dump goes into a
 ///   scratch database `<target>_restore_<time>` (same owner, encoding and locale as the
 ///   target), and only when that succeeded are the names swapped in one transaction: the old

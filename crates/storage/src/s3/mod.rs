@@ -46,7 +46,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use crate::error::{Result, StorageError};
 use crate::key::{validate_key, validate_prefix};
-use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink};
+use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
 
 pub use config::{
     S3Config, S3Encryption, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_REGION,
@@ -243,7 +243,16 @@ impl S3Sink {
         let upload_id = writer::create_multipart_upload(inner, &to_key).await?;
         let result = self.copy_parts(&to_key, &upload_id, from, source).await;
         let completion = match result {
-            Ok(parts) => writer::complete_multipart_upload(inner, &to_key, &upload_id, parts).await,
+            Ok(parts) => {
+                writer::complete_multipart_upload(
+                    inner,
+                    &to_key,
+                    &upload_id,
+                    parts,
+                    WriteMode::Overwrite,
+                )
+                .await
+            }
             Err(error) => Err(error),
         };
         if let Err(error) = completion {
@@ -373,11 +382,12 @@ impl Sink for S3Sink {
         }
     }
 
-    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+    async fn writer_with(&self, key: &str, mode: WriteMode) -> Result<Box<dyn ObjectWriter>> {
         validate_key(key)?;
         Ok(Box::new(writer::S3ObjectWriter::new(
             Arc::clone(&self.inner),
             key,
+            mode,
         )))
     }
 
@@ -462,6 +472,34 @@ impl Sink for S3Sink {
             .map_err(|error| inner.error("DeleteObject", inner.url_of(&object_key), error))?;
         tracing::debug!(key, "deleted S3 object");
         Ok(())
+    }
+
+    fn delete_detached(&self, key: &str) {
+        if validate_key(key).is_err() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                key,
+                "cannot delete outside a Tokio runtime; left for pruning"
+            );
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let object_key = inner.object_key(key);
+        crate::cleanup::spawn(&runtime, async move {
+            let result = inner
+                .client
+                .delete_object()
+                .bucket(&inner.config.bucket)
+                .key(&object_key)
+                .send()
+                .await;
+            if let Err(error) = result {
+                let error = inner.error("DeleteObject", inner.url_of(&object_key), error);
+                tracing::warn!(%error, "could not delete; left for pruning");
+            }
+        });
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
@@ -627,6 +665,34 @@ impl Inner {
             target,
             message: format!("{text}{hint}"),
         }
+    }
+
+    /// The error of a write: [`StorageError::AlreadyExists`] when a [`WriteMode::Create`]
+    /// write found the key taken (`412 PreconditionFailed`; `409 ConditionalRequestConflict`
+    /// when another write of the key was in flight), else as [`Self::error`].
+    fn write_error<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        object_key: &str,
+        mode: WriteMode,
+        error: SdkError<E, HttpResponse>,
+    ) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let conflict = matches!(
+            error.code(),
+            Some("PreconditionFailed" | "ConditionalRequestConflict")
+        ) || error
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 412);
+        if mode == WriteMode::Create && conflict {
+            return StorageError::AlreadyExists {
+                key: key.to_owned(),
+            };
+        }
+        self.error(op, self.url_of(object_key), error)
     }
 
     fn build_error(

@@ -20,7 +20,7 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 
 use super::{is_retryable, part_size_for, Inner, MAX_OBJECT_SIZE, MAX_PARTS};
 use crate::error::{Result, StorageError};
-use crate::sink::{ObjectMeta, ObjectWriter};
+use crate::sink::{ObjectMeta, ObjectWriter, WriteMode};
 
 /// Capacity reserved for the first part; it grows as needed (most objects written in one go,
 /// like manifests, are small). Later parts reserve their full size at once.
@@ -51,10 +51,12 @@ pub(super) struct S3ObjectWriter {
     failure: Option<StorageError>,
     /// Committed or aborted: nothing left for `Drop` to clean up.
     finished: bool,
+    /// Whether the commit may replace an existing object.
+    mode: WriteMode,
 }
 
 impl S3ObjectWriter {
-    pub(super) fn new(inner: Arc<Inner>, key: &str) -> Self {
+    pub(super) fn new(inner: Arc<Inner>, key: &str, mode: WriteMode) -> Self {
         let object_key = inner.object_key(key);
         Self {
             inner,
@@ -69,6 +71,7 @@ impl S3ObjectWriter {
             completed: Vec::new(),
             failure: None,
             finished: false,
+            mode,
         }
     }
 
@@ -179,7 +182,14 @@ impl S3ObjectWriter {
         let upload_id = self.upload_id.clone().unwrap_or_default();
         let parts = mem::take(&mut self.completed);
         let count = parts.len();
-        complete_multipart_upload(&self.inner, &self.object_key, &upload_id, parts).await?;
+        complete_multipart_upload(&self.inner, &self.object_key, &upload_id, parts, self.mode)
+            .await
+            .map_err(|error| match error {
+                StorageError::AlreadyExists { .. } => StorageError::AlreadyExists {
+                    key: self.key.clone(),
+                },
+                other => other,
+            })?;
         self.upload_id = None;
         tracing::debug!(key = %self.key, size = self.written, parts = count, "committed S3 multipart upload");
         Ok(self.meta())
@@ -199,9 +209,12 @@ impl S3ObjectWriter {
             .set_server_side_encryption(inner.sse())
             .set_ssekms_key_id(inner.kms_key_id())
             .set_storage_class(inner.storage_class())
+            .set_if_none_match(if_none_match(self.mode))
             .send()
             .await
-            .map_err(|error| inner.error("PutObject", inner.url_of(&self.object_key), error))?;
+            .map_err(|error| {
+                inner.write_error("PutObject", &self.key, &self.object_key, self.mode, error)
+            })?;
         tracing::debug!(key = %self.key, size = self.written, "committed S3 object");
         Ok(self.meta())
     }
@@ -486,12 +499,19 @@ async fn upload_part(
     }
 }
 
-/// Completes a multipart upload from its parts (sorted by part number).
+/// The `If-None-Match` header of a write in `mode`: `*` makes S3 refuse to replace an object.
+fn if_none_match(mode: WriteMode) -> Option<String> {
+    (mode == WriteMode::Create).then(|| "*".to_owned())
+}
+
+/// Completes a multipart upload from its parts (sorted by part number); in
+/// [`WriteMode::Create`] only if no object exists under the key.
 pub(super) async fn complete_multipart_upload(
     inner: &Inner,
     object_key: &str,
     upload_id: &str,
     mut parts: Vec<CompletedPart>,
+    mode: WriteMode,
 ) -> Result<()> {
     parts.sort_by_key(|part| part.part_number());
     let upload = CompletedMultipartUpload::builder()
@@ -504,9 +524,18 @@ pub(super) async fn complete_multipart_upload(
         .key(object_key)
         .upload_id(upload_id)
         .multipart_upload(upload)
+        .set_if_none_match(if_none_match(mode))
         .send()
         .await
-        .map_err(|error| inner.error("CompleteMultipartUpload", inner.url_of(object_key), error))?;
+        .map_err(|error| {
+            inner.write_error(
+                "CompleteMultipartUpload",
+                object_key,
+                object_key,
+                mode,
+                error,
+            )
+        })?;
     Ok(())
 }
 
