@@ -11,3 +11,4 @@ mod harness;
 mod concurrent;
 mod forged;
 mod killed_restore;
+mod secrets;

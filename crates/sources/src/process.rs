@@ -113,6 +113,32 @@ impl<R: AsyncRead + Unpin> AsyncRead for TailReader<R> {
     }
 }
 
+/// Names of inherited environment variables that hold secrets (or URLs that may embed them):
+/// the tool's own (`POSTGRES_PASSWORD`, `REDIS_PASSWORD`, `DATABASE_URL`, `REDIS_URL`, ...),
+/// the cloud SDKs' (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, ...), libpq's `PGPASSWORD`,
+/// and anything else whose name says password, secret, token or credential. No child process
+/// (`pg_dump`, `psql`, `pg_restore`, stop/start hooks, `docker`) inherits them; a child that
+/// needs a secret gets exactly that one set again after the scrub (`PGPASSWORD` for libpq).
+pub(crate) fn inherited_secret_names() -> Vec<std::ffi::OsString> {
+    const URLS: &[&str] = &["DATABASE_URL", "REDIS_URL", "REDIS_TARGET_URL"];
+    const WORDS: &[&str] = &["PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL"];
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let upper = name.to_string_lossy().to_ascii_uppercase();
+            URLS.contains(&upper.as_str()) || WORDS.iter().any(|w| upper.contains(w))
+        })
+        .collect()
+}
+
+/// Removes every [inherited secret](inherited_secret_names) from `cmd`'s environment. Call it
+/// before setting the variables the child does need.
+pub(crate) fn scrub_secrets(cmd: &mut tokio::process::Command) {
+    for name in inherited_secret_names() {
+        cmd.env_remove(name);
+    }
+}
+
 /// Locks a state mutex, ignoring poisoning (the state is plain data).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

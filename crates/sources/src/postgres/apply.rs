@@ -483,9 +483,9 @@ async fn through_pg_restore(
     let mut cmd = Command::new(tools.pg_restore());
     cmd.args(pg_restore_args())
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        // It connects nowhere; give it no credentials.
-        .env_remove("PGPASSWORD");
+        .stdout(Stdio::piped());
+    // It connects nowhere; give it no credentials.
+    crate::process::scrub_secrets(&mut cmd);
     let mut restore = ChildProcess::spawn("pg_restore", &mut cmd)?;
     let stdin = restore
         .child

@@ -254,9 +254,12 @@ impl PgConnection {
         env
     }
 
-    /// Applies [`pg_env`](Self::pg_env) to `cmd`, first removing inherited variables that
-    /// would change the connection (`PGSERVICE`, `PGHOSTADDR`, a stray `PGPASSWORD`, ...).
+    /// Applies [`pg_env`](Self::pg_env) to `cmd`, first removing inherited secrets (the
+    /// tool's and the cloud SDKs' passwords, keys and tokens: the child gets only its own
+    /// `PGPASSWORD`) and inherited variables that would change the connection (`PGSERVICE`,
+    /// `PGHOSTADDR`, a stray `PGPASSWORD`, ...).
     pub fn apply_env(&self, cmd: &mut Command) {
+        crate::process::scrub_secrets(cmd);
         for name in CONNECTION_ENV {
             cmd.env_remove(name);
         }

@@ -43,7 +43,11 @@ fn has_tools(dir: &Path) -> bool {
 
 /// Runs `pg_dump --version` in `dir`.
 fn probe(dir: &Path) -> Result<(u32, String), String> {
-    let out = std::process::Command::new(dir.join("pg_dump"))
+    let mut cmd = std::process::Command::new(dir.join("pg_dump"));
+    for name in crate::process::inherited_secret_names() {
+        cmd.env_remove(name);
+    }
+    let out = cmd
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .output()

@@ -710,6 +710,8 @@ async fn run_captured(
     what: &str,
     command: &mut tokio::process::Command,
 ) -> Result<String, RedisError> {
+    // Hooks and docker get the environment without the tool's secrets.
+    crate::process::scrub_secrets(command);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
