@@ -9,6 +9,7 @@
 mod harness;
 
 mod concurrent;
+mod config;
 mod forged;
 mod killed_restore;
 mod secrets;

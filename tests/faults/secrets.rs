@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::harness::{assert_success, World};
+use crate::harness::{assert_success, stdout, World};
 
 /// A `PG_BIN_DIR` whose `pg_dump`, `psql` and `pg_restore` record their environment in
 /// `DIR/env.NAME.PID` and then run the real tool.
@@ -64,9 +64,10 @@ async fn pg_dump_and_psql_inherit_no_secret_but_their_own_password() {
     assert_success(&out, "restore-database");
     let out = w.run("backup-database", &["--format", "custom"], &extra);
     assert_success(&out, "backup-database --format custom");
+    let custom = stdout(&out).trim().to_owned();
     let out = w.run(
         "restore-database",
-        &["--latest", "--target-db", "copy2", "--create"],
+        &["--file", &custom, "--target-db", "copy2", "--create"],
         &extra,
     );
     assert_success(&out, "restore of a custom archive");

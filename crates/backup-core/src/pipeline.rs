@@ -106,9 +106,27 @@ pub async fn run_backup_to_all(
     let started = Instant::now();
     let started_at = Utc::now();
     let (kind, extension) = (source.kind(), source.extension());
-    let mut claim = claim_name(kind, extension, sinks, options, started_at).await?;
+    // The source first: a source that cannot start (an unreachable server) fails before
+    // anything, not even a claim or a folder, is written anywhere.
+    let stream = match source.open().await {
+        Ok(stream) => stream,
+        Err(e) => {
+            return Err(CoreError::Source {
+                what: format!("{kind} backup"),
+                source: e,
+            })
+        }
+    };
+    let mut claim = match claim_name(kind, extension, sinks, options, started_at).await {
+        Ok(claim) => claim,
+        Err(e) => {
+            drop(stream);
+            source.finish().await.ok();
+            return Err(e);
+        }
+    };
     let results = backup_under(
-        source, sinks, options, progress, &claim, started, started_at,
+        source, stream, sinks, options, progress, &claim, started, started_at,
     )
     .await;
     claim.release().await;
@@ -231,8 +249,10 @@ async fn exists(sink: &dyn Sink, key: &str) -> bool {
 }
 
 /// The body of [`run_backup_to_all`] once the name is claimed.
+#[allow(clippy::too_many_arguments)]
 async fn backup_under(
     source: &mut dyn Source,
+    stream: ByteStream,
     sinks: &[&dyn Sink],
     options: &BackupOptions,
     progress: Option<ProgressFn>,
@@ -260,16 +280,11 @@ async fn backup_under(
         }
     }
     if writers.iter().all(Option::is_none) {
+        drop(stream);
+        source.finish().await.ok();
         return Ok(failed_everywhere(sinks, outcomes));
     }
 
-    let stream = match source.open().await {
-        Ok(stream) => stream,
-        Err(e) => {
-            abort_all(&mut writers).await;
-            return Err(CoreError::Source { what, source: e });
-        }
-    };
     let (counted, raw_counter) = CountingReader::new(stream, progress);
     let compressed = options.compression.encoder(counted);
     let stored: ByteStream = match &options.key {

@@ -109,8 +109,9 @@ pub struct Destination {
 }
 
 /// The configured destinations, local first; exit 3 when none is configured or one is
-/// misconfigured. With `must_exist`, a local directory that does not exist is a failure
-/// (exit 2: there is nothing to read), otherwise it is created.
+/// misconfigured. With `must_exist` (commands that only read: restores, `--list`, prune), a
+/// local directory that does not exist is a configuration error (exit 3: a mistyped path must
+/// not read as "no backups"); otherwise it is created by the first write.
 pub async fn open_destinations(
     settings: &Settings,
     must_exist: bool,
@@ -118,13 +119,17 @@ pub async fn open_destinations(
     let configured = settings.destinations().map_err(CliError::usage)?;
     let mut destinations = Vec::new();
     if let Some(dir) = configured.local_dir {
-        if must_exist && !dir.is_dir() {
-            return Err(CliError::failure(anyhow::anyhow!(
+        let sink = LocalSink::new(&dir).map_err(|e| {
+            CliError::usage(anyhow::anyhow!(
+                "backup directory (BACKUP_LOCAL_DIR / --local-dir): {e}"
+            ))
+        })?;
+        if must_exist && !sink.exists() {
+            return Err(CliError::usage(anyhow::anyhow!(
                 "backup directory {} does not exist; check BACKUP_LOCAL_DIR / --local-dir",
                 dir.display()
             )));
         }
-        let sink = LocalSink::new(&dir).map_err(CliError::failure)?;
         destinations.push(Destination {
             name: "local",
             sink: Box::new(sink),

@@ -154,7 +154,7 @@ pub async fn resolve(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| CliError::usage(anyhow::anyhow!("--file {path:?} has no file name")))?;
-        let sink = LocalSink::new(dir).map_err(CliError::failure)?;
+        let sink = LocalSink::new(dir).map_err(CliError::usage)?;
         let entry = catalog::entry_for_key(&sink, kind, &name)
             .await
             .map_err(CliError::failure)?;
@@ -178,7 +178,7 @@ pub async fn resolve(
         (None, Some(day)) => Selection::Date(day),
         (None, None) => Selection::Latest,
     };
-    let mut destinations = common::open_destinations(settings, !args.list).await?;
+    let mut destinations = common::open_destinations(settings, true).await?;
     if let Some(from) = args.from {
         destinations.retain(|d| d.name == from.name());
         if destinations.is_empty() {

@@ -52,16 +52,24 @@ pub struct LocalSink {
 }
 
 impl LocalSink {
-    /// A sink storing objects under `root`, which is created (with mode `0700`, parents
-    /// included) if missing. An existing directory's mode is left as it is.
+    /// A sink storing objects under `root`. A missing `root` is created (with mode `0700`,
+    /// parents included) by the first write, so a run that fails before writing leaves no
+    /// empty directory behind; an existing directory's mode is left as it is.
+    ///
+    /// Refused with [`StorageError::Config`]: a `root` that is not a directory, a symbolic
+    /// link to nothing, and a symbolic link to a directory directly under `root` (a
+    /// `database` folder that is a link): objects would be written through the link but never
+    /// listed (listing does not follow links), so the catalog and pruning would not see them.
+    /// `root` itself may be a link.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(&root)
-            .map_err(|source| StorageError::io("create directory", display(&root), source))?;
+        check_root(&root)?;
         Ok(Self { root })
+    }
+
+    /// Whether the root directory exists (it is created by the first write).
+    pub fn exists(&self) -> bool {
+        self.root.is_dir()
     }
 
     /// The directory objects are stored under.
@@ -372,6 +380,47 @@ impl Drop for LocalObjectWriter {
             ),
         }
     }
+}
+
+/// The checks of [`LocalSink::new`].
+fn check_root(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(StorageError::Config(format!(
+                "{} is not a directory",
+                root.display()
+            )))
+        }
+        Err(error) if is_missing(&error) => {
+            if let Ok(target) = std::fs::read_link(root) {
+                return Err(StorageError::Config(format!(
+                    "{} is a symbolic link to {}, which does not exist: create that \
+                     directory, or point the setting at an existing one",
+                    root.display(),
+                    target.display()
+                )));
+            }
+            // Created by the first write.
+            return Ok(());
+        }
+        Err(source) => return Err(StorageError::io("stat", display(root), source)),
+    }
+    let entries = std::fs::read_dir(root)
+        .map_err(|source| StorageError::io("list directory", display(root), source))?;
+    for entry in entries.flatten() {
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if is_link && entry.path().is_dir() {
+            return Err(StorageError::Config(format!(
+                "{} is a symbolic link to a directory: backups would be written through it \
+                 but never listed, restored by --latest or pruned. Replace the link by the \
+                 directory it points to, or point the backup directory setting at the real \
+                 location",
+                entry.path().display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `path` for messages.

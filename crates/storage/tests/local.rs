@@ -258,10 +258,14 @@ async fn committed_files_are_0600_and_created_folders_0700() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("new/backups");
     let sink = LocalSink::new(&root).unwrap();
-    assert_eq!(mode(&root), 0o700);
-    assert_eq!(mode(&dir.path().join("new")), 0o700);
+    assert!(
+        !root.exists(),
+        "the root is created by the first write, not before"
+    );
 
     let writer = open_writer_with(&sink, "database/daily/x.enc", b"secret").await;
+    assert_eq!(mode(&root), 0o700);
+    assert_eq!(mode(&dir.path().join("new")), 0o700);
     assert_eq!(mode(&temp_files_under(&root)[0]), 0o600, "temp file mode");
     writer.commit().await.unwrap();
     assert_eq!(mode(&root.join("database/daily/x.enc")), 0o600);
@@ -326,11 +330,44 @@ async fn new_fails_when_the_root_is_a_file() {
     std::fs::write(&file, b"").unwrap();
     assert!(matches!(
         LocalSink::new(&file),
-        Err(StorageError::Io {
-            op: "create directory",
-            ..
-        })
+        Err(StorageError::Config(_))
     ));
+}
+
+#[tokio::test]
+async fn a_dangling_link_as_root_or_a_linked_folder_under_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    match LocalSink::new(&dangling) {
+        Err(StorageError::Config(message)) => assert!(message.contains("does not exist")),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+
+    // A `database` folder that is a link: written through, never listed. Refused.
+    let root = dir.path().join("backups");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join("database")).unwrap();
+    match LocalSink::new(&root) {
+        Err(StorageError::Config(message)) => {
+            assert!(message.contains("symbolic link"), "{message}")
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+
+    // The root itself may be a link (a mounted volume).
+    let linked_root = dir.path().join("linked-root");
+    std::os::unix::fs::symlink(&elsewhere, &linked_root).unwrap();
+    let sink = LocalSink::new(&linked_root).unwrap();
+    sink.put("database/x.sql", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&sink.list("database/").await.unwrap()),
+        ["database/x.sql"]
+    );
 }
 
 /// The name of the full-disk test, which runs itself again in a private mount namespace.
