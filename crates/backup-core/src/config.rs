@@ -66,6 +66,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "directory of older key files, to restore backups made with them",
     ),
     (
+        "BACKUP_RESTORE_TMP",
+        "directory for the private copy a restore verifies before restoring (default: the \
+         local backup directory, else the system's temporary directory)",
+    ),
+    (
         "BACKUP_ALLOW_LEGACY",
         "true lets --latest/--date choose legacy backups (no manifest, cannot be \
          authenticated), for a migration period (default false)",

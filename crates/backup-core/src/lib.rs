@@ -36,8 +36,8 @@ pub use naming::{
     TIMESTAMP_FORMAT,
 };
 pub use pipeline::{
-    open_backup, restore_backup, run_backup, run_backup_to_all, stored_intact, BackupOptions,
-    BackupReport, DestinationResult, OpenedBackup, TOOL_NAME,
+    open_backup, restore_backup, restore_backup_via, run_backup, run_backup_to_all, stored_intact,
+    BackupOptions, BackupReport, DestinationResult, OpenedBackup, TOOL_NAME,
 };
 pub use retention::{list_dated, Dated, PruneOutcome, PrunePlan, RetentionPolicy};
 pub use source::{BoxError, ByteStream, RestoreSummary, RestoreTarget, Source, SourceFacts};

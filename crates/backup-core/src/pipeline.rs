@@ -488,6 +488,29 @@ pub async fn open_backup(
     keyring: Option<&Keyring>,
     progress: Option<ProgressFn>,
 ) -> Result<OpenedBackup> {
+    let prepared = prepare(sink, entry, keyring).await?;
+    let reader = sink.get(&entry.key).await?;
+    open_stream(reader, prepared, &entry.key, keyring, progress)
+}
+
+/// What was checked of a backup before any of its bytes are read, and how to read them.
+struct Prepared {
+    /// Size and SHA-256 the stored bytes must have (complete backups).
+    expected: Option<StreamDigest>,
+    compression: Compression,
+    /// Key id and iterations, if encrypted.
+    encryption: Option<(String, u32)>,
+    /// The HMAC-verified manifest (complete backups).
+    manifest: Option<Manifest>,
+}
+
+/// The checks of [`open_backup`] that need no read of the object: the manifest's HMAC, the
+/// key, the stored size.
+async fn prepare(
+    sink: &dyn Sink,
+    entry: &BackupEntry,
+    keyring: Option<&Keyring>,
+) -> Result<Prepared> {
     let key = entry.key.as_str();
     let (expected, compression, encryption, manifest) = match &entry.status {
         BackupStatus::Damaged(reason) => {
@@ -581,8 +604,29 @@ pub async fn open_backup(
             (None, entry.name.compression, encryption, None)
         }
     };
+    Ok(Prepared {
+        expected,
+        compression,
+        encryption,
+        manifest,
+    })
+}
 
-    let (counted, _) = CountingReader::new(sink.get(key).await?, progress);
+/// The verifying, decrypting, decompressing stream over `reader`, the stored bytes of `key`.
+fn open_stream(
+    reader: backup_storage::ObjectReader,
+    prepared: Prepared,
+    key: &str,
+    keyring: Option<&Keyring>,
+    progress: Option<ProgressFn>,
+) -> Result<OpenedBackup> {
+    let Prepared {
+        expected,
+        compression,
+        encryption,
+        manifest,
+    } = prepared;
+    let (counted, _) = CountingReader::new(reader, progress);
     let stored = VerifyingReader::new(counted, expected);
     let decrypted: ByteStream = match (&encryption, keyring) {
         (Some((key_id, iterations)), Some(ring)) => {
@@ -659,13 +703,8 @@ fn find_key<'a>(ring: &'a Keyring, object: &str, key_id: &str) -> Result<&'a Enc
         })
 }
 
-/// Restores `entry` into `target` (or checks it, when `target` is a dry-run target).
-///
-/// For a backup with a manifest, the stored object is first read once and its SHA-256 checked
-/// against the HMAC-verified manifest, so the target never sees a byte that is not authentic;
-/// the stream handed to the target is verified again as it is read. Legacy backups have no
-/// manifest and are checked only as they stream (padding, compression trailer, the target's
-/// own completeness check).
+/// Restores `entry` into `target`, with the private copy of the stored object in the system's
+/// temporary directory; see [`restore_backup_via`].
 pub async fn restore_backup(
     sink: &dyn Sink,
     entry: &BackupEntry,
@@ -673,39 +712,124 @@ pub async fn restore_backup(
     target: &mut dyn RestoreTarget,
     progress: Option<ProgressFn>,
 ) -> Result<RestoreSummary> {
-    let opened = open_backup(sink, entry, keyring, progress).await?;
-    let expected = opened.manifest.as_ref().map(Manifest::stored_digest);
-    // Verify before the first byte reaches the target: psql executes what it reads, and CBC
-    // lets someone who can write the object (but has no key) flip plaintext bits, e.g. into a
-    // `\!` shell command. The manifest's HMAC vouches for this hash, so after this pass only
-    // authentic bytes are fed; the stream is verified again while it is read.
-    if let Some(expected) = &expected {
-        tracing::info!("verifying SHA-256 of {} before restoring", entry.key);
-        if let Some(detail) = stored_mismatch(sink, &entry.key, expected).await? {
-            return Err(CoreError::Integrity {
-                key: entry.key.clone(),
-                detail: format!("{detail}; nothing was restored"),
-            });
+    restore_backup_via(
+        sink,
+        entry,
+        keyring,
+        target,
+        progress,
+        &std::env::temp_dir(),
+    )
+    .await
+}
+
+/// Restores `entry` into `target`: [`open_backup`]'s checks, then the stream, which the
+/// target commits only at its verified end.
+///
+/// A complete backup is read from the destination **once**: into a private copy (an unlinked
+/// `0600` temporary file in `spool_dir`, whose free space is checked first), hashed on the
+/// way, and only when its size and SHA-256 match the HMAC-verified manifest is the first byte
+/// decrypted and handed to the target, from that copy. So no byte that was not authenticated
+/// reaches the target (psql executes what it reads, and CBC lets someone who can write the
+/// object but has no key flip plaintext bits, e.g. into a `\!` shell command), and a change of
+/// the stored object after the check cannot reach it either. Legacy and incomplete backups
+/// (no manifest) have nothing to check against and stream straight from the destination.
+/// `progress` is told of stored bytes as they are read.
+pub async fn restore_backup_via(
+    sink: &dyn Sink,
+    entry: &BackupEntry,
+    keyring: Option<&Keyring>,
+    target: &mut dyn RestoreTarget,
+    progress: Option<ProgressFn>,
+    spool_dir: &std::path::Path,
+) -> Result<RestoreSummary> {
+    let prepared = prepare(sink, entry, keyring).await?;
+    let reader: backup_storage::ObjectReader = match &prepared.expected {
+        Some(expected) => {
+            tracing::info!(
+                "reading {} into a private copy in {} and verifying its SHA-256 before restoring",
+                entry.key,
+                spool_dir.display()
+            );
+            Box::new(verified_copy(sink, &entry.key, expected, spool_dir, progress).await?)
         }
-    }
-    let source = match target.restore(opened.stream).await {
-        Ok(summary) => return Ok(summary),
-        Err(source) => source,
+        None => {
+            let (counted, _) = CountingReader::new(sink.get(&entry.key).await?, progress);
+            Box::new(counted)
+        }
     };
-    // Damaged bytes can make the target fail (psql rejects garbage) before the end of the
-    // stream, where the hash is compared. Check the stored object to name the real cause.
-    if let Some(expected) = expected {
-        if let Ok(Some(detail)) = stored_mismatch(sink, &entry.key, &expected).await {
-            return Err(CoreError::Integrity {
-                key: entry.key.clone(),
-                detail: format!("{detail}; the restore stopped: {source}"),
-            });
-        }
+    let opened = open_stream(reader, prepared, &entry.key, keyring, None)?;
+    target
+        .restore(opened.stream)
+        .await
+        .map_err(|source| CoreError::Restore {
+            key: entry.key.clone(),
+            source,
+        })
+}
+
+/// Bytes of free space kept in reserve beyond the object's size when making a private copy.
+const SPOOL_RESERVE: u64 = 64 * 1024 * 1024;
+
+/// Copies `key` from `sink` into an unlinked private temporary file in `dir`, checking size
+/// and SHA-256 against `expected` on the way; returns the file, rewound, once they matched.
+async fn verified_copy(
+    sink: &dyn Sink,
+    key: &str,
+    expected: &StreamDigest,
+    dir: &std::path::Path,
+    progress: Option<ProgressFn>,
+) -> Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    let no_room = |detail: String| {
+        CoreError::Config(format!(
+            "cannot make the private copy of {key} ({} bytes) that a restore verifies before \
+         restoring: {detail}; set BACKUP_RESTORE_TMP to a directory with room",
+            expected.size
+        ))
+    };
+    let stats =
+        nix::sys::statvfs::statvfs(dir).map_err(|e| no_room(format!("{}: {e}", dir.display())))?;
+    // The field types differ between platforms (u32 on some, u64 on Linux x86-64).
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(stats.blocks_available()).saturating_mul(u64::from(stats.fragment_size()));
+    if free < expected.size.saturating_add(SPOOL_RESERVE) {
+        return Err(no_room(format!("{} has {free} bytes free", dir.display())));
     }
-    Err(CoreError::Restore {
-        key: entry.key.clone(),
-        source,
-    })
+    let file =
+        tempfile::tempfile_in(dir).map_err(|e| no_room(format!("{}: {e}", dir.display())))?;
+    let mut file = tokio::fs::File::from_std(file);
+    let (counted, _) = CountingReader::new(sink.get(key).await?, progress);
+    let mut verifying = VerifyingReader::new(counted, Some(expected.clone()));
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = match verifying.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|inner| inner.is::<IntegrityError>()) =>
+            {
+                return Err(CoreError::Integrity {
+                    key: key.to_owned(),
+                    detail: format!("{e}; nothing was restored"),
+                })
+            }
+            Err(e) => return Err(backup_storage::StorageError::io("read", key, e).into()),
+        };
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n])
+            .await
+            .map_err(|e| backup_storage::StorageError::io("write the private copy of", key, e))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| backup_storage::StorageError::io("write the private copy of", key, e))?;
+    file.rewind()
+        .await
+        .map_err(|e| backup_storage::StorageError::io("rewind the private copy of", key, e))?;
+    Ok(file)
 }
 
 /// Whether `entry` is intact in `sink`: for a complete backup, the stored bytes match its

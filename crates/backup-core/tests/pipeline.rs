@@ -612,3 +612,149 @@ async fn when_every_destination_fails_nothing_is_committed_anywhere() {
     assert!(first.inner.list("").await.unwrap().is_empty());
     assert!(second.inner.list("").await.unwrap().is_empty());
 }
+
+/// A store whose object changes between two reads: the first `get` returns the bytes the
+/// manifest vouches for, every later one a tampered copy (an attacker who can write to the
+/// bucket or directory, racing the restore). Counts the reads.
+#[derive(Debug)]
+struct SwapAfterFirstRead {
+    inner: MemorySink,
+    key: String,
+    tampered: Bytes,
+    gets: Arc<Mutex<u32>>,
+}
+
+#[async_trait]
+impl Sink for SwapAfterFirstRead {
+    fn describe(&self) -> String {
+        "a store that changes an object after it was read once".into()
+    }
+    async fn writer_with(
+        &self,
+        key: &str,
+        mode: backup_storage::WriteMode,
+    ) -> backup_storage::Result<Box<dyn backup_storage::ObjectWriter>> {
+        self.inner.writer_with(key, mode).await
+    }
+    async fn get(&self, key: &str) -> backup_storage::Result<backup_storage::ObjectReader> {
+        if key == self.key {
+            let mut gets = self.gets.lock().unwrap();
+            *gets += 1;
+            if *gets > 1 {
+                return Ok(Box::new(io::Cursor::new(self.tampered.clone())));
+            }
+        }
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> backup_storage::Result<backup_storage::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> backup_storage::Result<Vec<backup_storage::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> backup_storage::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> backup_storage::Result<()> {
+        self.inner.copy(from, to).await
+    }
+}
+
+/// A target that records every byte as it arrives (as psql would execute it), not only at EOF.
+#[derive(Default)]
+struct SeenTarget {
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+#[async_trait]
+impl RestoreTarget for SeenTarget {
+    async fn restore(&mut self, mut stream: ByteStream) -> Result<RestoreSummary, BoxError> {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            self.seen.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+        Ok(RestoreSummary {
+            plain_bytes: self.seen.lock().unwrap().len() as u64,
+            notes: vec![],
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_restore_reads_the_object_once_so_a_change_after_the_check_never_reaches_the_target() {
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let keyring = Keyring::new(key.clone());
+    let inner = MemorySink::new();
+    // Unencrypted and uncompressed: the tampered copy is plain chosen text.
+    let data = sample_data(300_000);
+    let mut source = BytesSource {
+        data: data.clone(),
+        fail: false,
+    };
+    let options = BackupOptions {
+        signing_key: Some(key.clone()),
+        ..options(None, Compression::None)
+    };
+    let report = run_backup(&mut source, &inner, &options, None)
+        .await
+        .unwrap();
+    let mut evil = data.clone();
+    evil[..12].copy_from_slice(b"\\! rm -rf / ");
+    let sink = SwapAfterFirstRead {
+        inner,
+        key: report.key.clone(),
+        tampered: Bytes::from(evil),
+        gets: Arc::new(Mutex::new(0)),
+    };
+    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let mut target = SeenTarget::default();
+    let spool = tempfile::tempdir().unwrap();
+    let summary = backup_core::restore_backup_via(
+        &sink,
+        &entries[0],
+        Some(&keyring),
+        &mut target,
+        None,
+        spool.path(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.plain_bytes, data.len() as u64);
+    assert_eq!(
+        *target.seen.lock().unwrap(),
+        data,
+        "the target saw other bytes"
+    );
+    assert_eq!(
+        *sink.gets.lock().unwrap(),
+        1,
+        "the object was read more than once"
+    );
+    // The private copy is unlinked: nothing is left in the spool directory.
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_restore_without_room_for_its_private_copy_says_where_to_make_room() {
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let sink = MemorySink::new();
+    backed_up(&sink, &key).await;
+    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let mut target = SeenTarget::default();
+    let err = backup_core::restore_backup_via(
+        &sink,
+        &entries[0],
+        Some(&Keyring::new(key)),
+        &mut target,
+        None,
+        std::path::Path::new("/nonexistent/spool"),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("BACKUP_RESTORE_TMP"), "{err}");
+    assert!(target.seen.lock().unwrap().is_empty());
+}

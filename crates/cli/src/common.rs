@@ -166,6 +166,20 @@ pub fn keyring_if_present(settings: &Settings) -> Result<Option<Keyring>, CliErr
     load_keyring(settings).map(Some)
 }
 
+/// Where a restore keeps its private, verified copy of the stored object:
+/// `BACKUP_RESTORE_TMP`, else the local backup directory when it exists (same disk as the
+/// backups, so room for one more), else the system's temporary directory.
+pub fn restore_spool_dir(settings: &Settings) -> PathBuf {
+    if let Some(dir) = settings.get("BACKUP_RESTORE_TMP") {
+        return PathBuf::from(dir);
+    }
+    match settings.destinations() {
+        Ok(d) => d.local_dir.filter(|dir| dir.is_dir()),
+        Err(_) => None,
+    }
+    .unwrap_or_else(std::env::temp_dir)
+}
+
 /// Loads the current key from the configured key file (exit 3 on any problem).
 pub fn load_key(settings: &Settings) -> Result<EncryptionKey, CliError> {
     EncryptionKey::from_file(&settings.key_file()).map_err(CliError::usage)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backup_core::{restore_backup, BackupEntry, BackupKind, RestoreSummary, RestoreTarget};
+use backup_core::{restore_backup_via, BackupEntry, BackupKind, RestoreSummary, RestoreTarget};
 use backup_crypto::Keyring;
 use backup_sources::redis::{
     aof_warning, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisClient, RedisConfig,
@@ -138,6 +138,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         return Ok(ExitStatus::Success);
     }
     let (sink, entry) = resolved.choose().await?;
+    let spool = common::restore_spool_dir(&settings);
     let keyring = if entry.name.encrypted {
         Some(common::load_keyring(&settings)?)
     } else {
@@ -166,6 +167,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             keyring.as_ref(),
             &mut check,
             "checking",
+            &spool,
         )
         .await?;
         (
@@ -193,6 +195,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             keyring.as_ref(),
             &mut check,
             "checking",
+            &spool,
         )
         .await?;
         tracing::info!("restoring into {endpoint}");
@@ -211,6 +214,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             keyring.as_ref(),
             &mut target,
             "restoring",
+            &spool,
         )
         .await?;
         (format!("online restore into {endpoint} complete"), summary)
@@ -235,6 +239,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             keyring.as_ref(),
             &mut target,
             "restoring",
+            &spool,
         )
         .await?;
         let place = match (&args.rdb_path, &args.docker_container) {
@@ -263,14 +268,16 @@ async fn run_target(
     keyring: Option<&Keyring>,
     target: &mut dyn RestoreTarget,
     action: &str,
+    spool: &std::path::Path,
 ) -> Result<RestoreSummary, CliError> {
     let progress = common.progress(Some(entry.size), action);
-    let result = restore_backup(
+    let result = restore_backup_via(
         sink,
         entry,
         keyring,
         target,
         progress.as_ref().map(|(_, f)| f.clone()),
+        spool,
     )
     .await;
     if let Some((bar, _)) = progress {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::{restore_backup, BackupEntry, BackupKind, RestoreTarget};
+use backup_core::{restore_backup_via, BackupEntry, BackupKind, RestoreTarget};
 use backup_crypto::Keyring;
 use backup_sources::postgres::{PgConnection, PgDumpCheck, PostgresRestore, RestoreOptions};
 use backup_storage::Sink;
@@ -128,7 +128,16 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
             },
         ))
     };
-    restore_selected(&args, sink, entry, keyring.as_ref(), target.as_mut()).await
+    let spool = common::restore_spool_dir(&settings);
+    restore_selected(
+        &args,
+        sink,
+        entry,
+        keyring.as_ref(),
+        target.as_mut(),
+        &spool,
+    )
+    .await
 }
 
 async fn restore_selected(
@@ -137,6 +146,7 @@ async fn restore_selected(
     entry: &BackupEntry,
     keyring: Option<&Keyring>,
     target: &mut dyn RestoreTarget,
+    spool: &std::path::Path,
 ) -> Result<ExitStatus, CliError> {
     let action = if args.dry_run {
         "checking"
@@ -144,12 +154,13 @@ async fn restore_selected(
         "restoring"
     };
     let progress = args.common.progress(Some(entry.size), action);
-    let result = restore_backup(
+    let result = restore_backup_via(
         sink,
         entry,
         keyring,
         target,
         progress.as_ref().map(|(_, f)| f.clone()),
+        spool,
     )
     .await;
     if let Some((bar, _)) = progress {
