@@ -274,15 +274,21 @@ fn online_restore_replays_every_key_with_ttls_and_refuses_clashes_without_replac
         ..RedisOptions::default()
     })
     .unwrap();
+    // The whole URL, password included, from the environment (never argv).
     let url = target.url();
     let out = w.run(
         "restore-redis",
-        &["--latest", "--online", "--target-url", &url],
-        &[],
+        &["--latest", "--online"],
+        &[("REDIS_TARGET_URL", &url)],
     );
     assert_success(&out, "restore-redis --online");
     w.assert_holds_sample(&target);
     assert!(!stderr(&out).contains("target-pw") && !stdout(&out).contains("target-pw"));
+    // From here on: --target-url without the password, which comes from a file.
+    let password_file = w.dir.path().join("target.pw");
+    std::fs::write(&password_file, "target-pw\n").unwrap();
+    let password_file = password_file.display().to_string();
+    let url = format!("redis://127.0.0.1:{}", target.port());
 
     // Again: every key clashes now; nothing may be written, the keys are listed.
     let mut conn = target.client().unwrap();
@@ -295,7 +301,7 @@ fn online_restore_replays_every_key_with_ttls_and_refuses_clashes_without_replac
     let out = w.run(
         "restore-redis",
         &["--latest", "--online", "--target-url", &url],
-        &[],
+        &[("REDIS_TARGET_PASSWORD_FILE", &password_file)],
     );
     assert_exit(&out, 2, "online restore onto existing keys");
     assert!(stderr(&out).contains("--replace"), "{}", stderr(&out));
@@ -303,7 +309,7 @@ fn online_restore_replays_every_key_with_ttls_and_refuses_clashes_without_replac
     let out = w.run(
         "restore-redis",
         &["--latest", "--online", "--replace", "--target-url", &url],
-        &[],
+        &[("REDIS_TARGET_PASSWORD_FILE", &password_file)],
     );
     assert_success(&out, "restore-redis --online --replace");
     let marker: Option<String> = redis::cmd("GET")
@@ -311,6 +317,40 @@ fn online_restore_replays_every_key_with_ttls_and_refuses_clashes_without_replac
         .query(&mut conn)
         .unwrap();
     assert_eq!(marker.as_deref(), Some("1"), "unrelated keys are kept");
+}
+
+#[test]
+fn the_source_password_is_never_sent_to_a_restore_target_and_argv_holds_none() {
+    let w = RedisWorld::new();
+    w.backup(&[]);
+    let target = RedisServer::start_with(RedisOptions {
+        password: Some("shared-pw".into()),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    // REDIS_PASSWORD is the source's; even when it would open the target, it is not sent
+    // there: the target's password comes from REDIS_TARGET_URL or its password file only.
+    let url = format!("redis://127.0.0.1:{}", target.port());
+    let out = w.run(
+        "restore-redis",
+        &["--latest", "--online", "--target-url", &url],
+        &[("REDIS_PASSWORD", "shared-pw")],
+    );
+    assert_exit(&out, 2, "online restore without the target's own password");
+    assert!(!stderr(&out).contains("shared-pw"), "{}", stderr(&out));
+    // A password in --target-url (visible to every user in the process list) is refused.
+    let out = w.run(
+        "restore-redis",
+        &["--latest", "--online", "--target-url", &target.url()],
+        &[],
+    );
+    assert_exit(&out, 3, "a password in --target-url");
+    assert!(
+        stderr(&out).contains("REDIS_TARGET_PASSWORD_FILE"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("shared-pw"), "{}", stderr(&out));
 }
 
 #[test]

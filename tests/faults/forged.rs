@@ -80,8 +80,17 @@ async fn a_forged_unsigned_manifest_is_listed_damaged_and_never_restored() {
     let row = rows.iter().find(|r| r["key"] == forged).unwrap();
     assert_eq!(row["status"], "damaged", "{row}");
 
+    // --latest does not pass over a damaged "newest" backup silently: it stops, naming it,
+    // and with --allow-older restores the real one.
     let out = w.run("restore-database", &["--latest", "--dry-run"], &[]);
-    assert_success(&out, "--latest passes over the forgery");
+    assert_exit(&out, 2, "--latest with a damaged newest backup");
+    assert!(stderr(&out).contains(forged), "{}", stderr(&out));
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--allow-older", "--dry-run"],
+        &[],
+    );
+    assert_success(&out, "--latest --allow-older passes over the forgery");
     assert!(stdout(&out).contains(&real), "{}", stdout(&out));
 
     let out = w.run(
@@ -145,9 +154,27 @@ async fn a_signed_backup_whose_manifest_was_deleted_and_bits_flipped_is_not_rest
     let row = rows.iter().find(|r| r["key"] == newer.as_str()).unwrap();
     assert_eq!(row["status"], "incomplete", "{row}");
 
+    // --latest does not quietly fall back to the older backup: the newest is from today.
     let out = w.run("restore-database", &["--latest", "--dry-run"], &[]);
-    assert_success(&out, "--latest");
+    assert_exit(
+        &out,
+        2,
+        "--latest with a newest backup that cannot be restored",
+    );
+    assert!(stderr(&out).contains(&newer), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--allow-older"), "{}", stderr(&out));
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--allow-older", "--dry-run"],
+        &[],
+    );
+    assert_success(&out, "--latest --allow-older");
     assert!(stdout(&out).contains(&older), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("passed over the newer backup {newer}")),
+        "{}",
+        stderr(&out)
+    );
 
     let name = newer.rsplit('/').next().unwrap();
     let out = w.run(

@@ -325,6 +325,23 @@ pub fn select<'a>(
     }
 }
 
+/// The backups newer than `selected` that a selection passed over because they cannot be
+/// restored as they are (damaged or incomplete), newest first: what a restore of an older
+/// backup must name, so that a damaged newest backup is never skipped silently.
+pub fn passed_over<'a>(entries: &'a [BackupEntry], selected: &BackupEntry) -> Vec<&'a BackupEntry> {
+    entries
+        .iter()
+        .rev()
+        .filter(|e| e.timestamp() > selected.timestamp())
+        .filter(|e| {
+            matches!(
+                e.status,
+                BackupStatus::Damaged(_) | BackupStatus::Incomplete
+            )
+        })
+        .collect()
+}
+
 /// Why `--latest` found nothing: no backups at all, or none that may be chosen.
 fn no_selectable(entries: &[BackupEntry], allow_legacy: bool) -> String {
     if entries.is_empty() {

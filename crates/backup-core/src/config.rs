@@ -66,6 +66,15 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "directory of older key files, to restore backups made with them",
     ),
     (
+        "REDIS_TARGET_URL",
+        "online restore target (redis://[user:pass@]host:port[/db]) when it is not the source; \
+         environment only",
+    ),
+    (
+        "REDIS_TARGET_PASSWORD_FILE",
+        "file whose first line is the online restore target's password",
+    ),
+    (
         "BACKUP_RESTORE_TMP",
         "directory for the private copy a restore verifies before restoring (default: the \
          local backup directory, else the system's temporary directory)",
@@ -144,6 +153,7 @@ const SECRET_SETTINGS: &[&str] = &[
     "REDIS_PASSWORD",
     "DATABASE_URL",
     "REDIS_URL",
+    "REDIS_TARGET_URL",
 ];
 
 /// The merged view of flags, environment and config file.

@@ -66,7 +66,9 @@ pub struct RestoreRedisArgs {
     #[arg(long)]
     online: bool,
 
-    /// With --online: the server to restore into, instead of REDIS_URL / REDIS_*
+    /// With --online: the server to restore into, instead of REDIS_URL / REDIS_*; without a
+    /// password (argv is visible to all): REDIS_TARGET_URL holds a whole URL,
+    /// REDIS_TARGET_PASSWORD_FILE names a file with the password
     #[arg(long, value_name = "URL", requires = "online")]
     target_url: Option<String>,
 
@@ -106,7 +108,8 @@ Examples:
       --stop-cmd 'systemctl stop redis-server' --start-cmd 'systemctl start redis-server'
 
   # Into a running (empty) server
-  restore-redis --latest --online --target-url redis://:secret@10.0.0.5:6379";
+  REDIS_TARGET_PASSWORD_FILE=/etc/backup/redis-target.pw \\
+      restore-redis --latest --online --target-url redis://10.0.0.5:6379";
 
 /// Runs `restore-redis` with parsed arguments.
 pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
@@ -146,14 +149,13 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
     };
 
     let online_config = if args.online {
-        let target_url = args.target_url.clone();
         let lookup = settings.lookup();
-        let config = RedisConfig::from_lookup(&|name: &str| match (name, &target_url) {
-            ("REDIS_URL", Some(url)) => Some(url.clone()),
-            _ => lookup(name),
-        })
-        .map_err(CliError::usage)?;
-        Some(config)
+        let target = RedisConfig::restore_target(args.target_url.as_deref(), &lookup)
+            .map_err(CliError::usage)?;
+        match target {
+            Some(config) => Some(config),
+            None => Some(RedisConfig::from_lookup(&lookup).map_err(CliError::usage)?),
+        }
     } else {
         None
     };

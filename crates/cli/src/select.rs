@@ -50,6 +50,11 @@ pub struct SelectionArgs {
     #[arg(long)]
     pub allow_legacy: bool,
 
+    /// With --latest: restore the newest intact backup even when a newer one, taken in the
+    /// last 26 hours, is damaged or incomplete (without it that is an error)
+    #[arg(long)]
+    pub allow_older: bool,
+
     /// With --file: restore a backup listed as `incomplete` (no manifest, so neither its
     /// integrity nor its origin can be checked)
     #[arg(long, requires = "file")]
@@ -133,7 +138,13 @@ pub struct Resolved {
     pub allow_legacy: bool,
     /// Whether an `incomplete` backup named by `--file` may be restored.
     pub allow_unverified: bool,
+    /// Whether `--latest` may pass over a damaged backup of the last 26 hours.
+    pub allow_older: bool,
 }
+
+/// How recent a damaged or incomplete backup must be for `--latest` to refuse, without
+/// `--allow-older`, to restore an older one instead: a nightly job's last run.
+const RECENT_HOURS: i64 = 26;
 
 /// Opens the destinations and lists the backups of `kind` whose names start with `prefix`
 /// (objects of other names, whoever put them there, are not offered) according to `args`.
@@ -168,6 +179,7 @@ pub async fn resolve(
             selection: Selection::Name(name),
             allow_legacy: false,
             allow_unverified: args.allow_unverified,
+            allow_older: args.allow_older,
         });
     }
     let allow_legacy = settings
@@ -198,6 +210,7 @@ pub async fn resolve(
         selection,
         allow_legacy,
         allow_unverified: args.allow_unverified,
+        allow_older: args.allow_older,
     })
 }
 
@@ -210,6 +223,9 @@ impl Resolved {
         let selected = catalog::select(&entries, &self.selection, self.allow_legacy)
             .map_err(CliError::failure)?;
         self.may_restore(selected)?;
+        if self.selection == Selection::Latest {
+            self.passing_over(&entries, selected)?;
+        }
         let holders = self
             .listed
             .iter()
@@ -251,6 +267,40 @@ impl Resolved {
             selected.key,
             last_problem.map(|p| format!(" ({p})")).unwrap_or_default()
         )))
+    }
+
+    /// Warns about each newer backup `--latest` passed over, and refuses to go on when one of
+    /// them is recent, unless `--allow-older`.
+    fn passing_over(
+        &self,
+        entries: &[BackupEntry],
+        selected: &BackupEntry,
+    ) -> Result<(), CliError> {
+        let skipped = catalog::passed_over(entries, selected);
+        for e in &skipped {
+            let detail = match &e.status {
+                BackupStatus::Damaged(d) => format!("damaged: {d}"),
+                other => other.to_string(),
+            };
+            tracing::warn!(
+                "--latest passed over the newer backup {} ({}): {detail}",
+                e.key,
+                e.timestamp().format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+        let recent = chrono::Utc::now() - chrono::TimeDelta::hours(RECENT_HOURS);
+        match skipped.iter().find(|e| e.timestamp() > recent) {
+            Some(newest) if !self.allow_older => Err(CliError::failure(anyhow::anyhow!(
+                "the newest backup {} ({}) cannot be restored ({}), and the newest intact one, \
+                 {}, is older; look at what went wrong with the newest, or restore the older \
+                 one with --allow-older",
+                newest.key,
+                newest.timestamp().format("%Y-%m-%d %H:%M:%S UTC"),
+                newest.status,
+                selected.key
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses what may not be restored as selected, and warns about what cannot be
@@ -352,7 +402,7 @@ impl Resolved {
             let e = &l.entry;
             println!(
                 "{:<48}  {:<19}  {:>10}  {:<8}  {:<16}  {}",
-                e.file_name(),
+                printable(e.file_name()),
                 e.timestamp().format("%Y-%m-%d %H:%M:%S"),
                 common::human_bytes(e.size),
                 e.status,
@@ -361,6 +411,21 @@ impl Resolved {
             );
         }
     }
+}
+
+/// `name` with control characters escaped (`\n`, `\u{1b}`): an object name is chosen by
+/// whoever wrote the object, and must not move the cursor or recolour the terminal.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// How a backup with `status` was checked, for the verdict line: only a backup with a signed
@@ -406,4 +471,18 @@ async fn list_everywhere(
             .then_with(|| a.entry.key.cmp(&b.entry.key))
     });
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_escaped_for_the_terminal() {
+        assert_eq!(
+            printable("x_backup_20240101_000000.sql\u{1b}[2J\n"),
+            "x_backup_20240101_000000.sql\\u{1b}[2J\\n"
+        );
+        assert_eq!(printable("Yılmaz_backup.sql"), "Yılmaz_backup.sql");
+    }
 }

@@ -26,6 +26,37 @@ pub enum CryptoError {
         source: io::Error,
     },
 
+    /// The key file belongs to another user (not the one running the tool, nor root), who
+    /// could replace the key.
+    #[error(
+        "encryption key file {path} belongs to user id {owner}, but the tool runs as user id \
+         {user}; another user must not own the key: `chown {user} {path}` (or run as the owner)",
+        path = path.display()
+    )]
+    KeyFileOwner {
+        /// The key file.
+        path: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// The effective user id of this process.
+        user: u32,
+    },
+
+    /// The directory holding the key file is writable by group or others, who could replace
+    /// the key.
+    #[error(
+        "the directory {dir} that holds the encryption key file has mode {mode:04o}: group or \
+         others can replace the key in it; `chmod go-w {dir}` or move the key to a private \
+         directory",
+        dir = dir.display()
+    )]
+    KeyDirWritable {
+        /// The directory (of the key file, symbolic links resolved).
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
     /// The key file is readable by group or others.
     #[error(
         "encryption key file {path} has mode {mode:04o} and is readable by group or others; \

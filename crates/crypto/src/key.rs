@@ -108,6 +108,7 @@ impl EncryptionKey {
                 mode: mode & 0o7777,
             });
         }
+        check_owner_and_dir(path, &meta)?;
 
         let mut buf = Zeroizing::new([0u8; OPENSSL_PASS_MAX]);
         let mut filled = 0;
@@ -199,6 +200,36 @@ pub(crate) fn openssl_first_line(bytes: &[u8]) -> &[u8] {
         .position(|&b| b == b'\n' || b == 0)
         .unwrap_or(bytes.len());
     &bytes[..end]
+}
+
+/// Refuses a key file that another user owns (the running user and root may) or that lies in a
+/// directory group or others can write to (they could swap the key). Symbolic links are
+/// allowed (mounted secrets use them); the directory checked is the one the link leads to.
+fn check_owner_and_dir(path: &Path, meta: &fs::Metadata) -> Result<(), CryptoError> {
+    use std::os::unix::fs::MetadataExt;
+    let user = nix::unistd::geteuid().as_raw();
+    if meta.uid() != user && meta.uid() != 0 {
+        return Err(CryptoError::KeyFileOwner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            user,
+        });
+    }
+    let unreadable = |source: io::Error| CryptoError::KeyFileUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let real = fs::canonicalize(path).map_err(unreadable)?;
+    if let Some(dir) = real.parent() {
+        let mode = fs::metadata(dir).map_err(unreadable)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(CryptoError::KeyDirWritable {
+                dir: dir.to_path_buf(),
+                mode: mode & 0o7777,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The current key plus older keys, to find the key a backup was made with by its [`KeyId`].

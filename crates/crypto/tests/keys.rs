@@ -260,3 +260,50 @@ fn crypto_errors_can_be_recovered_from_io_errors() {
     let bare = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
     assert!(CryptoError::from_io(&bare).is_none());
 }
+
+#[test]
+fn a_key_file_in_a_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let path = write_file_mode(&shared, "key", b"secret\n", 0o600);
+    for mode in [0o777, 0o775, 0o757] {
+        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        match EncryptionKey::from_file(&path) {
+            Err(CryptoError::KeyDirWritable { dir: d, mode: m }) => {
+                assert_eq!(d, fs::canonicalize(&shared).unwrap());
+                assert_eq!(m, mode);
+            }
+            other => panic!("directory mode {mode:o}: unexpected {other:?}"),
+        }
+    }
+    // A private directory, and a link into it from a shared one (mounted secrets): accepted.
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+    EncryptionKey::from_file(&path).unwrap();
+    let open = dir.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let link = open.join("key-link");
+    symlink(&path, &link).unwrap();
+    EncryptionKey::from_file(&link).unwrap();
+}
+
+#[test]
+fn a_key_file_owned_by_another_user_is_refused() {
+    let dir = tempdir();
+    let path = write_file_mode(dir.path(), "key", b"secret\n", 0o600);
+    // Changing a file's owner needs root; the tests run as root (as CI does). Not being root
+    // is a loud failure, never a silent pass.
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test must run as root to give the key file another owner"
+    );
+    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(54321)), None).unwrap();
+    match EncryptionKey::from_file(&path) {
+        Err(e @ CryptoError::KeyFileOwner { owner: 54321, .. }) => {
+            assert!(e.to_string().contains("chown"), "{e}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -136,6 +136,57 @@ impl RedisConfig {
         Ok(config)
     }
 
+    /// The server an online restore writes into when it is not the one `REDIS_*` name (the
+    /// source's): `flag_url` (`--target-url`, which may not hold a password: argv is visible
+    /// to every user), else `REDIS_TARGET_URL` (environment only, may hold one). The password,
+    /// when the URL has none, comes from the file `REDIS_TARGET_PASSWORD_FILE` names (its
+    /// first line), never from the source's `REDIS_PASSWORD`. `REDIS_TLS_CA_FILE` applies.
+    /// `None` when neither is set.
+    ///
+    /// # Errors
+    /// [`RedisError::Config`] for a password in `flag_url`, an invalid URL, an unreadable
+    /// password file.
+    pub fn restore_target(
+        flag_url: Option<&str>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, RedisError> {
+        let get = |name: &str| non_empty(lookup(name));
+        let mut config = match (flag_url, get("REDIS_TARGET_URL")) {
+            (Some(raw), _) => {
+                let config = Self::parse_url(raw.trim())?;
+                if config.password.is_some() {
+                    return Err(RedisError::Config(
+                        "--target-url must not hold a password: command lines are visible to \
+                         every user of the machine. Put the whole URL in REDIS_TARGET_URL, or \
+                         the password in a file named by REDIS_TARGET_PASSWORD_FILE"
+                            .to_owned(),
+                    ));
+                }
+                config
+            }
+            (None, Some(raw)) => Self::parse_url(raw.trim()).map_err(|e| match e {
+                RedisError::Config(m) => {
+                    RedisError::Config(m.replace("REDIS_URL", "REDIS_TARGET_URL"))
+                }
+                other => other,
+            })?,
+            (None, None) => return Ok(None),
+        };
+        if config.password.is_none() {
+            if let Some(file) = get("REDIS_TARGET_PASSWORD_FILE") {
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    RedisError::Config(format!(
+                        "REDIS_TARGET_PASSWORD_FILE {file}: cannot read it ({e})"
+                    ))
+                })?;
+                let first = text.lines().next().unwrap_or_default().to_owned();
+                config.password = non_empty(Some(first)).map(zeroize::Zeroizing::new);
+            }
+        }
+        config.tls_ca_file = get("REDIS_TLS_CA_FILE").map(PathBuf::from);
+        Ok(Some(config))
+    }
+
     fn parse_url(raw: &str) -> Result<Self, RedisError> {
         let url = url::Url::parse(raw).map_err(|e| {
             RedisError::Config(format!(
