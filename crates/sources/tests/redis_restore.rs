@@ -423,12 +423,20 @@ async fn docker_mode_stops_copies_and_starts_the_container() {
         .unwrap_or_else(|| panic!("{calls}"));
     assert!(tmp_arg.contains(".restore-"), "{calls}");
     assert_eq!(lines[3], "start redis-prod");
-    // The temporary file is gone; the container's previous file was kept locally.
+    // The temporary file is gone; the container's previous file was kept locally, 0600, in
+    // a private (0700) directory of its own.
     let names = dir_names(&temp_dir);
     assert_eq!(names.len(), 1, "{names:?}");
-    assert!(names[0].starts_with("dump.rdb.before-restore-"));
+    assert!(names[0].starts_with("redis-before-restore-"), "{names:?}");
+    let private = temp_dir.join(&names[0]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&private), 0o700);
+    let kept = dir_names(&private);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with("dump.rdb.before-restore-"));
+    assert_eq!(mode(&private.join(&kept[0])), 0o600);
     assert_eq!(
-        std::fs::read(temp_dir.join(&names[0])).unwrap(),
+        std::fs::read(private.join(&kept[0])).unwrap(),
         b"old container data"
     );
     assert!(summary

@@ -584,7 +584,10 @@ async fn kms_encryption_headers_are_sent() {
             request.header("x-amz-server-side-encryption-aws-kms-key-id"),
             Some("alias/backups")
         );
-        assert_eq!(request.header("x-amz-storage-class"), Some("STANDARD"));
+        assert_eq!(
+            request.header("x-amz-storage-class"),
+            Some("INTELLIGENT_TIERING")
+        );
     }
 }
 
@@ -723,4 +726,56 @@ async fn errors_say_what_to_check() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("BACKUP_S3_ENDPOINT"), "{message}");
+}
+
+/// A commit whose reply is lost after the server carried it out (the SDK sees a 500, retries,
+/// and then finds the upload gone or, for an exclusive write, the key taken) is recognised as
+/// committed: the object is there whole, and the writer says so instead of failing and
+/// leaving an object its caller believes was never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_reply_was_lost_is_recognised_as_committed() {
+    use backup_storage::WriteMode;
+    let server = server().await;
+    let sink = sink(&server, config(None));
+    for mode in [WriteMode::Create, WriteMode::Overwrite] {
+        // Multipart: two parts of 5 MiB and a bit.
+        let key = format!("database/multipart-{mode:?}.bin");
+        let bytes = data(11 * MIB + 3, 7);
+        server.lose_reply_of("CompleteMultipartUpload", 1);
+        let mut writer = sink.writer_with(&key, mode).await.unwrap();
+        writer.write_all(&bytes).await.unwrap();
+        let meta = writer.commit().await.unwrap();
+        assert_eq!(meta.size, bytes.len() as u64);
+        assert_eq!(sink.get_bytes(&key, 1 << 30).await.unwrap(), bytes);
+        assert!(
+            server
+                .requests()
+                .iter()
+                .any(|r| r.fault == Some("reply lost after the operation was carried out")),
+            "the fault was not injected"
+        );
+        wait_for_no_pending_uploads(&server).await;
+
+        // A single PutObject.
+        let key = format!("database/small-{mode:?}.json");
+        server.lose_reply_of("PutObject", 1);
+        sink.put_with(&key, Bytes::from_static(b"{\"small\":true}"), mode)
+            .await
+            .unwrap();
+        assert_eq!(
+            sink.get_bytes(&key, 100).await.unwrap(),
+            Bytes::from_static(b"{\"small\":true}")
+        );
+    }
+    // An exclusive write that finds another object under the key still fails.
+    server.clear_faults();
+    let err = sink
+        .put_with(
+            "database/small-Create.json",
+            Bytes::from_static(b"other bytes"),
+            WriteMode::Create,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_already_exists(), "{err}");
 }

@@ -28,7 +28,7 @@
 //! see [`aof_warning`].
 
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
@@ -259,12 +259,32 @@ impl RedisFileRestore {
         run_program(docker, &["stop", container], "docker stop").await?;
         notes.push(format!("stopped container {container}"));
 
-        // Keep the container's previous file locally.
-        let aside = dir.join(format!("dump.rdb{KEPT_INFIX}{}", timestamp()));
+        // Keep the container's previous file locally, in a directory of its own created
+        // exclusively with mode 0700 (the work directory may be a shared /tmp, where a
+        // predictable name could be a planted link), and make the copy 0600.
+        let private = dir.join(format!(
+            "redis-before-restore-{}-{}",
+            timestamp(),
+            random_suffix()
+        ));
+        let aside = private.join(format!("dump.rdb{KEPT_INFIX}{}", timestamp()));
         let aside_str = aside.to_string_lossy().into_owned();
-        let kept = match run_program(docker, &["cp", &inside, &aside_str], "docker cp").await {
-            Ok(_) => format!("previous file kept as {aside_str}"),
-            Err(e) => format!("the previous file could not be copied out ({e})"),
+        let kept = match std::fs::DirBuilder::new().mode(0o700).create(&private) {
+            Err(e) => format!(
+                "the previous file was not copied out: cannot create {} ({e})",
+                private.display()
+            ),
+            Ok(()) => match run_program(docker, &["cp", &inside, &aside_str], "docker cp").await {
+                Ok(_) => {
+                    if let Err(e) =
+                        std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600))
+                    {
+                        tracing::warn!("could not make {aside_str} private: {e}");
+                    }
+                    format!("previous file kept as {aside_str}")
+                }
+                Err(e) => format!("the previous file could not be copied out ({e})"),
+            },
         };
         notes.push(kept.clone());
 

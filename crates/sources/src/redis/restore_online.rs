@@ -169,12 +169,15 @@ impl Run {
     }
 
     async fn run(&mut self, stream: ByteStream) -> Result<RestoreSummary, RedisError> {
+        const MAX_CAPTURED_VALUE: u64 = 512 * 1024 * 1024;
         let check_only = self.options.check_only;
         let mut reader = RdbReader::new(
             stream,
             ParseOptions {
                 capture_payload: !check_only,
-                max_value_bytes: None,
+                // A value is held whole to be sent with RESTORE: cap it at Redis's own limit
+                // for a bulk string, so a hostile backup cannot make us allocate more.
+                max_value_bytes: Some(MAX_CAPTURED_VALUE),
             },
         );
         let rdb_err = |source| RedisError::Rdb {

@@ -19,8 +19,10 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const MAX_CONCURRENCY: usize = 64;
 /// The region used when `AWS_REGION` (and `AWS_DEFAULT_REGION`) is not set.
 pub const DEFAULT_REGION: &str = "us-east-1";
-/// The storage class used when `BACKUP_S3_STORAGE_CLASS` is not set.
-pub const DEFAULT_STORAGE_CLASS: &str = "STANDARD";
+/// The storage class used on AWS (no custom endpoint) when `BACKUP_S3_STORAGE_CLASS` is not
+/// set, as the old scripts used. Custom endpoints get no storage-class header unless it is
+/// set: many S3-compatible servers refuse classes they do not know.
+pub const DEFAULT_STORAGE_CLASS: &str = "INTELLIGENT_TIERING";
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -105,7 +107,9 @@ pub struct S3Config {
 impl S3Config {
     /// A configuration for `bucket` with every default: no prefix, AWS (no endpoint),
     /// virtual-hosted addressing, `us-east-1`, 8 MiB parts, 4 parts in flight, `AES256`,
-    /// `STANDARD`, 5 attempts per part and per download, retries from 200 ms up to 10 s.
+    /// `INTELLIGENT_TIERING` (set `storage_class` to `None` for an S3-compatible server that
+    /// refuses the header; [`from_lookup`](Self::from_lookup) does so for a custom endpoint),
+    /// 5 attempts per part and per download, retries from 200 ms up to 10 s.
     pub fn new(bucket: impl Into<String>) -> Self {
         Self {
             bucket: bucket.into(),
@@ -135,8 +139,8 @@ impl S3Config {
     /// (or `AWS_DEFAULT_REGION`), `BACKUP_S3_PART_SIZE` (bytes, or with a suffix: `8MiB`,
     /// `8M`, `64KiB`, `1GiB`; `MB`/`GB` are decimal), `BACKUP_S3_CONCURRENCY`,
     /// `BACKUP_S3_SSE` (`AES256`, `aws:kms` or `none`), `BACKUP_S3_KMS_KEY_ID` (implies
-    /// `aws:kms` when `BACKUP_S3_SSE` is unset), `BACKUP_S3_STORAGE_CLASS` (e.g.
-    /// `INTELLIGENT_TIERING`, or `none`).
+    /// `aws:kms` when `BACKUP_S3_SSE` is unset), `BACKUP_S3_STORAGE_CLASS` (e.g. `STANDARD`,
+    /// or `none`; default `INTELLIGENT_TIERING` on AWS, none with `BACKUP_S3_ENDPOINT`).
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>> {
         let get = |name: &str| {
             lookup(name)
@@ -151,6 +155,10 @@ impl S3Config {
             config.prefix = normalize_prefix(&prefix)?;
         }
         config.endpoint = get("BACKUP_S3_ENDPOINT");
+        if config.endpoint.is_some() {
+            // No storage class for S3-compatible servers unless one is asked for.
+            config.storage_class = None;
+        }
         if let Some(value) = get("BACKUP_S3_FORCE_PATH_STYLE") {
             config.force_path_style = parse_bool("BACKUP_S3_FORCE_PATH_STYLE", &value)?;
         }
@@ -444,8 +452,24 @@ mod tests {
         assert_eq!(config.part_size, 8 * MIB);
         assert_eq!(config.concurrency, 4);
         assert_eq!(config.encryption, S3Encryption::Aes256);
-        assert_eq!(config.storage_class.as_deref(), Some("STANDARD"));
+        assert_eq!(
+            config.storage_class.as_deref(),
+            Some("INTELLIGENT_TIERING"),
+            "the old scripts' class on AWS"
+        );
         assert_eq!(config.url(), "s3://backups");
+    }
+
+    #[test]
+    fn a_custom_endpoint_gets_no_storage_class_unless_one_is_set() {
+        let config = with_bucket(&[("BACKUP_S3_ENDPOINT", "http://minio:9000")]).unwrap();
+        assert_eq!(config.storage_class, None);
+        let config = with_bucket(&[
+            ("BACKUP_S3_ENDPOINT", "http://minio:9000"),
+            ("BACKUP_S3_STORAGE_CLASS", "STANDARD"),
+        ])
+        .unwrap();
+        assert_eq!(config.storage_class.as_deref(), Some("STANDARD"));
     }
 
     #[test]

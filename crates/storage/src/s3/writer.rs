@@ -182,22 +182,109 @@ impl S3ObjectWriter {
         let upload_id = self.upload_id.clone().unwrap_or_default();
         let parts = mem::take(&mut self.completed);
         let count = parts.len();
-        complete_multipart_upload(&self.inner, &self.object_key, &upload_id, parts, self.mode)
-            .await
-            .map_err(|error| match error {
-                StorageError::AlreadyExists { .. } => StorageError::AlreadyExists {
-                    key: self.key.clone(),
-                },
-                other => other,
-            })?;
+        let completed =
+            complete_multipart_upload(&self.inner, &self.object_key, &upload_id, parts, self.mode)
+                .await;
+        if let Err(error) = completed {
+            // The server may have completed the upload and the reply been lost (a dropped
+            // connection, a 500 after the commit, a retry that then found the upload gone or
+            // the key taken): ask what is stored before calling it a failure.
+            if !self.landed_as_multipart(&upload_id).await {
+                return Err(match error {
+                    StorageError::AlreadyExists { .. } => StorageError::AlreadyExists {
+                        key: self.key.clone(),
+                    },
+                    other => other,
+                });
+            }
+            tracing::warn!(
+                key = %self.key,
+                %error,
+                "CompleteMultipartUpload reported an error, but the upload was completed (it \
+                 is gone and an object of its size is stored): committed"
+            );
+        }
         self.upload_id = None;
         tracing::debug!(key = %self.key, size = self.written, parts = count, "committed S3 multipart upload");
         Ok(self.meta())
     }
 
-    async fn put_whole(&mut self) -> Result<ObjectMeta> {
+    /// Whether this writer's multipart upload `upload_id` was completed after all: the upload
+    /// is gone (only this writer knows its id, and it has not aborted it) and an object of
+    /// exactly the size written is stored under the key. An upload that still exists was not
+    /// completed (e.g. refused because the key was taken).
+    async fn landed_as_multipart(&self, upload_id: &str) -> bool {
         let inner = &self.inner;
+        let parts = inner
+            .client
+            .list_parts()
+            .bucket(&inner.config.bucket)
+            .key(&self.object_key)
+            .upload_id(upload_id)
+            .max_parts(1)
+            .send()
+            .await;
+        match parts {
+            Err(error) if error.code() == Some("NoSuchUpload") => {}
+            // Still open, or unknown: not committed.
+            _ => return false,
+        }
+        let head = inner
+            .client
+            .head_object()
+            .bucket(&inner.config.bucket)
+            .key(&self.object_key)
+            .send()
+            .await;
+        let Ok(head) = head else {
+            return false;
+        };
+        head.content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .is_some_and(|n| n == self.written)
+    }
+
+    /// Whether the object now stored under the key holds exactly `data` (a small object whose
+    /// `PutObject` reply was lost).
+    async fn landed_as(&self, data: &Bytes) -> bool {
+        let inner = &self.inner;
+        let got = inner
+            .client
+            .get_object()
+            .bucket(&inner.config.bucket)
+            .key(&self.object_key)
+            .send()
+            .await;
+        let Ok(got) = got else {
+            return false;
+        };
+        match got.body.collect().await {
+            Ok(body) => body.into_bytes() == *data,
+            Err(_) => false,
+        }
+    }
+
+    async fn put_whole(&mut self) -> Result<ObjectMeta> {
         let data = mem::take(&mut self.buffer).freeze();
+        let result = self.send_put(data.clone()).await;
+        if let Err(error) = result {
+            // As for multipart: a lost reply (or a retry that found the key taken by this
+            // very put) leaves the object stored; compare before calling it a failure.
+            if !self.landed_as(&data).await {
+                return Err(error);
+            }
+            tracing::warn!(
+                key = %self.key,
+                %error,
+                "PutObject reported an error, but the object holds exactly the bytes sent: committed"
+            );
+        }
+        tracing::debug!(key = %self.key, size = self.written, "committed S3 object");
+        Ok(self.meta())
+    }
+
+    async fn send_put(&self, data: Bytes) -> Result<()> {
+        let inner = &self.inner;
         let length = i64::try_from(data.len()).unwrap_or(i64::MAX);
         inner
             .client
@@ -215,8 +302,7 @@ impl S3ObjectWriter {
             .map_err(|error| {
                 inner.write_error("PutObject", &self.key, &self.object_key, self.mode, error)
             })?;
-        tracing::debug!(key = %self.key, size = self.written, "committed S3 object");
-        Ok(self.meta())
+        Ok(())
     }
 
     fn meta(&self) -> ObjectMeta {

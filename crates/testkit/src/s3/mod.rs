@@ -100,6 +100,9 @@ struct Faults {
     fail_upload_part: Option<(usize, bool)>,
     /// Cut the next `times` `GetObject` response bodies after `bytes` bytes.
     cut_get_object: Option<(u64, usize)>,
+    /// Carry out the next `times` requests of this operation, then answer `500
+    /// InternalError` as if the reply had been lost.
+    lose_reply: Option<(&'static str, usize)>,
 }
 
 /// What the HTTP layer shares between connections.
@@ -364,6 +367,13 @@ impl S3Server {
         self.state.faults().cut_get_object = Some((bytes, times));
     }
 
+    /// Carries out the next `times` requests of `operation` (e.g. `"CompleteMultipartUpload"`,
+    /// `"PutObject"`) and then answers each with `500 InternalError`, as a reply lost after the
+    /// server committed would look to the client.
+    pub fn lose_reply_of(&self, operation: &'static str, times: usize) {
+        self.state.faults().lose_reply = Some((operation, times));
+    }
+
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
         *self.state.faults() = Faults::default();
@@ -432,7 +442,7 @@ async fn handle(
         status: None,
         fault: None,
     };
-    let (fail, cut) = {
+    let (fail, cut, lose) = {
         let mut faults = state.faults();
         let fail = operation == "UploadPart" && {
             faults.upload_parts_seen += 1;
@@ -450,7 +460,14 @@ async fn handle(
             }
             _ => None,
         };
-        (fail, cut)
+        let lose = match &mut faults.lose_reply {
+            Some((op, times)) if *op == operation && *times > 0 => {
+                *times -= 1;
+                true
+            }
+            _ => false,
+        };
+        (fail, cut, lose)
     };
     if fail {
         record.fault = Some("500 InternalError");
@@ -463,6 +480,9 @@ async fn handle(
     if cut.is_some() {
         record.fault = Some("body cut");
     }
+    if lose {
+        record.fault = Some("reply lost after the operation was carried out");
+    }
     let index = {
         let mut log = state.log();
         log.push(record);
@@ -471,6 +491,11 @@ async fn handle(
     let in_flight = InFlight::new(&state, operation);
     let response = service.call(request.map(s3s::Body::from)).await?;
     drop(in_flight);
+    let response = if lose && response.status().is_success() {
+        internal_error()
+    } else {
+        response
+    };
     if let Some(record) = state.log().get_mut(index) {
         record.status = Some(response.status().as_u16());
     }
