@@ -74,3 +74,33 @@ async fn a_dangling_link_or_a_linked_kind_folder_is_exit_3() {
     let out = w.run("restore-database", &["--list"], &[]);
     assert_exit(&out, 3, "--list with a linked database folder");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_s3_credentials_are_exit_3_with_one_line_saying_what_to_set() {
+    let w = World::new(1).await;
+    let out = w.run(
+        "restore-database",
+        &["--list"],
+        &[
+            ("BACKUP_LOCAL_DIR", ""),
+            ("BACKUP_S3_BUCKET", "backups"),
+            ("BACKUP_S3_ENDPOINT", "http://127.0.0.1:9"),
+            ("BACKUP_S3_FORCE_PATH_STYLE", "true"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            ),
+        ],
+    );
+    assert_exit(&out, 3, "--list without S3 credentials");
+    let text = stderr(&out);
+    assert!(text.contains("AWS_ACCESS_KEY_ID"), "{text}");
+    assert!(
+        !text.contains(" { ") && !text.contains("DispatchFailure("),
+        "an SDK Debug dump reached the user:\n{text}"
+    );
+    let error_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "{text}");
+}

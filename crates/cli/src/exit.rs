@@ -41,13 +41,32 @@ impl CliError {
         }
     }
 
-    /// A failure of the operation itself (exit 2).
+    /// A failure of the operation itself (exit 2), unless its cause is a configuration
+    /// problem found on the way (a storage configuration error such as missing S3
+    /// credentials), which is exit 3 like any other configuration error.
     pub fn failure(error: impl Into<anyhow::Error>) -> Self {
-        Self {
-            status: ExitStatus::Failure,
-            error: error.into(),
-        }
+        let error = error.into();
+        let status = if is_configuration(&error) {
+            ExitStatus::Usage
+        } else {
+            ExitStatus::Failure
+        };
+        Self { status, error }
     }
+}
+
+/// Whether `error` comes from a configuration problem of a destination.
+fn is_configuration(error: &anyhow::Error) -> bool {
+    use backup_storage::StorageError;
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StorageError>(),
+            Some(StorageError::Config(_))
+        ) || matches!(
+            cause.downcast_ref::<backup_core::CoreError>(),
+            Some(backup_core::CoreError::Storage(StorageError::Config(_)))
+        )
+    })
 }
 
 /// Parses arguments like `Parser::parse`, but exits 3 (not clap's 2) on a usage error, since 2

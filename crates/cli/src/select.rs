@@ -60,8 +60,9 @@ pub struct SelectionArgs {
     #[arg(long, requires = "file")]
     pub allow_unverified: bool,
 
-    /// Machine-readable output (with --list)
-    #[arg(long)]
+    /// Machine-readable output of --list (refused without it: a restore prints its result as
+    /// text)
+    #[arg(long, requires = "list")]
     pub json: bool,
 }
 

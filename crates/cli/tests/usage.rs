@@ -60,6 +60,11 @@ fn usage_errors_exit_3() {
         ("restore-redis", &["--latest", "--online", "--dry-run"][..]),
         ("restore-redis", &["--latest", "--replace"][..]),
         ("restore-redis", &["--latest", "--stop-cmd", "true"][..]),
+        // --json is honoured by --list, and refused where it would be ignored.
+        ("restore-database", &["--latest", "--dry-run", "--json"][..]),
+        ("restore-redis", &["--latest", "--dry-run", "--json"][..]),
+        // --allow-unverified names one backup.
+        ("restore-database", &["--latest", "--allow-unverified"][..]),
     ] {
         let out = bin(name).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "{name} {args:?}");

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
     CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
@@ -658,8 +658,12 @@ impl Inner {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let text = DisplayErrorContext(&error).to_string();
+        let text = one_line(&error);
         let hint = hint_for(&error, &text, &self.config);
+        if is_missing_credentials(&error, &text) {
+            // Nothing was tried against the server: a configuration problem (exit 3).
+            return StorageError::Config(format!("S3 {op} of {target}: {text}{hint}"));
+        }
         StorageError::S3 {
             op,
             target,
@@ -735,6 +739,39 @@ fn copy_source(bucket: &str, key: &str) -> String {
         }
     }
     encoded
+}
+
+/// An SDK error on one line, for people: the server's error code and message when it sent
+/// one (with the HTTP status), else the messages of the error and its causes, each once,
+/// joined by `: `. Never the SDK's `Debug` dump.
+pub(crate) fn one_line<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let Some(code) = error.code() {
+        let status = status_of(error)
+            .map(|s| format!("HTTP {s} "))
+            .unwrap_or_default();
+        return match error.message() {
+            Some(message) if !message.is_empty() => format!("{status}{code}: {message}"),
+            _ => format!("{status}{code}"),
+        };
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Whether `error` says no credentials could be found (no request was sent).
+fn is_missing_credentials<E>(error: &SdkError<E, HttpResponse>, text: &str) -> bool {
+    matches!(error, SdkError::DispatchFailure(_)) && text.contains("credential")
 }
 
 fn status_of<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Buf, Bytes};
@@ -110,7 +110,7 @@ impl Download {
                         return Ok(Some(chunk));
                     }
                     Some(Err(error)) => {
-                        last_error = DisplayErrorContext(&error).to_string();
+                        last_error = error.to_string();
                         tracing::warn!(
                             object = %self.url(),
                             offset = self.offset,
@@ -189,7 +189,7 @@ impl Download {
                 ))
             }
             Err(error) if is_retryable(&error) => {
-                return Err(Resume::Retry(DisplayErrorContext(&error).to_string()))
+                return Err(Resume::Retry(super::one_line(&error)))
             }
             Err(error) => {
                 let error = inner.error("GetObject", self.url(), error);

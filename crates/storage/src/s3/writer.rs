@@ -572,7 +572,7 @@ async fn upload_part(
                     part = number,
                     attempt,
                     ?delay,
-                    error = %aws_sdk_s3::error::DisplayErrorContext(&error),
+                    error = %super::one_line(&error),
                     "part upload failed; retrying"
                 );
                 tokio::time::sleep(delay).await;
