@@ -30,7 +30,7 @@ pub use hashing::{
     ByteCounter, CountingReader, HashingReader, IntegrityError, ProgressFn, StreamDigest,
     VerifyingReader,
 };
-pub use manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION};
+pub use manifest::{EncryptionInfo, MacKdf, Manifest, MAC_KDF_NAME, MANIFEST_FORMAT_VERSION};
 pub use naming::{
     claim_key_for, manifest_key_for, BackupKind, BackupName, CLAIM_SUFFIX, MANIFEST_SUFFIX,
     TIMESTAMP_FORMAT,

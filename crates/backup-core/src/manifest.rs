@@ -16,7 +16,24 @@ use crate::naming::BackupKind;
 use crate::source::SourceFacts;
 
 /// The manifest format this version writes.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version 2 signs with a stretched MAC key ([`MacKdf`]); version 1 manifests (an HMAC
+/// under a key derived from the passphrase without stretching) still verify.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+
+/// The KDF name recorded for the stretched manifest MAC key.
+pub const MAC_KDF_NAME: &str = "pbkdf2-hmac-sha256";
+
+/// How the MAC key of a (version 2) manifest is derived from the passphrase: recorded in the
+/// manifest, and covered by its MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacKdf {
+    /// Always [`MAC_KDF_NAME`].
+    pub kdf: String,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// Random salt of this manifest, lowercase hex.
+    pub salt: String,
+}
 
 /// Largest manifest accepted when reading (a manifest is a few hundred bytes).
 pub const MANIFEST_SIZE_LIMIT: u64 = 1024 * 1024;
@@ -61,6 +78,10 @@ pub struct Manifest {
     pub sha256: String,
     /// Name and version of the tool that wrote the backup.
     pub tool: String,
+    /// How the MAC key was derived (version 2); `None` in version 1 manifests and unsigned
+    /// ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_kdf: Option<MacKdf>,
     /// HMAC-SHA256 of the canonical manifest without this field, lowercase hex. `None` when the
     /// backup was made without a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,12 +102,30 @@ impl Manifest {
         self.encryption.as_ref().map(|e| e.key_id.as_str())
     }
 
-    /// Sets `hmac` from `key` and returns the manifest as pretty JSON bytes.
+    /// Signs the manifest with `key` (format 2: a stretched MAC key with a fresh random salt,
+    /// recorded in `mac_kdf`) and returns it as pretty JSON bytes. Without a key the manifest
+    /// is unsigned.
     pub fn to_signed_json(&mut self, key: Option<&EncryptionKey>) -> Result<Vec<u8>> {
         self.hmac = None;
+        self.mac_kdf = None;
         if let Some(key) = key {
+            use ring::rand::SecureRandom;
+            let mut salt = [0u8; 16];
+            ring::rand::SystemRandom::new()
+                .fill(&mut salt)
+                .map_err(|_| CoreError::Config("no system randomness for a salt".to_owned()))?;
+            let iterations = backup_crypto::MANIFEST_MAC_ITERATIONS;
+            let mac_key = key.stretched_mac_key(&salt, iterations).ok_or_else(|| {
+                CoreError::Config(format!("{iterations} MAC iterations are out of range"))
+            })?;
+            self.format_version = self.format_version.max(2);
+            self.mac_kdf = Some(MacKdf {
+                kdf: MAC_KDF_NAME.to_owned(),
+                iterations,
+                salt: hex::encode(salt),
+            });
             let canonical = canonical_bytes(&serde_json::to_value(&*self).map_err(invalid)?)?;
-            self.hmac = Some(key.manifest_mac(&canonical));
+            self.hmac = Some(mac_key.sign(&canonical));
         }
         let mut json = serde_json::to_vec_pretty(self).map_err(invalid)?;
         json.push(b'\n');
@@ -133,7 +172,35 @@ impl Manifest {
             });
         };
         let canonical = canonical_bytes(&value)?;
-        if !key.verify_manifest_mac(&canonical, &mac) {
+        let verified = match &manifest.mac_kdf {
+            // Version 1: the unstretched subkey.
+            None => key.verify_manifest_mac(&canonical, &mac),
+            Some(params) => {
+                let invalid_params = |reason: String| CoreError::ManifestInvalid {
+                    key: manifest_key.to_owned(),
+                    reason,
+                };
+                if params.kdf != MAC_KDF_NAME {
+                    return Err(invalid_params(format!(
+                        "unknown MAC key derivation {:?}",
+                        params.kdf
+                    )));
+                }
+                let salt = hex::decode(&params.salt)
+                    .map_err(|_| invalid_params("its MAC salt is not hex".to_owned()))?;
+                let mac_key = key
+                    .stretched_mac_key(&salt, params.iterations)
+                    .ok_or_else(|| {
+                        invalid_params(format!(
+                            "{} MAC iterations are outside {:?}",
+                            params.iterations,
+                            backup_crypto::MANIFEST_MAC_ITERATIONS_RANGE
+                        ))
+                    })?;
+                mac_key.verify(&canonical, &mac)
+            }
+        };
+        if !verified {
             return Err(CoreError::ManifestTampered {
                 key: manifest_key.to_owned(),
             });
@@ -199,6 +266,7 @@ pub(crate) mod tests_support {
             sha256: "ab".repeat(32),
             tool: "backup 0.1.0".into(),
             hmac: None,
+            mac_kdf: None,
         }
     }
 }
@@ -219,6 +287,70 @@ mod tests {
         let parsed = Manifest::parse_verified("m", &json, &key).unwrap();
         assert_eq!(parsed, m);
         assert!(parsed.encrypted_with(key.id()));
+    }
+
+    #[test]
+    fn manifests_are_signed_with_a_stretched_key_and_a_fresh_salt_each() {
+        let key = EncryptionKey::from_passphrase("secret one").unwrap();
+        let mut a = sample(&key);
+        let mut b = sample(&key);
+        let json_a = a.to_signed_json(Some(&key)).unwrap();
+        let json_b = b.to_signed_json(Some(&key)).unwrap();
+        let (ka, kb) = (a.mac_kdf.clone().unwrap(), b.mac_kdf.clone().unwrap());
+        assert_eq!(a.format_version, 2);
+        assert_eq!(ka.kdf, MAC_KDF_NAME);
+        assert!(ka.iterations >= backup_crypto::MANIFEST_MAC_ITERATIONS);
+        assert_eq!(ka.salt.len(), 32);
+        assert_ne!(ka.salt, kb.salt, "salts must be random");
+        assert_ne!(a.hmac, b.hmac);
+        Manifest::parse_verified("a", &json_a, &key).unwrap();
+        Manifest::parse_verified("b", &json_b, &key).unwrap();
+        let other = EncryptionKey::from_passphrase("secret two").unwrap();
+        assert!(matches!(
+            Manifest::parse_verified("a", &json_a, &other),
+            Err(CoreError::ManifestTampered { .. })
+        ));
+    }
+
+    #[test]
+    fn version_1_manifests_still_verify_and_cannot_be_made_from_version_2_ones() {
+        let key = EncryptionKey::from_passphrase("secret one").unwrap();
+        // A manifest as version 1 wrote it: HMAC under the unstretched subkey, no mac_kdf.
+        let mut v1 = sample(&key);
+        v1.format_version = 1;
+        let mut value = serde_json::to_value(&v1).unwrap();
+        value.as_object_mut().unwrap().remove("hmac");
+        let mac = key.manifest_mac(&canonical_bytes(&value).unwrap());
+        value["hmac"] = mac.into();
+        let json = serde_json::to_vec(&value).unwrap();
+        let parsed = Manifest::parse_verified("v1", &json, &key).unwrap();
+        assert_eq!(parsed.format_version, 1);
+
+        // Dropping mac_kdf from a version 2 manifest does not turn it into a valid version 1.
+        let signed = sample(&key).to_signed_json(Some(&key)).unwrap();
+        let mut value: serde_json::Value = serde_json::from_slice(&signed).unwrap();
+        value.as_object_mut().unwrap().remove("mac_kdf");
+        let json = serde_json::to_vec(&value).unwrap();
+        assert!(matches!(
+            Manifest::parse_verified("m", &json, &key),
+            Err(CoreError::ManifestTampered { .. })
+        ));
+    }
+
+    #[test]
+    fn a_manifest_asking_for_absurd_mac_iterations_is_refused_at_once() {
+        let key = EncryptionKey::from_passphrase("secret one").unwrap();
+        let signed = sample(&key).to_signed_json(Some(&key)).unwrap();
+        for iterations in [1u32, 4_000_000_000] {
+            let mut value: serde_json::Value = serde_json::from_slice(&signed).unwrap();
+            value["mac_kdf"]["iterations"] = iterations.into();
+            let json = serde_json::to_vec(&value).unwrap();
+            // Refused by the range check, before any derivation (4e9 iterations would take
+            // hours): the error is the range's, not a MAC mismatch.
+            let err = Manifest::parse_verified("m", &json, &key).unwrap_err();
+            assert!(matches!(err, CoreError::ManifestInvalid { .. }), "{err}");
+            assert!(err.to_string().contains("iterations"), "{err}");
+        }
     }
 
     #[test]

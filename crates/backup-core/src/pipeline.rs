@@ -336,6 +336,7 @@ async fn backup_under(
         sha256: digest.sha256.clone(),
         tool: TOOL_NAME.to_owned(),
         hmac: None,
+        mac_kdf: None,
     };
     let signer = options.key.as_ref().or(options.signing_key.as_ref());
     let manifest_json = Bytes::from(manifest.to_signed_json(signer)?);

@@ -663,6 +663,7 @@ fn manifest_json(key: &str, kind: BackupKind) -> Vec<u8> {
         sha256: "00".repeat(32),
         tool: "test".into(),
         hmac: None,
+        mac_kdf: None,
     };
     // Signed, as this tool signs every manifest of an encrypted backup (pruning never checks
     // the signature itself, only that there is one).

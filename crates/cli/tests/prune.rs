@@ -66,6 +66,7 @@ fn complete(root: &Path, key: &str, kind: BackupKind, signing: &EncryptionKey) {
         sha256: "ab".repeat(32),
         tool: "test".into(),
         hmac: None,
+        mac_kdf: None,
     };
     let json = manifest.to_signed_json(Some(signing)).unwrap();
     write(root, &format!("{key}.manifest.json"), &json);

@@ -35,5 +35,8 @@ mod key;
 mod openssl;
 
 pub use error::CryptoError;
-pub use key::{EncryptionKey, KeyId, Keyring};
+pub use key::{
+    EncryptionKey, KeyId, Keyring, StretchedMacKey, MANIFEST_MAC_ITERATIONS,
+    MANIFEST_MAC_ITERATIONS_RANGE,
+};
 pub use openssl::{DecryptReader, EncryptReader, CIPHER_NAME, DEFAULT_PBKDF2_ITERATIONS, KDF_NAME};
