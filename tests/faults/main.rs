@@ -11,5 +11,6 @@ mod harness;
 mod concurrent;
 mod config;
 mod forged;
+mod killed_backup;
 mod killed_restore;
 mod secrets;
