@@ -405,6 +405,51 @@ fn unencrypted_backups_need_no_key_and_gunzip_to_a_loadable_rdb() {
 }
 
 #[test]
+fn unencrypted_backups_are_signed_when_a_key_is_present_and_damage_is_refused() {
+    let w = RedisWorld::new();
+    let out = w.run("backup-redis", &["--no-encrypt"], &[]);
+    assert_success(&out, "plain backup with a key present");
+    let key = stdout(&out).trim().to_owned();
+    assert!(key.ends_with(".rdb.gz"), "{key}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.path(&format!("{key}.manifest.json"))).unwrap())
+            .unwrap();
+    assert!(manifest["hmac"].is_string(), "unsigned: {manifest}");
+    assert!(manifest["encryption"].is_null(), "{manifest}");
+    let name = key.rsplit('/').next().unwrap().to_owned();
+    let out = w.run("restore-redis", &["--file", &name, "--dry-run"], &[]);
+    assert_success(&out, "dry run of the signed plain backup");
+    assert!(stdout(&out).contains("backup verified"), "{}", stdout(&out));
+
+    // A flipped byte: refused by its hash, with or without the key at hand.
+    let object = w.path(&key);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&object, &bytes).unwrap();
+    let out = w.run("restore-redis", &["--file", &name, "--dry-run"], &[]);
+    assert_exit(&out, 2, "a damaged plain backup");
+    let out = w.run(
+        "restore-redis",
+        &["--file", &name, "--dry-run"],
+        &[("BACKUP_ENCRYPTION_KEY_FILE", "/nonexistent/key")],
+    );
+    assert_exit(&out, 2, "a damaged plain backup, no key");
+
+    // Its manifest edited to match the damage (no key to sign it): refused with the key.
+    let mut manifest = manifest;
+    manifest["sha256"] = "00".repeat(32).into();
+    std::fs::write(
+        w.path(&format!("{key}.manifest.json")),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let out = w.run("restore-redis", &["--file", &name, "--dry-run"], &[]);
+    assert_exit(&out, 2, "a plain backup whose manifest was edited");
+    assert!(stderr(&out).contains("HMAC"), "{}", stderr(&out));
+}
+
+#[test]
 fn damaged_backups_are_refused_and_the_target_file_is_untouched() {
     let w = RedisWorld::new();
     let key = w.backup(&[]);
