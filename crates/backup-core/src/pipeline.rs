@@ -242,10 +242,19 @@ async fn claim_name<'a>(
     )))
 }
 
-/// Whether `key` exists on `sink`; an error counts as "exists" so that a name is never
-/// reused on a doubt.
+/// Whether `key` is known to exist on `sink`. A destination that cannot answer does not make
+/// the name count as taken (every name would be, and the run would wait for nothing): the
+/// exclusive commit ([`WriteMode::Create`]) still refuses to replace anything there, and the
+/// destination's own write reports its trouble.
 async fn exists(sink: &dyn Sink, key: &str) -> bool {
-    !matches!(sink.head(key).await, Err(StorageError::NotFound { .. }))
+    match sink.head(key).await {
+        Ok(_) => true,
+        Err(StorageError::NotFound { .. }) => false,
+        Err(error) => {
+            tracing::debug!(destination = %sink.describe(), %error, "cannot check {key}");
+            false
+        }
+    }
 }
 
 /// The body of [`run_backup_to_all`] once the name is claimed.

@@ -187,6 +187,8 @@ enum Hook {
     /// writer that never claimed the name would (an old version of the tool, or a store
     /// without conditional writes between the claim and the commit).
     RaceTheCommit,
+    /// Every `head` fails with an I/O error (a destination that cannot answer).
+    HeadFails,
 }
 
 /// A memory sink with a [`Hook`].
@@ -229,6 +231,13 @@ impl Sink for Hooked {
         self.inner.get(key).await
     }
     async fn head(&self, key: &str) -> backup_storage::Result<ObjectMeta> {
+        if matches!(self.hook, Hook::HeadFails) {
+            return Err(StorageError::io(
+                "stat",
+                key,
+                io::Error::new(io::ErrorKind::PermissionDenied, "injected failure"),
+            ));
+        }
         self.inner.head(key).await
     }
     async fn list(&self, prefix: &str) -> backup_storage::Result<Vec<ObjectMeta>> {
@@ -240,6 +249,31 @@ impl Sink for Hooked {
     async fn copy(&self, from: &str, to: &str) -> backup_storage::Result<()> {
         self.inner.copy(from, to).await
     }
+}
+
+#[tokio::test]
+async fn a_destination_that_cannot_answer_head_does_not_make_every_name_taken() {
+    let sink = Hooked {
+        inner: MemorySink::new(),
+        hook: Hook::HeadFails,
+    };
+    let started = Utc::now();
+    let report = run_backup(
+        &mut BytesSource(b"SELECT 1;\n".to_vec()),
+        &sink,
+        &options(),
+        None,
+    )
+    .await
+    .unwrap();
+    // The name of the second the run started in (or the next, if the clock just ticked),
+    // not one found after waiting through taken names.
+    assert!(
+        report.key == name_at(started) || report.key == name_at(started + TimeDelta::seconds(1)),
+        "{} was not the name of the start",
+        report.key
+    );
+    assert!(sink.inner.get_bytes(&report.key, 1 << 20).await.is_ok());
 }
 
 #[tokio::test]
