@@ -135,18 +135,26 @@ pub async fn run_backup_to_all(
 
 /// A name claimed for a backup on the destinations (see [`CLAIM_SUFFIX`](crate::CLAIM_SUFFIX)).
 /// Dropped without [`release`](Self::release) (the run was interrupted), it still removes its
-/// claims, with [`Sink::delete_detached`].
+/// claims, with [`Sink::delete_detached`]: those it holds, and one whose creation was in
+/// flight (it may have been created after all). The claim's body is unique to the run, so only
+/// this run's claim is ever removed.
 struct ClaimedName<'a> {
     name: BackupName,
+    /// The claim's content: unique to this run.
+    body: Bytes,
     /// The destinations on which this run holds the claim.
     held: Vec<&'a dyn Sink>,
+    /// A destination where the claim is being created.
+    creating: Option<&'a dyn Sink>,
 }
 
 impl ClaimedName<'_> {
-    /// Removes this run's claims: after the manifests were written, or after a failure.
+    /// Removes this run's claims: after the manifests were written, or after a failure. A
+    /// claim stays in `held` until its deletion returned, so an interruption meanwhile still
+    /// removes it on drop.
     async fn release(&mut self) {
         let claim_key = claim_key_for(&self.name.key());
-        for sink in std::mem::take(&mut self.held) {
+        while let Some(&sink) = self.held.last() {
             if let Err(error) = sink.delete(&claim_key).await {
                 tracing::warn!(
                     destination = %sink.describe(),
@@ -154,6 +162,7 @@ impl ClaimedName<'_> {
                     "could not remove the claim {claim_key}; backup-prune removes it after a day"
                 );
             }
+            self.held.pop();
         }
     }
 }
@@ -161,8 +170,11 @@ impl ClaimedName<'_> {
 impl Drop for ClaimedName<'_> {
     fn drop(&mut self) {
         let claim_key = claim_key_for(&self.name.key());
-        for sink in std::mem::take(&mut self.held) {
-            sink.delete_detached(&claim_key);
+        for sink in std::mem::take(&mut self.held)
+            .into_iter()
+            .chain(self.creating.take())
+        {
+            sink.delete_detached(&claim_key, self.body.clone());
         }
     }
 }
@@ -188,6 +200,9 @@ async fn claim_name<'a>(
             "tool": TOOL_NAME,
             "pid": std::process::id(),
             "started_at": started_at,
+            "run": hex::encode(ring::rand::generate::<[u8; 16]>(&ring::rand::SystemRandom::new())
+                .map(|r| r.expose())
+                .unwrap_or_default()),
         })
         .to_string(),
     );
@@ -205,14 +220,18 @@ async fn claim_name<'a>(
         let claim_key = claim_key_for(&key);
         let mut claim = ClaimedName {
             name,
+            body: body.clone(),
             held: Vec::with_capacity(sinks.len()),
+            creating: None,
         };
         let mut taken = false;
         for &sink in sinks {
-            match sink
+            claim.creating = Some(sink);
+            let created = sink
                 .put_with(&claim_key, body.clone(), WriteMode::Create)
-                .await
-            {
+                .await;
+            claim.creating = None;
+            match created {
                 Ok(_) => claim.held.push(sink),
                 Err(StorageError::AlreadyExists { .. }) => {
                     taken = true;

@@ -40,6 +40,7 @@ pub async fn run_all(sink: &dyn Sink) {
     missing_key_is_not_found(sink).await;
     delete_removes_object(sink).await;
     delete_missing_key_is_ok(sink).await;
+    delete_detached_removes_only_matching_content(sink).await;
     list_filters_by_prefix_and_sorts(sink).await;
     copy_duplicates_object(sink).await;
     invalid_keys_are_rejected(sink).await;
@@ -130,6 +131,41 @@ pub async fn overwrite_replaces(sink: &dyn Sink) {
     check.expect_meta(&meta, &key, 100);
     check.expect_keys(&check.prefix, &[key.as_str()]).await;
     check.cleanup().await;
+}
+
+/// [`Sink::delete_detached`] removes a marker whose content is what the caller says (once the
+/// clean-ups it started have finished), and leaves one with other content, or a larger
+/// object, alone. Sinks that keep the trait's default (which leaves everything for pruning)
+/// do not pass this check.
+pub async fn delete_detached_removes_only_matching_content(sink: &dyn Sink) {
+    let check = Check::new(sink, "delete_detached_removes_only_matching_content");
+    let ours = check.key("ours.claim");
+    let theirs = check.key("theirs.claim");
+    let longer = check.key("longer.claim");
+    let body = Bytes::from_static(b"{\"run\":\"a\"}");
+    check.ok("put ours", sink.put(&ours, body.clone()).await);
+    check.ok(
+        "put theirs",
+        sink.put(&theirs, Bytes::from_static(b"{\"run\":\"b\"}"))
+            .await,
+    );
+    let mut long = body.to_vec();
+    long.extend_from_slice(b" and more");
+    check.ok(
+        "put longer",
+        sink.put(&longer, Bytes::from(long.clone())).await,
+    );
+    for key in [&ours, &theirs, &longer] {
+        sink.delete_detached(key, body.clone());
+    }
+    sink.delete_detached(&check.key("absent.claim"), body.clone());
+    crate::wait_for_cleanups(std::time::Duration::from_secs(30)).await;
+    check.expect_not_found("head of our marker", sink.head(&ours).await);
+    check.expect_content(&theirs, b"{\"run\":\"b\"}").await;
+    check.expect_content(&longer, &long).await;
+    for key in [&theirs, &longer] {
+        check.ok("clean up", sink.delete(key).await);
+    }
 }
 
 /// [`WriteMode::Create`] writes a free key, and refuses with

@@ -12,13 +12,14 @@
 
 use std::fs::{FileType, Metadata};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -138,13 +139,16 @@ impl Sink for LocalSink {
         let (dir, file_name) = split_file_path(&final_path)?;
         self.create_dirs(dir).await?;
         let temp_path = dir.join(temp_file_name(file_name));
-        let file = tokio::fs::OpenOptions::new()
+        // Opened on this thread, not in tokio's blocking pool: an open handed to the pool
+        // still creates the file after this future is cancelled (SIGTERM, a timeout), and
+        // nothing would then remove it. Creating one file is a single short system call.
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(FILE_MODE)
             .open(&temp_path)
-            .await
             .map_err(|source| StorageError::io("create", display(&temp_path), source))?;
+        let file = File::from_std(file);
         tracing::debug!(key, temp = %temp_path.display(), "started local write");
         Ok(Box::new(LocalObjectWriter {
             key: key.to_owned(),
@@ -204,14 +208,26 @@ impl Sink for LocalSink {
         }
     }
 
-    fn delete_detached(&self, key: &str) {
+    fn delete_detached(&self, key: &str, expected: Bytes) {
         let Ok(path) = self.path_of(key) else {
             return;
         };
-        match std::fs::remove_file(&path) {
-            Ok(()) => tracing::debug!(key, "deleted local object (detached)"),
+        // Markers are small and never rewritten (they are created with `WriteMode::Create`),
+        // so equal content means the marker is the caller's.
+        let limit = expected.len() as u64 + 1;
+        let mut content = Vec::new();
+        let read = std::fs::File::open(&path).and_then(|file| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), &mut content)
+        });
+        match read {
+            Ok(_) if content == expected => match std::fs::remove_file(&path) {
+                Ok(()) => tracing::debug!(key, "deleted local object (detached)"),
+                Err(error) if is_missing(&error) => {}
+                Err(error) => tracing::warn!(path = %path.display(), %error, "could not delete"),
+            },
+            Ok(_) => tracing::debug!(key, "not deleted: another run's content"),
             Err(error) if is_missing(&error) => {}
-            Err(error) => tracing::warn!(path = %path.display(), %error, "could not delete"),
+            Err(error) => tracing::warn!(path = %path.display(), %error, "could not read"),
         }
     }
 

@@ -112,8 +112,11 @@ impl Sink for MemorySink {
         Ok(())
     }
 
-    fn delete_detached(&self, key: &str) {
-        self.objects().remove(key);
+    fn delete_detached(&self, key: &str, expected: Bytes) {
+        let mut objects = self.objects();
+        if objects.get(key).is_some_and(|(data, _)| *data == expected) {
+            objects.remove(key);
+        }
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<()> {

@@ -71,12 +71,16 @@ pub trait Sink: Debug + Send + Sync {
     /// Copies `from` to `to` (replacing `to`), atomically as a write is.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
 
-    /// Deletes `key` without being awaited: for `Drop`, where an interrupted run removes the
-    /// small markers it made (a backup's claim on its name). Local and in-memory sinks delete
-    /// at once; S3 starts the request as a clean-up task ([`wait_for_cleanups`](crate::wait_for_cleanups)).
-    /// Failures are logged, never returned: what is left is removed by pruning later. Sinks
-    /// that cannot do this keep the default, which leaves the key for pruning.
-    fn delete_detached(&self, key: &str) {
+    /// Deletes `key` without being awaited, but only if its content is exactly `expected`: for
+    /// `Drop`, where an interrupted run removes the small markers it made (a backup's claim on
+    /// its name), including one whose creation was still in flight when the run was
+    /// interrupted, without touching a marker another run made under the same key. Local and
+    /// in-memory sinks act at once; S3 starts the requests as a clean-up task
+    /// ([`wait_for_cleanups`](crate::wait_for_cleanups)). Failures are logged, never returned:
+    /// what is left is removed by pruning later. Sinks that cannot do this keep the default,
+    /// which leaves the key for pruning.
+    fn delete_detached(&self, key: &str, expected: Bytes) {
+        let _ = expected;
         tracing::debug!(
             key,
             "{} cannot delete from Drop; left for pruning",

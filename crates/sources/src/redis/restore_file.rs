@@ -463,13 +463,15 @@ pub(crate) async fn write_verified(
             source,
         }
     };
-    let mut file = tokio::fs::OpenOptions::new()
+    // Opened on this thread: an open handed to tokio's blocking pool would still create the
+    // file after a cancellation, when the caller's `TempFile` has already been dropped.
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .await
         .map_err(file_err("cannot create"))?;
+    let mut file = tokio::fs::File::from_std(file);
     let (tx, rx) = mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
     let parser = tokio::spawn(RdbSummary::read(ChannelReader::new(rx)));
     let mut bytes = 0u64;

@@ -41,6 +41,7 @@ use aws_sdk_s3::types::{
     CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -474,7 +475,7 @@ impl Sink for S3Sink {
         Ok(())
     }
 
-    fn delete_detached(&self, key: &str) {
+    fn delete_detached(&self, key: &str, expected: Bytes) {
         if validate_key(key).is_err() {
             return;
         }
@@ -488,6 +489,31 @@ impl Sink for S3Sink {
         let inner = Arc::clone(&self.inner);
         let object_key = inner.object_key(key);
         crate::cleanup::spawn(&runtime, async move {
+            // Markers are small and never rewritten (created with `If-None-Match: *`), so
+            // equal content means the marker is this run's.
+            let got = inner
+                .client
+                .get_object()
+                .bucket(&inner.config.bucket)
+                .key(&object_key)
+                .send()
+                .await;
+            let ours = match got {
+                // Only a body of the marker's size is read (a key that someone filled with
+                // something large is not theirs to read into memory).
+                Ok(output) if output.content_length() != i64::try_from(expected.len()).ok() => {
+                    false
+                }
+                Ok(output) => match output.body.collect().await {
+                    Ok(body) => body.into_bytes() == expected,
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            if !ours {
+                tracing::debug!(key = %object_key, "not deleted: absent, unreadable or another run's");
+                return;
+            }
             let result = inner
                 .client
                 .delete_object()
