@@ -623,7 +623,11 @@ async fn one_backup_goes_to_local_disk_and_s3_and_restores_from_either() {
     assert_success(&out, "--list");
     assert!(stdout(&out).contains("local,s3"), "{}", stdout(&out));
 
-    // From S3 explicitly, then from S3 because the local copy is damaged.
+    // From S3 explicitly, then from S3 because the local copy is damaged; each time the
+    // object is downloaded exactly once (verified into a private copy, restored from that).
+    let size = std::fs::metadata(w.object_path(&key)).unwrap().len();
+    let s3_key = format!("prod/{key}");
+    s3.clear_requests();
     let out = run_with_s3(
         &w,
         &s3,
@@ -641,8 +645,10 @@ async fn one_backup_goes_to_local_disk_and_s3_and_restores_from_either() {
     );
     assert_success(&out, "--from s3");
     assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("from_s3").await);
+    assert_eq!(s3.bytes_served("backups", &s3_key), size, "one download");
 
     flip_byte(&w.object_path(&key));
+    s3.clear_requests();
     let out = run_with_s3(
         &w,
         &s3,
@@ -653,7 +659,69 @@ async fn one_backup_goes_to_local_disk_and_s3_and_restores_from_either() {
     );
     assert_success(&out, "fallback to s3");
     assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("trying the next destination"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("fallback").await);
+    assert_eq!(s3.bytes_served("backups", &s3_key), size, "one download");
+
+    // A local copy cut short falls back too, and with no intact copy anywhere nothing is
+    // restored and each destination's problem is named.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(w.object_path(&key))
+        .unwrap();
+    file.set_len(size / 2).unwrap();
+    let out = run_with_s3(
+        &w,
+        &s3,
+        "backups",
+        "restore-database",
+        &["--latest", "--target-db", "fallback2", "--create"],
+        &prefix,
+    );
+    assert_success(&out, "fallback from a truncated local copy");
+    assert_eq!(w.checksums(SOURCE_DB).await, w.checksums("fallback2").await);
+    let mut damaged = s3
+        .client()
+        .get_object()
+        .bucket("backups")
+        .key(&s3_key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .to_vec();
+    damaged[1000] ^= 1;
+    s3.client()
+        .put_object()
+        .bucket("backups")
+        .key(&s3_key)
+        .body(damaged.into())
+        .send()
+        .await
+        .unwrap();
+    let out = run_with_s3(
+        &w,
+        &s3,
+        "backups",
+        "restore-database",
+        &["--latest", "--target-db", "nowhere", "--create"],
+        &prefix,
+    );
+    assert_exit(&out, 2, "no intact copy");
+    let err = stderr(&out);
+    assert!(err.contains("no destination holds a usable copy"), "{err}");
+    assert!(err.contains("local:") && err.contains("s3:"), "{err}");
+    assert!(
+        !w.databases().await.contains(&"nowhere".to_owned()),
+        "nothing created"
+    );
 }
 
 // The in-process S3 server needs a runtime thread of its own while a binary runs.

@@ -167,7 +167,7 @@ pub struct Settings {
 
 /// Where backups are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destinations {
+pub struct DestinationSettings {
     /// Local directory.
     pub local_dir: Option<PathBuf>,
     /// S3 bucket.
@@ -225,8 +225,8 @@ impl Settings {
     }
 
     /// Configured destinations; an error that says what to set when there are none.
-    pub fn destinations(&self) -> Result<Destinations> {
-        let d = Destinations {
+    pub fn destinations(&self) -> Result<DestinationSettings> {
+        let d = DestinationSettings {
             local_dir: self.get("BACKUP_LOCAL_DIR").map(PathBuf::from),
             s3_bucket: self.get("BACKUP_S3_BUCKET").map(str::to_owned),
         };

@@ -95,6 +95,10 @@ pub enum CoreError {
     /// No backup matched a selection.
     #[error("{0}")]
     NoMatch(String),
+    /// The selected backup may not be restored as asked (being written, incomplete, passed
+    /// over), or no destination holds a usable copy; the message says what to do.
+    #[error("{0}")]
+    NotRestorable(String),
     /// The configuration is invalid or incomplete.
     #[error("configuration error: {0}")]
     Config(String),

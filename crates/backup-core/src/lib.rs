@@ -12,19 +12,23 @@
 pub mod catalog;
 mod compression;
 mod config;
+mod destinations;
 mod error;
 mod hashing;
 mod manifest;
 mod naming;
 mod pipeline;
+mod restore;
 pub mod retention;
 mod source;
 
 pub use catalog::{list_backups, BackupEntry, BackupStatus, Selection};
 pub use compression::Compression;
 pub use config::{
-    Destinations, Settings, DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS, SETTINGS,
+    DestinationSettings, Settings, DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS,
+    SETTINGS,
 };
+pub use destinations::{Catalog, Destination, Destinations, Listed, RestoreRules, RECENT_HOURS};
 pub use error::{CoreError, Result};
 pub use hashing::{
     ByteCounter, CountingReader, HashingReader, IntegrityError, ProgressFn, StreamDigest,
@@ -36,8 +40,10 @@ pub use naming::{
     TIMESTAMP_FORMAT,
 };
 pub use pipeline::{
-    open_backup, restore_backup, restore_backup_via, run_backup, run_backup_to_all, stored_intact,
-    BackupOptions, BackupReport, DestinationResult, OpenedBackup, TOOL_NAME,
+    run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult, TOOL_NAME,
+};
+pub use restore::{
+    fetch_backup, open_backup, restore_backup, restore_backup_via, FetchedBackup, OpenedBackup,
 };
 pub use retention::{list_dated, Dated, PruneOutcome, PrunePlan, RetentionPolicy};
 pub use source::{BoxError, ByteStream, RestoreSummary, RestoreTarget, Source, SourceFacts};

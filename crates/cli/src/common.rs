@@ -6,9 +6,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backup_core::{ProgressFn, Settings};
+use backup_core::{
+    Destination, Destinations, FetchedBackup, ProgressFn, RestoreSummary, RestoreTarget, Settings,
+};
 use backup_crypto::{EncryptionKey, Keyring};
-use backup_storage::{LocalSink, S3Config, S3Sink, Sink};
+use backup_storage::{LocalSink, S3Config, S3Sink};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -100,14 +102,6 @@ impl CommonArgs {
     }
 }
 
-/// One configured destination.
-pub struct Destination {
-    /// `local` or `s3`, as `--from` names them.
-    pub name: &'static str,
-    /// The sink.
-    pub sink: Box<dyn Sink>,
-}
-
 /// The configured destinations, local first; exit 3 when none is configured or one is
 /// misconfigured. With `must_exist` (commands that only read: restores, `--list`, prune), a
 /// local directory that does not exist is a configuration error (exit 3: a mistyped path must
@@ -115,9 +109,9 @@ pub struct Destination {
 pub async fn open_destinations(
     settings: &Settings,
     must_exist: bool,
-) -> Result<Vec<Destination>, CliError> {
+) -> Result<Destinations, CliError> {
     let configured = settings.destinations().map_err(CliError::usage)?;
-    let mut destinations = Vec::new();
+    let mut destinations = Destinations::default();
     if let Some(dir) = configured.local_dir {
         let sink = LocalSink::new(&dir).map_err(|e| {
             CliError::usage(anyhow::anyhow!(
@@ -130,17 +124,11 @@ pub async fn open_destinations(
                 dir.display()
             )));
         }
-        destinations.push(Destination {
-            name: "local",
-            sink: Box::new(sink),
-        });
+        destinations.push(Destination::new("local", Box::new(sink)));
     }
     if let Some(config) = S3Config::from_lookup(&settings.lookup()).map_err(CliError::usage)? {
         let sink = S3Sink::new(config).await.map_err(CliError::usage)?;
-        destinations.push(Destination {
-            name: "s3",
-            sink: Box::new(sink),
-        });
+        destinations.push(Destination::new("s3", Box::new(sink)));
     }
     Ok(destinations)
 }
@@ -183,6 +171,24 @@ pub fn restore_spool_dir(settings: &Settings) -> PathBuf {
 /// Loads the current key from the configured key file (exit 3 on any problem).
 pub fn load_key(settings: &Settings) -> Result<EncryptionKey, CliError> {
     EncryptionKey::from_file(&settings.key_file()).map_err(CliError::usage)
+}
+
+/// Restores `fetched` into `target` with a progress bar saying `action` (exit 2 on failure).
+pub async fn restore_into(
+    common: &CommonArgs,
+    fetched: &mut FetchedBackup,
+    keyring: Option<&Keyring>,
+    target: &mut dyn RestoreTarget,
+    action: &str,
+) -> Result<RestoreSummary, CliError> {
+    let progress = common.progress(Some(fetched.entry().size), action);
+    let result = fetched
+        .restore_into(keyring, target, progress.as_ref().map(|(_, f)| f.clone()))
+        .await;
+    if let Some((bar, _)) = progress {
+        bar.finish_and_clear();
+    }
+    result.map_err(CliError::failure)
 }
 
 /// Formats a byte count for people: `1.4 MiB`.

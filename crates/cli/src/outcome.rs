@@ -2,10 +2,11 @@
 //! binaries: progress bar, a log line per destination, the object name (or `--json`) on stdout,
 //! and the exit status (0 everywhere, 1 somewhere, 2 nowhere).
 
-use backup_core::{run_backup_to_all, BackupOptions, BackupReport, DestinationResult, Source};
-use backup_storage::Sink;
+use backup_core::{
+    run_backup_to_all, BackupOptions, BackupReport, DestinationResult, Destinations, Source,
+};
 
-use crate::common::{self, CommonArgs, Destination};
+use crate::common::{self, CommonArgs};
 use crate::exit::{CliError, ExitStatus};
 
 /// Runs `source` once into every destination (one pass), with a progress bar labelled
@@ -13,12 +14,12 @@ use crate::exit::{CliError, ExitStatus};
 /// results.
 pub async fn run_to_all(
     common: &CommonArgs,
-    destinations: &[Destination],
+    destinations: &Destinations,
     source: &mut dyn Source,
     options: &BackupOptions,
     label: &str,
 ) -> Result<Vec<DestinationResult>, CliError> {
-    let sinks: Vec<&dyn Sink> = destinations.iter().map(|d| d.sink.as_ref()).collect();
+    let sinks = destinations.sinks();
     let progress = common.progress(None, label);
     let results = run_backup_to_all(
         source,
@@ -34,10 +35,10 @@ pub async fn run_to_all(
 }
 
 /// The destinations' descriptions, joined for a log line.
-pub fn describe(destinations: &[Destination]) -> String {
+pub fn describe(destinations: &Destinations) -> String {
     destinations
         .iter()
-        .map(|d| d.sink.describe())
+        .map(|d| d.sink().describe())
         .collect::<Vec<_>>()
         .join(" and ")
 }
@@ -52,7 +53,7 @@ pub fn committed(results: &[DestinationResult]) -> Option<&BackupReport> {
 /// plus `more_failures` (later steps that failed on a destination, e.g. the `redis/latest/`
 /// copy) to the exit status. `raw` names the raw stream in log lines (`dump`, `RDB`).
 pub fn report(
-    destinations: &[Destination],
+    destinations: &Destinations,
     results: &[DestinationResult],
     raw: &str,
     json: bool,
@@ -78,7 +79,8 @@ pub fn report(
                 tracing::error!("backup failed on {}: {e}", outcome.destination);
                 failures.push(format!(
                     "{} ({}): {e}",
-                    destination.name, outcome.destination
+                    destination.name(),
+                    outcome.destination
                 ));
             }
         }
@@ -90,7 +92,7 @@ pub fn report(
             .zip(results)
             .map(|(d, r)| {
                 serde_json::json!({
-                    "destination": d.name,
+                    "destination": d.name(),
                     "description": r.destination,
                     "ok": r.result.is_ok(),
                     "error": r.result.as_ref().err().map(|e| e.to_string()),

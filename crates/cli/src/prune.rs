@@ -357,8 +357,8 @@ pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
     let destinations = common::open_destinations(&settings, true).await?;
     let now = Utc::now();
     let mut reports = Vec::new();
-    for destination in &destinations {
-        let sink = destination.sink.as_ref();
+    for destination in destinations.iter() {
+        let sink = destination.sink();
         reports.push(prune_destination(sink, &kinds, &policy, now, args.dry_run).await);
     }
     let status = exit_status(&reports);

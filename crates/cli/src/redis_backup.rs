@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backup_core::catalog::update_latest_copy;
 use backup_core::{BackupKind, BackupOptions};
 use backup_sources::redis::{BackupMethod, RedisConfig, RedisSource};
 use clap::{Parser, ValueEnum};
@@ -209,26 +208,18 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
     let mut failures = Vec::new();
     let mut latest = None;
     if !args.no_latest {
-        for (destination, result) in destinations.iter().zip(&results) {
-            let Ok(report) = &result.result else {
-                continue;
-            };
-            match update_latest_copy(destination.sink.as_ref(), BackupKind::Redis, &report.key)
-                .await
-            {
+        for (name, copy) in destinations
+            .publish_latest(BackupKind::Redis, &results)
+            .await
+        {
+            match copy {
                 Ok(copy) => {
-                    tracing::info!("updated {copy} on {}", result.destination);
+                    tracing::info!("updated {copy} on {name}");
                     latest.get_or_insert(copy);
                 }
                 Err(e) => {
-                    tracing::error!(
-                        "could not update redis/latest/ on {}: {e}",
-                        result.destination
-                    );
-                    failures.push(format!(
-                        "{} ({}): redis/latest/ copy: {e}",
-                        destination.name, result.destination
-                    ));
+                    tracing::error!("could not update redis/latest/ on {name}: {e}");
+                    failures.push(format!("{name}: redis/latest/ copy: {e}"));
                 }
             }
         }

@@ -4,13 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backup_core::{restore_backup_via, BackupEntry, BackupKind, RestoreSummary, RestoreTarget};
-use backup_crypto::Keyring;
+use backup_core::{BackupKind, RestoreSummary};
 use backup_sources::redis::{
     aof_warning, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisClient, RedisConfig,
     RedisFileRestore, RedisOnlineRestore,
 };
-use backup_storage::Sink;
 use clap::{ArgGroup, Parser};
 
 use crate::common::{self, CommonArgs};
@@ -140,13 +138,8 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         resolved.print_list(args.select.json);
         return Ok(ExitStatus::Success);
     }
-    let (sink, entry) = resolved.choose().await?;
-    let spool = common::restore_spool_dir(&settings);
-    let keyring = if entry.name.encrypted {
-        Some(common::load_keyring(&settings)?)
-    } else {
-        common::keyring_if_present(&settings)?
-    };
+    let (mut fetched, keyring) = resolved.fetch(&args.common, &settings).await?;
+    let entry = fetched.entry().clone();
 
     let online_config = if args.online {
         let lookup = settings.lookup();
@@ -162,14 +155,12 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
 
     let (verdict, summary): (String, RestoreSummary) = if args.dry_run {
         let mut check = RdbCheck::default();
-        let summary = run_target(
+        let summary = common::restore_into(
             &args.common,
-            sink,
-            &entry,
+            &mut fetched,
             keyring.as_ref(),
             &mut check,
             "checking",
-            &spool,
         )
         .await?;
         (
@@ -190,14 +181,12 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
                 ..OnlineRestoreOptions::default()
             },
         );
-        run_target(
+        common::restore_into(
             &args.common,
-            sink,
-            &entry,
+            &mut fetched,
             keyring.as_ref(),
             &mut check,
             "checking",
-            &spool,
         )
         .await?;
         tracing::info!("restoring into {endpoint}");
@@ -209,14 +198,12 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
                 ..OnlineRestoreOptions::default()
             },
         );
-        let summary = run_target(
+        let summary = common::restore_into(
             &args.common,
-            sink,
-            &entry,
+            &mut fetched,
             keyring.as_ref(),
             &mut target,
             "restoring",
-            &spool,
         )
         .await?;
         (format!("online restore into {endpoint} complete"), summary)
@@ -234,14 +221,12 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             tracing::warn!("{warning}");
         }
         let mut target = RedisFileRestore::new(options);
-        let summary = run_target(
+        let summary = common::restore_into(
             &args.common,
-            sink,
-            &entry,
+            &mut fetched,
             keyring.as_ref(),
             &mut target,
             "restoring",
-            &spool,
         )
         .await?;
         let place = match (&args.rdb_path, &args.docker_container) {
@@ -261,31 +246,6 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         println!("  {note}");
     }
     Ok(ExitStatus::Success)
-}
-
-async fn run_target(
-    common: &CommonArgs,
-    sink: &dyn Sink,
-    entry: &BackupEntry,
-    keyring: Option<&Keyring>,
-    target: &mut dyn RestoreTarget,
-    action: &str,
-    spool: &std::path::Path,
-) -> Result<RestoreSummary, CliError> {
-    let progress = common.progress(Some(entry.size), action);
-    let result = restore_backup_via(
-        sink,
-        entry,
-        keyring,
-        target,
-        progress.as_ref().map(|(_, f)| f.clone()),
-        spool,
-    )
-    .await;
-    if let Some((bar, _)) = progress {
-        bar.finish_and_clear();
-    }
-    result.map_err(CliError::failure)
 }
 
 /// The AOF warning for a file-mode restore, if any: files in the target directory, and

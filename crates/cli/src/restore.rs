@@ -2,10 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::{restore_backup_via, BackupEntry, BackupKind, RestoreTarget};
-use backup_crypto::Keyring;
+use backup_core::{BackupKind, RestoreTarget};
 use backup_sources::postgres::{PgConnection, PgDumpCheck, PostgresRestore, RestoreOptions};
-use backup_storage::Sink;
 use clap::{ArgGroup, Parser};
 
 use crate::common::{self, CommonArgs};
@@ -97,13 +95,7 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
         resolved.print_list(args.select.json);
         return Ok(ExitStatus::Success);
     }
-    let (sink, entry) = resolved.choose().await?;
-    let entry = &entry;
-    let keyring = if entry.name.encrypted {
-        Some(common::load_keyring(&settings)?)
-    } else {
-        common::keyring_if_present(&settings)?
-    };
+    let (mut fetched, keyring) = resolved.fetch(&args.common, &settings).await?;
 
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
         Box::new(PgDumpCheck::new())
@@ -128,45 +120,20 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
             },
         ))
     };
-    let spool = common::restore_spool_dir(&settings);
-    restore_selected(
-        &args,
-        sink,
-        entry,
-        keyring.as_ref(),
-        target.as_mut(),
-        &spool,
-    )
-    .await
-}
-
-async fn restore_selected(
-    args: &RestoreDatabaseArgs,
-    sink: &dyn Sink,
-    entry: &BackupEntry,
-    keyring: Option<&Keyring>,
-    target: &mut dyn RestoreTarget,
-    spool: &std::path::Path,
-) -> Result<ExitStatus, CliError> {
     let action = if args.dry_run {
         "checking"
     } else {
         "restoring"
     };
-    let progress = args.common.progress(Some(entry.size), action);
-    let result = restore_backup_via(
-        sink,
-        entry,
-        keyring,
-        target,
-        progress.as_ref().map(|(_, f)| f.clone()),
-        spool,
+    let summary = common::restore_into(
+        &args.common,
+        &mut fetched,
+        keyring.as_ref(),
+        target.as_mut(),
+        action,
     )
-    .await;
-    if let Some((bar, _)) = progress {
-        bar.finish_and_clear();
-    }
-    let summary = result.map_err(CliError::failure)?;
+    .await?;
+    let entry = fetched.entry();
     let verdict = if args.dry_run {
         format!(
             "dry run OK: {} and complete",

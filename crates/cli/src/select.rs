@@ -4,15 +4,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use backup_core::Settings;
 use backup_core::{
-    catalog, list_backups, stored_intact, BackupEntry, BackupKind, BackupStatus, Selection,
+    catalog, BackupKind, BackupStatus, Catalog, Destination, Destinations, FetchedBackup, Listed,
+    RestoreRules, Selection, Settings,
 };
-use backup_storage::{LocalSink, Sink};
+use backup_crypto::Keyring;
+use backup_storage::LocalSink;
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
 
-use crate::common;
+use crate::common::{self, CommonArgs};
 use crate::exit::CliError;
 
 /// Which backup, from where. Each command puts `--list`, `--latest`, `--date` and `--file` in a
@@ -108,44 +109,17 @@ impl SelectionArgs {
     }
 }
 
-/// A backup and the destinations (indexes) that hold it.
-pub struct Listed {
-    /// The backup (as the first destination holding it describes it).
-    pub entry: BackupEntry,
-    /// Indexes into [`Resolved::destinations`].
-    pub holders: Vec<usize>,
-}
-
-impl Listed {
-    fn new(entry: BackupEntry, holder: usize) -> Self {
-        Self {
-            entry,
-            holders: vec![holder],
-        }
-    }
-}
-
 /// The destinations to read, what they hold, and what was asked for.
 pub struct Resolved {
-    /// The kind of backup.
-    pub kind: BackupKind,
     /// Destinations (local first), or the directory of a `--file PATH`.
-    pub destinations: Vec<common::Destination>,
+    pub destinations: Destinations,
     /// Every backup of the kind, merged across destinations, oldest first.
-    pub listed: Vec<Listed>,
+    pub catalog: Catalog,
     /// The selection.
     pub selection: Selection,
-    /// Whether `--latest`/`--date` may choose legacy backups.
-    pub allow_legacy: bool,
-    /// Whether an `incomplete` backup named by `--file` may be restored.
-    pub allow_unverified: bool,
-    /// Whether `--latest` may pass over a damaged backup of the last 26 hours.
-    pub allow_older: bool,
+    /// What may be chosen besides complete backups.
+    pub rules: RestoreRules,
 }
-
-/// How recent a damaged or incomplete backup must be for `--latest` to refuse, without
-/// `--allow-older`, to restore an older one instead: a nightly job's last run.
-const RECENT_HOURS: i64 = 26;
 
 /// Opens the destinations and lists the backups of `kind` whose names start with `prefix`
 /// (objects of other names, whoever put them there, are not offered) according to `args`.
@@ -156,6 +130,11 @@ pub async fn resolve(
     args: &SelectionArgs,
     settings: &Settings,
 ) -> Result<Resolved, CliError> {
+    let mut rules = RestoreRules {
+        allow_legacy: false,
+        allow_unverified: args.allow_unverified,
+        allow_older: args.allow_older,
+    };
     let file_path = args.file.as_deref().map(Path::new).filter(|p| p.is_file());
     if let Some(path) = file_path {
         let dir = path
@@ -171,19 +150,19 @@ pub async fn resolve(
             .await
             .map_err(CliError::failure)?;
         return Ok(Resolved {
-            kind,
-            destinations: vec![common::Destination {
-                name: "file",
-                sink: Box::new(sink),
-            }],
-            listed: vec![Listed::new(entry, 0)],
+            destinations: Destinations::new(vec![Destination::new("file", Box::new(sink))]),
+            catalog: Catalog {
+                kind,
+                listed: vec![Listed {
+                    entry,
+                    holders: vec![0],
+                }],
+            },
             selection: Selection::Name(name),
-            allow_legacy: false,
-            allow_unverified: args.allow_unverified,
-            allow_older: args.allow_older,
+            rules,
         });
     }
-    let allow_legacy = settings
+    rules.allow_legacy = settings
         .flag("BACKUP_ALLOW_LEGACY", false)
         .map_err(CliError::usage)?;
     let selection = match (&args.file, args.date) {
@@ -193,8 +172,7 @@ pub async fn resolve(
     };
     let mut destinations = common::open_destinations(settings, true).await?;
     if let Some(from) = args.from {
-        destinations.retain(|d| d.name == from.name());
-        if destinations.is_empty() {
+        if !destinations.keep_only(from.name()) {
             return Err(CliError::usage(anyhow::anyhow!(
                 "--from {} but that destination is not configured (set {})",
                 from.name(),
@@ -202,170 +180,59 @@ pub async fn resolve(
             )));
         }
     }
-    let mut listed = list_everywhere(kind, &destinations).await?;
-    listed.retain(|l| l.entry.name.prefix == prefix);
+    let catalog = destinations
+        .catalog(kind, prefix)
+        .await
+        .map_err(CliError::failure)?;
     Ok(Resolved {
-        kind,
         destinations,
-        listed,
+        catalog,
         selection,
-        allow_legacy,
-        allow_unverified: args.allow_unverified,
-        allow_older: args.allow_older,
+        rules,
     })
 }
 
 impl Resolved {
-    /// The selected backup and the destination to read it from: the first holder (local before
-    /// S3) whose copy is intact, so a damaged or missing local copy falls back to S3. The entry
-    /// is re-read from the chosen destination (its manifest is that destination's).
-    pub async fn choose(&self) -> Result<(&dyn Sink, BackupEntry), CliError> {
-        let entries: Vec<BackupEntry> = self.listed.iter().map(|l| l.entry.clone()).collect();
-        let selected = catalog::select(&entries, &self.selection, self.allow_legacy)
+    /// Chooses the backup by the selection and the rules, loads the keys it needs, and reads
+    /// it once into a private verified copy: from the first destination holding it (local
+    /// before S3), or the next when that copy is missing, damaged or forged.
+    pub async fn fetch(
+        &self,
+        common: &CommonArgs,
+        settings: &Settings,
+    ) -> Result<(FetchedBackup, Option<Keyring>), CliError> {
+        let chosen = self
+            .catalog
+            .choose(&self.selection, &self.rules)
             .map_err(CliError::failure)?;
-        self.may_restore(selected)?;
-        if self.selection == Selection::Latest {
-            self.passing_over(&entries, selected)?;
+        let keyring = if chosen.entry.name.encrypted {
+            Some(common::load_keyring(settings)?)
+        } else {
+            common::keyring_if_present(settings)?
+        };
+        let spool = common::restore_spool_dir(settings);
+        let progress = common.progress(Some(chosen.entry.size), "reading");
+        let fetched = self
+            .destinations
+            .fetch(
+                &self.catalog,
+                chosen,
+                keyring.as_ref(),
+                &spool,
+                progress.as_ref().map(|(_, f)| f.clone()),
+            )
+            .await;
+        if let Some((bar, _)) = progress {
+            bar.finish_and_clear();
         }
-        let holders = self
-            .listed
-            .iter()
-            .find(|l| l.entry.key == selected.key)
-            .map(|l| l.holders.clone())
-            .unwrap_or_default();
-        let mut last_problem = None;
-        for (n, &i) in holders.iter().enumerate() {
-            let sink = self.destinations[i].sink.as_ref();
-            let entry = catalog::entry_for_key(sink, self.kind, &selected.key)
-                .await
-                .map_err(CliError::failure)?;
-            // With no other copy to fall back to, the restore's own checks say what is wrong.
-            if n + 1 == holders.len() {
-                return Ok(self.log_choice(sink, entry));
-            }
-            match stored_intact(sink, &entry).await {
-                Ok(true) => return Ok(self.log_choice(sink, entry)),
-                Ok(false) => {
-                    tracing::warn!(
-                        "the copy of {} on {} is damaged; trying the next destination",
-                        entry.key,
-                        sink.describe()
-                    );
-                    last_problem = Some(format!("damaged on {}", sink.describe()));
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot read {} on {}: {e}; trying the next destination",
-                        entry.key,
-                        sink.describe()
-                    );
-                    last_problem = Some(e.to_string());
-                }
-            }
-        }
-        Err(CliError::failure(anyhow::anyhow!(
-            "no destination holds an intact copy of {}{}",
-            selected.key,
-            last_problem.map(|p| format!(" ({p})")).unwrap_or_default()
-        )))
-    }
-
-    /// Warns about each newer backup `--latest` passed over, and refuses to go on when one of
-    /// them is recent, unless `--allow-older`.
-    fn passing_over(
-        &self,
-        entries: &[BackupEntry],
-        selected: &BackupEntry,
-    ) -> Result<(), CliError> {
-        let skipped = catalog::passed_over(entries, selected);
-        for e in &skipped {
-            let detail = match &e.status {
-                BackupStatus::Damaged(d) => format!("damaged: {d}"),
-                other => other.to_string(),
-            };
-            tracing::warn!(
-                "--latest passed over the newer backup {} ({}): {detail}",
-                e.key,
-                e.timestamp().format("%Y-%m-%d %H:%M:%S UTC")
-            );
-        }
-        let recent = chrono::Utc::now() - chrono::TimeDelta::hours(RECENT_HOURS);
-        match skipped.iter().find(|e| e.timestamp() > recent) {
-            Some(newest) if !self.allow_older => Err(CliError::failure(anyhow::anyhow!(
-                "the newest backup {} ({}) cannot be restored ({}), and the newest intact one, \
-                 {}, is older; look at what went wrong with the newest, or restore the older \
-                 one with --allow-older",
-                newest.key,
-                newest.timestamp().format("%Y-%m-%d %H:%M:%S UTC"),
-                newest.status,
-                selected.key
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Refuses what may not be restored as selected, and warns about what cannot be
-    /// authenticated.
-    fn may_restore(&self, entry: &BackupEntry) -> Result<(), CliError> {
-        match entry.status {
-            BackupStatus::InProgress => Err(CliError::failure(anyhow::anyhow!(
-                "{} is still being written by another run (its claim {} is there and its \
-                 manifest is not); wait for that run, or choose another backup",
-                entry.key,
-                backup_core::claim_key_for(&entry.key)
-            ))),
-            BackupStatus::Incomplete if !self.allow_unverified => {
-                Err(CliError::failure(anyhow::anyhow!(
-                    "{} is incomplete: it has no manifest but is newer than backups that have \
-                     one, so it was made by this tool and lost its commit marker (a crash, a \
-                     failed or deleted manifest). Its integrity and origin cannot be checked. \
-                     Restore a complete backup instead, or, if you must, this one by name \
-                     with --file {} --allow-unverified",
-                    entry.key,
-                    entry.file_name()
-                )))
-            }
-            BackupStatus::Incomplete | BackupStatus::Legacy => {
-                tracing::warn!(
-                    "{} has no manifest ({}): it cannot be authenticated; only its encryption \
-                     padding, compression checksum and the dump's own end marker are checked \
-                     as it streams",
-                    entry.key,
-                    entry.status
-                );
-                Ok(())
-            }
-            BackupStatus::Complete | BackupStatus::Damaged(_) => Ok(()),
-        }
-    }
-
-    fn log_choice<'a>(
-        &self,
-        sink: &'a dyn Sink,
-        entry: BackupEntry,
-    ) -> (&'a dyn Sink, BackupEntry) {
-        tracing::info!(
-            "selected {} ({}, {}, {}) from {}",
-            entry.key,
-            entry.timestamp().format("%Y-%m-%d %H:%M:%S UTC"),
-            common::human_bytes(entry.size),
-            entry.status,
-            sink.describe()
-        );
-        (sink, entry)
+        Ok((fetched.map_err(CliError::failure)?, keyring))
     }
 
     /// Prints the listing as a table or JSON.
     pub fn print_list(&self, json: bool) {
-        let locations = |l: &Listed| -> Vec<&'static str> {
-            l.holders
-                .iter()
-                .map(|&i| self.destinations[i].name)
-                .collect()
-        };
+        let listed = &self.catalog.listed;
         if json {
-            let rows: Vec<serde_json::Value> = self
-                .listed
+            let rows: Vec<serde_json::Value> = listed
                 .iter()
                 .map(|l| {
                     let e = &l.entry;
@@ -379,27 +246,31 @@ impl Resolved {
                         "key_id": e.key_id(),
                         "compression": e.name.compression.name(),
                         "encrypted": e.name.encrypted,
-                        "locations": locations(l),
+                        "locations": self.destinations.holder_names(l),
                     })
                 })
                 .collect();
             println!("{}", serde_json::Value::Array(rows));
             return;
         }
-        if self.listed.is_empty() {
+        if listed.is_empty() {
             let places: Vec<String> = self
                 .destinations
                 .iter()
-                .map(|d| d.sink.describe())
+                .map(|d| d.sink().describe())
                 .collect();
-            println!("no {} backups in {}", self.kind, places.join(" or "));
+            println!(
+                "no {} backups in {}",
+                self.catalog.kind,
+                places.join(" or ")
+            );
             return;
         }
         println!(
             "{:<48}  {:<19}  {:>10}  {:<8}  {:<16}  LOCATION",
             "NAME", "TIME (UTC)", "SIZE", "STATUS", "KEY ID"
         );
-        for l in &self.listed {
+        for l in listed {
             let e = &l.entry;
             println!(
                 "{:<48}  {:<19}  {:>10}  {:<8}  {:<16}  {}",
@@ -408,7 +279,7 @@ impl Resolved {
                 common::human_bytes(e.size),
                 e.status,
                 e.key_id().unwrap_or("-"),
-                locations(l).join(",")
+                self.destinations.holder_names(l).join(",")
             );
         }
     }
@@ -445,33 +316,6 @@ pub fn status_note(status: &BackupStatus) -> &'static str {
         BackupStatus::Incomplete => ", incomplete backup without manifest",
         _ => "",
     }
-}
-
-/// Lists every destination and merges by object key (the first destination's entry, i.e. the
-/// local one, describes a backup held by several), oldest first.
-async fn list_everywhere(
-    kind: BackupKind,
-    destinations: &[common::Destination],
-) -> Result<Vec<Listed>, CliError> {
-    let mut merged: Vec<Listed> = Vec::new();
-    for (i, d) in destinations.iter().enumerate() {
-        let entries = list_backups(d.sink.as_ref(), kind)
-            .await
-            .map_err(CliError::failure)?;
-        for entry in entries {
-            match merged.iter_mut().find(|l| l.entry.key == entry.key) {
-                Some(listed) => listed.holders.push(i),
-                None => merged.push(Listed::new(entry, i)),
-            }
-        }
-    }
-    merged.sort_by(|a, b| {
-        a.entry
-            .timestamp()
-            .cmp(&b.entry.timestamp())
-            .then_with(|| a.entry.key.cmp(&b.entry.key))
-    });
-    Ok(merged)
 }
 
 #[cfg(test)]

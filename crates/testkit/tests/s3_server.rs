@@ -264,6 +264,11 @@ async fn get_object_bodies_can_be_cut() {
     let gets = server.requests_of("GetObject");
     assert_eq!(gets[0].fault, Some("body cut"));
     assert_eq!(gets[1].fault, None);
+    // What was sent: the cut body and the whole one.
+    assert_eq!(server.bytes_served("bkt", "k"), 1000 + data.len() as u64);
+    assert_eq!(server.bytes_served("bkt", "other"), 0);
+    server.clear_requests();
+    assert_eq!(server.bytes_served("bkt", "k"), 0);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -112,6 +113,8 @@ struct State {
     faults: Mutex<Faults>,
     /// Operation -> (requests being handled now, most ever handled at once).
     in_flight: Mutex<BTreeMap<&'static str, (usize, usize)>>,
+    /// `bucket/key` -> body bytes sent in `GetObject` responses.
+    served: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
 }
 
 impl State {
@@ -121,6 +124,10 @@ impl State {
 
     fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn served(&self) -> MutexGuard<'_, BTreeMap<String, Arc<AtomicU64>>> {
+        self.served.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn in_flight(&self) -> MutexGuard<'_, BTreeMap<&'static str, (usize, usize)>> {
@@ -324,10 +331,20 @@ impl S3Server {
             .collect()
     }
 
+    /// How many body bytes `GetObject` responses for `key` in `bucket` have sent so far (or
+    /// since [`clear_requests`](Self::clear_requests)): how often an object was downloaded.
+    pub fn bytes_served(&self, bucket: &str, key: &str) -> u64 {
+        self.state
+            .served()
+            .get(&format!("{bucket}/{key}"))
+            .map_or(0, |count| count.load(Ordering::SeqCst))
+    }
+
     /// Forgets the requests received so far (and the counts of
-    /// [`max_in_flight`](Self::max_in_flight)).
+    /// [`max_in_flight`](Self::max_in_flight) and [`bytes_served`](Self::bytes_served)).
     pub fn clear_requests(&self) {
         self.state.log().clear();
+        self.state.served().clear();
         self.state.in_flight().retain(|_, (now, max)| {
             *max = *now;
             *now > 0
@@ -423,6 +440,11 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<s3s::Body>, s3s::HttpError> {
     let operation = classify(&request);
+    let served_path = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
     let mut record = S3RequestRecord {
         operation,
         method: request.method().as_str().to_owned(),
@@ -499,7 +521,7 @@ async fn handle(
     if let Some(record) = state.log().get_mut(index) {
         record.status = Some(response.status().as_u16());
     }
-    Ok(match cut {
+    let response = match cut {
         Some(bytes) if response.status().is_success() => response.map(|body| {
             s3s::Body::http_body(CutBody {
                 inner: body,
@@ -508,7 +530,47 @@ async fn handle(
             })
         }),
         _ => response,
+    };
+    Ok(if operation == "GetObject" && response.status().is_success() {
+        let key = percent_decode(&served_path);
+        let counter = Arc::clone(state.served().entry(key).or_default());
+        response.map(|body| s3s::Body::http_body(CountingBody { inner: body, counter }))
+    } else {
+        response
     })
+}
+
+/// A response body that adds the bytes it sends to `counter`.
+struct CountingBody {
+    inner: s3s::Body,
+    counter: Arc<AtomicU64>,
+}
+
+impl http_body::Body for CountingBody {
+    type Data = Bytes;
+    type Error = s3s::StdError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.counter.fetch_add(data.len() as u64, Ordering::SeqCst);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn internal_error() -> Response<s3s::Body> {
