@@ -18,6 +18,7 @@ mod hashing;
 mod manifest;
 mod naming;
 mod pipeline;
+pub mod prune;
 mod restore;
 pub mod retention;
 mod source;

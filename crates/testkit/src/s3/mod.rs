@@ -440,11 +440,7 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<s3s::Body>, s3s::HttpError> {
     let operation = classify(&request);
-    let served_path = request
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .to_owned();
+    let served_path = request.uri().path().trim_start_matches('/').to_owned();
     let mut record = S3RequestRecord {
         operation,
         method: request.method().as_str().to_owned(),
@@ -531,13 +527,20 @@ async fn handle(
         }),
         _ => response,
     };
-    Ok(if operation == "GetObject" && response.status().is_success() {
-        let key = percent_decode(&served_path);
-        let counter = Arc::clone(state.served().entry(key).or_default());
-        response.map(|body| s3s::Body::http_body(CountingBody { inner: body, counter }))
-    } else {
-        response
-    })
+    Ok(
+        if operation == "GetObject" && response.status().is_success() {
+            let key = percent_decode(&served_path);
+            let counter = Arc::clone(state.served().entry(key).or_default());
+            response.map(|body| {
+                s3s::Body::http_body(CountingBody {
+                    inner: body,
+                    counter,
+                })
+            })
+        } else {
+            response
+        },
+    )
 }
 
 /// A response body that adds the bytes it sends to `counter`.
