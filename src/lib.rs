@@ -1,16 +1,22 @@
-//! Encrypted, verified backups of PostgreSQL (and, in coming releases, Redis, configuration
-//! files and logs) to local disk and S3-compatible storage.
+//! Encrypted, verified backups of PostgreSQL and Redis to local disk and S3-compatible
+//! storage, and restores that verify before they commit.
 //!
 //! This facade re-exports the workspace's library crates so that a service can embed the whole
 //! tool with one dependency:
 //!
-//! - [`core`]: the pipeline ([`core::run_backup`], [`core::restore_backup`]), the `Source` and
-//!   `RestoreTarget` traits, manifests, the catalog and configuration;
-//! - [`crypto`]: openssl-compatible AES-256-CBC + PBKDF2 streams, key files, key ids;
-//! - [`storage`]: the `Sink` trait with local-disk and in-memory sinks;
-//! - [`sources`]: PostgreSQL backup (`pg_dump`) and restore (`psql`, one transaction).
+//! - [`core`]: the pipeline ([`core::run_backup`], [`core::run_backup_to_all`]), restores
+//!   ([`core::fetch_backup`], [`core::restore_backup`]), the `Source` and `RestoreTarget`
+//!   traits, manifests, the catalog, [`core::Destinations`] (listing, choosing and reading
+//!   across several destinations), retention and pruning ([`core::prune`]), configuration;
+//! - [`crypto`]: openssl-compatible AES-256-CBC + PBKDF2 streams, key files, keyrings, key ids;
+//! - [`storage`]: the `Sink` trait with local-disk, S3 (and S3-compatible) and in-memory sinks;
+//! - [`sources`]: sources and targets for PostgreSQL (`pg_dump`; restore by `psql` or
+//!   `pg_restore` in one transaction) and Redis (the RDB snapshot by replication or BGSAVE;
+//!   restore into a data file or a running server).
 //!
-//! See `examples/quickstart.rs` for a complete backup, listing, dry run and restore.
+//! `examples/embed_backup.rs` and `examples/embed_restore.rs` are a backup and a restore in a
+//! few lines each; `examples/quickstart.rs` walks through backup, listing, dry run and
+//! restore for PostgreSQL and Redis.
 
 pub use backup_core as core;
 pub use backup_crypto as crypto;

@@ -567,6 +567,45 @@ async fn sigterm_during_a_backup_stops_it_and_leaves_nothing_behind() {
     assert!(w.files().is_empty(), "left behind: {:?}", w.files());
 }
 
+#[tokio::test]
+async fn the_embedding_examples_back_up_and_restore_without_the_testkit() {
+    let w = World::new(1).await;
+    let run = |name: &str, args: &[&str]| {
+        let exe = std::env::current_exe().unwrap();
+        let path = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples")
+            .join(name);
+        assert!(
+            path.is_file(),
+            "{} is not built: run `cargo build --workspace --examples` (scripts/test.sh does)",
+            path.display()
+        );
+        let mut cmd = std::process::Command::new(path);
+        cmd.env_clear()
+            .envs(w.env())
+            .env("PATH", std::env::var("PATH").unwrap());
+        cmd.args(args).output().unwrap()
+    };
+    let out = run("embed_backup", &[]);
+    assert_success(&out, "examples/embed_backup.rs");
+    let key = stdout(&out).trim().to_owned();
+    assert!(w.object_path(&key).is_file(), "{key}");
+    assert!(w.object_path(&format!("{key}.manifest.json")).is_file());
+    // The binaries see the example's backup as complete.
+    let out = w.run("restore-database", &["--list"], &[]);
+    assert!(stdout(&out).contains("complete"), "{}", stdout(&out));
+    let out = run("embed_restore", &["from_example"]);
+    assert_success(&out, "examples/embed_restore.rs");
+    assert_eq!(
+        w.checksums(SOURCE_DB).await,
+        w.checksums("from_example").await
+    );
+}
+
 /// Runs `name` with the world's environment plus the S3 server's for `bucket`.
 fn run_with_s3(
     w: &World,

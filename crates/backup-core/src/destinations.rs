@@ -198,6 +198,21 @@ impl Destinations {
             .collect()
     }
 
+    /// The newest complete backup of `kind` named `prefix_...`, read once into a private
+    /// verified copy in `spool_dir`: [`catalog`](Self::catalog), [`Catalog::choose`] with
+    /// [`Selection::Latest`] and the default [`RestoreRules`], then [`fetch`](Self::fetch).
+    pub async fn fetch_latest(
+        &self,
+        kind: BackupKind,
+        prefix: &str,
+        keyring: Option<&Keyring>,
+        spool_dir: &Path,
+    ) -> Result<FetchedBackup> {
+        let catalog = self.catalog(kind, prefix).await?;
+        let chosen = catalog.choose(&Selection::Latest, &RestoreRules::default())?;
+        self.fetch(&catalog, chosen, keyring, spool_dir, None).await
+    }
+
     /// Reads `listed` once, into a private verified copy in `spool_dir` (see
     /// [`fetch_backup`]), from the first destination that holds it; when that copy cannot be
     /// read or fails verification (a missing, truncated, damaged or forged copy), from the

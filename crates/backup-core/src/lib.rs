@@ -3,11 +3,14 @@
 //! Data flows one way: a [`Source`] produces bytes, which are compressed ([`Compression`]),
 //! encrypted (`backup_crypto`), hashed and counted, and written to a
 //! [`Sink`](backup_storage::Sink); a [`Manifest`] written last marks the backup complete
-//! ([`run_backup`]). Restores run the other way: [`open_backup`] checks the manifest's HMAC and
-//! builds a stream that verifies size and SHA-256 before it reports end-of-file, and
-//! [`restore_backup`] hands that stream to a [`RestoreTarget`], which commits only at
-//! end-of-file. The [`catalog`] lists and selects backups; [`retention`] decides which to keep
-//! and prunes the rest; [`Settings`] merges flags, environment and config file.
+//! ([`run_backup`], [`run_backup_to_all`] for several destinations in one pass). Restores run
+//! the other way: [`fetch_backup`] checks the manifest's HMAC and reads the stored object once
+//! into a private copy, verifying its size and SHA-256, and [`FetchedBackup::restore_into`]
+//! hands the decrypted, decompressed stream to a [`RestoreTarget`], which commits only at its
+//! verified end. The [`catalog`] lists and selects backups on one sink; [`Destinations`] does
+//! it across all of them (merged listing, [`RestoreRules`], fallback to the next copy);
+//! [`retention`] decides which to keep and [`prune`] applies it everywhere; [`Settings`]
+//! merges flags, environment and config file.
 
 pub mod catalog;
 mod compression;

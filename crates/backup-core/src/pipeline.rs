@@ -47,6 +47,52 @@ pub struct BackupOptions {
     pub iterations: u32,
 }
 
+impl Default for BackupOptions {
+    /// Prefix `randevubu`, gzip at its default level, unencrypted, unsigned, the default
+    /// PBKDF2 iteration count: add a key with [`encrypted_with`](Self::encrypted_with).
+    fn default() -> Self {
+        Self {
+            name_prefix: crate::DEFAULT_NAME_PREFIX.to_owned(),
+            compression: Compression::gzip(),
+            key: None,
+            signing_key: None,
+            iterations: backup_crypto::DEFAULT_PBKDF2_ITERATIONS,
+        }
+    }
+}
+
+impl BackupOptions {
+    /// Encrypts (and signs the manifest) with `key`.
+    pub fn encrypted_with(mut self, key: EncryptionKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Stores the stream unencrypted, with the manifest signed by `key`.
+    pub fn signed_with(mut self, key: EncryptionKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// Names backups `<prefix>_backup_...`.
+    pub fn with_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = prefix.into();
+        self
+    }
+
+    /// Compresses with `compression`.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Derives the encryption key with `iterations` rounds of PBKDF2.
+    pub fn with_iterations(mut self, iterations: u32) -> Self {
+        self.iterations = iterations;
+        self
+    }
+}
+
 /// A committed backup.
 #[derive(Debug, Clone)]
 pub struct BackupReport {

@@ -45,7 +45,7 @@
 //! leaves a manifest that vouches for a missing or partial object.
 //!
 //! Pruning may run while backups are written: a backup holds a claim on its name from before
-//! its first byte until after its manifest ([`CLAIM_SUFFIX`](crate::CLAIM_SUFFIX)), and an
+//! its first byte until after its manifest ([`CLAIM_SUFFIX`]), and an
 //! object with a claim is never deleted. Claims that a killed run left behind are removed by
 //! [`remove_stale_claims`] after a day.
 
@@ -637,7 +637,7 @@ pub async fn apply(sink: &dyn Sink, plan: &PrunePlan) -> Result<PruneOutcome> {
     Ok(outcome)
 }
 
-/// Removes the claims (see [`CLAIM_SUFFIX`](crate::CLAIM_SUFFIX)) under `prefix` that are
+/// Removes the claims (see [`CLAIM_SUFFIX`]) under `prefix` that are
 /// older than `older_than`: left by runs that were killed. Returns the removed keys. A claim
 /// that is that old belongs to no run in progress (no backup runs for a day).
 pub async fn remove_stale_claims(

@@ -2,8 +2,10 @@
 //!
 //! Each binary's `main` only parses its arguments, calls into this crate (which calls the
 //! library crates) and maps the result to the scripts' exit codes: 0 success, 1 partial
-//! failure, 2 failure, 3 usage, configuration or unexpected error. The logic lives in
-//! [`database`] and [`restore`] so it can be tested without spawning processes.
+//! failure, 2 failure, 3 usage, configuration or unexpected error. Each command module
+//! ([`database`], [`restore`], [`redis_backup`], [`redis_restore`], [`prune`]) turns its
+//! arguments into library objects and calls the library: what a backup, a restore or a prune
+//! does lives in `backup-core` and `backup-sources`, where a service can embed it.
 
 pub mod common;
 pub mod database;

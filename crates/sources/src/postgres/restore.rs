@@ -35,6 +35,22 @@ pub struct RestoreOptions {
     pub terminate_connections: bool,
 }
 
+impl RestoreOptions {
+    /// Into the existing, empty database `target_db`; see the fields for the other modes.
+    pub fn into_database(target_db: impl Into<String>) -> Self {
+        Self {
+            target_db: target_db.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Creates the target database when it does not exist.
+    pub fn creating(mut self) -> Self {
+        self.create = true;
+        self
+    }
+}
+
 /// Restores a `pg_dump` stream (plain SQL or custom archive, recognised by its first bytes)
 /// into a database, all or nothing.
 ///
