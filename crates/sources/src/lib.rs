@@ -11,5 +11,6 @@ pub mod error;
 pub mod postgres;
 mod process;
 pub mod redis;
+mod stream;
 
 pub use error::SourceError;

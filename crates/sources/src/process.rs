@@ -274,9 +274,7 @@ const PIPE_CHUNKS_IN_FLIGHT: usize = 4;
 /// is the difference between keeping up with `pg_dump` and not. A blocking thread reads each
 /// piece with one system call and wakes the consumer once per batch.
 pub(crate) struct PipeStream {
-    chunks: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    pos: usize,
+    chunks: crate::stream::ChannelReader,
 }
 
 impl PipeStream {
@@ -311,7 +309,7 @@ impl PipeStream {
                 chunk.truncate(filled);
                 // A send fails only when the consumer is gone: stop reading, which closes the
                 // pipe and stops the child on its next write.
-                if filled > 0 && tx.blocking_send(Ok(chunk)).is_err() {
+                if filled > 0 && tx.blocking_send(Ok(bytes::Bytes::from(chunk))).is_err() {
                     return;
                 }
                 if at_end {
@@ -319,9 +317,7 @@ impl PipeStream {
                 }
             })?;
         Ok(Self {
-            chunks: rx,
-            current: Vec::new(),
-            pos: 0,
+            chunks: crate::stream::ChannelReader::new(rx),
         })
     }
 }
@@ -332,22 +328,7 @@ impl AsyncRead for PipeStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        if this.pos == this.current.len() {
-            match this.chunks.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.current = chunk;
-                    this.pos = 0;
-                }
-            }
-        }
-        let n = buf.remaining().min(this.current.len() - this.pos);
-        buf.put_slice(&this.current[this.pos..this.pos + n]);
-        this.pos += n;
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.chunks).poll_read(cx, buf)
     }
 }
 

@@ -30,15 +30,13 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
 use backup_rdb::{RdbError, RdbSummary};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::redis::check::summary_notes;
@@ -472,8 +470,8 @@ pub(crate) async fn write_verified(
         .open(path)
         .map_err(file_err("cannot create"))?;
     let mut file = tokio::fs::File::from_std(file);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-    let parser = tokio::spawn(RdbSummary::read(ChannelReader::new(rx)));
+    let (tx, rx) = mpsc::channel::<crate::stream::Chunk>(CHUNKS_IN_FLIGHT);
+    let parser = tokio::spawn(RdbSummary::read(crate::stream::ChannelReader::new(rx)));
     let mut bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let rdb_err = |source| RedisError::Rdb {
@@ -496,7 +494,11 @@ pub(crate) async fn write_verified(
             .await
             .map_err(file_err("cannot write"))?;
         bytes += n as u64;
-        if tx.send(buf[..n].to_vec()).await.is_err() {
+        if tx
+            .send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+            .await
+            .is_err()
+        {
             // The parser stopped early: it found an error.
             drop(tx);
             return Err(match parser.await {
@@ -518,47 +520,6 @@ pub(crate) async fn write_verified(
     file.flush().await.map_err(file_err("cannot write"))?;
     file.sync_all().await.map_err(file_err("cannot fsync"))?;
     Ok((bytes, summary))
-}
-
-/// An `AsyncRead` over the chunks of a channel; end of file when the sender is dropped.
-pub(crate) struct ChannelReader {
-    rx: mpsc::Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: mpsc::Receiver<Vec<u8>>) -> Self {
-        Self {
-            rx,
-            current: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl AsyncRead for ChannelReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        while this.pos >= this.current.len() {
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => {
-                    this.current = chunk;
-                    this.pos = 0;
-                }
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let n = buf.remaining().min(this.current.len() - this.pos);
-        buf.put_slice(&this.current[this.pos..this.pos + n]);
-        this.pos += n;
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// Gives the validated temporary file its owner, group and mode (the previous file's, or 0600

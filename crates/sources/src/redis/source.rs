@@ -17,11 +17,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backup_core::{BackupKind, BoxError, ByteStream, Source, SourceFacts};
 use backup_rdb::{RdbError, RdbSummary};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
+
+use crate::stream::ChannelReader;
 
 use crate::redis::connection::{RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
@@ -477,14 +479,11 @@ fn validate(
     Arc<Shared>,
     JoinHandle<Result<RdbSummary, RdbError>>,
 ) {
-    let (tx, rx) = mpsc::channel::<Bytes>(VALIDATION_CHUNKS);
+    let (tx, rx) = mpsc::channel::<crate::stream::Chunk>(VALIDATION_CHUNKS);
     let shared = Arc::new(Shared::default());
     let task_shared = Arc::clone(&shared);
     let parser = tokio::spawn(async move {
-        let mut reader = ChannelReader {
-            rx,
-            current: Bytes::new(),
-        };
+        let mut reader = ChannelReader::new(rx);
         let result = RdbSummary::read(&mut reader).await;
         if let Err(e) = &result {
             Shared::set(&task_shared.parser_error, e.to_string());
@@ -504,38 +503,10 @@ fn validate(
     (stream, shared, parser)
 }
 
-/// Reads the chunks of a channel as a byte stream; the end of the channel is end of file.
-struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl AsyncRead for ChannelReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            if !self.current.is_empty() {
-                let n = buf.remaining().min(self.current.len());
-                buf.put_slice(&self.current[..n]);
-                self.current.advance(n);
-                return Poll::Ready(Ok(()));
-            }
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => self.current = chunk,
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
 /// The stream handed to the pipeline: passes the bytes through and tees them to the parser.
 struct ValidatingStream {
     inner: ByteStream,
-    sender: PollSender<Bytes>,
+    sender: PollSender<crate::stream::Chunk>,
     /// A chunk already returned to the reader but not yet accepted by the channel.
     unsent: Option<Bytes>,
     shared: Arc<Shared>,
@@ -562,7 +533,7 @@ impl ValidatingStream {
         match self.sender.poll_reserve(cx) {
             Poll::Ready(Ok(())) => {
                 if let Some(chunk) = self.unsent.take() {
-                    if self.sender.send_item(chunk).is_err() {
+                    if self.sender.send_item(Ok(chunk)).is_err() {
                         return Poll::Ready(Err(self.parser_failed()));
                     }
                 }
