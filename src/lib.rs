@@ -8,6 +8,8 @@
 //!   ([`core::fetch_backup`], [`core::restore_backup`]), the `Source` and `RestoreTarget`
 //!   traits, manifests, the catalog, [`core::Destinations`] (listing, choosing and reading
 //!   across several destinations), retention and pruning ([`core::prune`]), configuration;
+//! - [`orchestrate`]: backup jobs ([`orchestrate::back_up`]): a source into every destination
+//!   with its follow-up steps, and the run's outcome, status and JSON report;
 //! - [`crypto`]: openssl-compatible AES-256-CBC + PBKDF2 streams, key files, keyrings, key ids;
 //! - [`storage`]: the `Sink` trait with local-disk, S3 (and S3-compatible) and in-memory sinks;
 //! - [`sources`]: sources and targets for PostgreSQL (`pg_dump`; restore by `psql` or
@@ -20,5 +22,6 @@
 
 pub use backup_core as core;
 pub use backup_crypto as crypto;
+pub use backup_orchestrate as orchestrate;
 pub use backup_sources as sources;
 pub use backup_storage as storage;

@@ -50,4 +50,6 @@ pub use restore::{
     fetch_backup, open_backup, restore_backup, restore_backup_via, FetchedBackup, OpenedBackup,
 };
 pub use retention::{list_dated, Dated, PruneOutcome, PrunePlan, RetentionPolicy};
-pub use source::{BoxError, ByteStream, RestoreSummary, RestoreTarget, Source, SourceFacts};
+pub use source::{
+    BoxError, ByteStream, MemorySource, RestoreSummary, RestoreTarget, Source, SourceFacts,
+};

@@ -72,3 +72,58 @@ pub struct RestoreSummary {
     /// Human-readable lines describing the outcome (database created, renamed aside, ...).
     pub notes: Vec<String>,
 }
+
+/// A [`Source`] of bytes held in memory: for tests of anything that runs sources, and for a
+/// service that backs up a blob it already holds. `finish` reports `source_type` `memory`, or
+/// the failure given to [`failing_with`](Self::failing_with) (as a producer that died after
+/// its stream, e.g. `pg_dump` exiting non-zero).
+#[derive(Debug, Clone)]
+pub struct MemorySource {
+    kind: BackupKind,
+    extension: &'static str,
+    data: bytes::Bytes,
+    failure: Option<String>,
+}
+
+impl MemorySource {
+    /// A source of `data`, stored as a backup of `kind` named `..._backup_TIME.<extension>`.
+    pub fn new(kind: BackupKind, extension: &'static str, data: impl Into<bytes::Bytes>) -> Self {
+        Self {
+            kind,
+            extension,
+            data: data.into(),
+            failure: None,
+        }
+    }
+
+    /// The same source, whose `finish` fails with `message` after the whole stream was read.
+    pub fn failing_with(mut self, message: impl Into<String>) -> Self {
+        self.failure = Some(message.into());
+        self
+    }
+}
+
+#[async_trait]
+impl Source for MemorySource {
+    fn kind(&self) -> BackupKind {
+        self.kind
+    }
+
+    fn extension(&self) -> &'static str {
+        self.extension
+    }
+
+    async fn open(&mut self) -> Result<ByteStream, BoxError> {
+        Ok(Box::new(std::io::Cursor::new(self.data.clone())))
+    }
+
+    async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
+        if let Some(message) = &self.failure {
+            return Err(message.clone().into());
+        }
+        Ok(SourceFacts {
+            source_type: "memory".into(),
+            ..SourceFacts::default()
+        })
+    }
+}

@@ -11,7 +11,7 @@ use backup_core::retention::{self, RetentionPolicy};
 use backup_core::{
     claim_key_for, list_backups, manifest_key_for, restore_backup, run_backup, BackupKind,
     BackupName, BackupOptions, BackupStatus, BoxError, ByteStream, Compression, CoreError,
-    RestoreSummary, RestoreTarget, Source, SourceFacts, MANIFEST_SUFFIX,
+    MemorySource, RestoreSummary, RestoreTarget, MANIFEST_SUFFIX,
 };
 use backup_crypto::{EncryptionKey, Keyring};
 use backup_storage::{
@@ -21,27 +21,10 @@ use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
 use tokio::io::AsyncReadExt;
 
-struct BytesSource(Vec<u8>);
-
-#[async_trait]
-impl Source for BytesSource {
-    fn kind(&self) -> BackupKind {
-        BackupKind::Database
-    }
-    fn extension(&self) -> &'static str {
-        "sql"
-    }
-    async fn open(&mut self) -> Result<ByteStream, BoxError> {
-        Ok(Box::new(io::Cursor::new(self.0.clone())))
-    }
-    async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
-        Ok(SourceFacts {
-            source_type: "test".into(),
-            ..Default::default()
-        })
-    }
+/// A source of fixed bytes.
+fn bytes_source(data: Vec<u8>) -> MemorySource {
+    MemorySource::new(BackupKind::Database, "sql", data)
 }
-
 struct ReadAll;
 
 #[async_trait]
@@ -110,7 +93,7 @@ async fn a_taken_name_makes_the_backup_wait_for_the_next_free_second_and_replace
     let before = sink.list("").await.unwrap();
 
     let report = run_backup(
-        &mut BytesSource(b"SELECT 1;\n".to_vec()),
+        &mut bytes_source(b"SELECT 1;\n".to_vec()),
         &sink,
         &options(),
         None,
@@ -141,7 +124,7 @@ async fn runs_started_together_get_distinct_names_and_all_restore() {
         let sink = Arc::clone(&sink);
         tokio::spawn(async move {
             let data = format!("SELECT {i};\n").into_bytes();
-            run_backup(&mut BytesSource(data), sink.as_ref(), &options(), None)
+            run_backup(&mut bytes_source(data), sink.as_ref(), &options(), None)
                 .await
                 .map(|r| r.key)
         })
@@ -259,7 +242,7 @@ async fn a_destination_that_cannot_answer_head_does_not_make_every_name_taken() 
     };
     let started = Utc::now();
     let report = run_backup(
-        &mut BytesSource(b"SELECT 1;\n".to_vec()),
+        &mut bytes_source(b"SELECT 1;\n".to_vec()),
         &sink,
         &options(),
         None,
@@ -284,7 +267,7 @@ async fn a_prune_between_object_and_manifest_does_not_delete_the_backup() {
     };
     for i in 0..3 {
         let report = run_backup(
-            &mut BytesSource(format!("SELECT {i};\n").into_bytes()),
+            &mut bytes_source(format!("SELECT {i};\n").into_bytes()),
             &sink,
             &options(),
             None,
@@ -308,7 +291,7 @@ async fn a_commit_that_finds_its_name_taken_fails_and_replaces_nothing() {
         hook: Hook::RaceTheCommit,
     };
     let err = run_backup(
-        &mut BytesSource(b"SELECT 1;\n".to_vec()),
+        &mut bytes_source(b"SELECT 1;\n".to_vec()),
         &sink,
         &options(),
         None,

@@ -14,7 +14,7 @@ use backup_core::retention::{self, Action, Reason};
 use backup_core::{
     list_backups, list_dated, restore_backup, run_backup, BackupEntry, BackupKind, BackupName,
     BackupOptions, BackupStatus, BoxError, ByteStream, Compression, Dated, EncryptionInfo,
-    Manifest, RestoreSummary, RestoreTarget, RetentionPolicy, Source, SourceFacts,
+    Manifest, MemorySource, RestoreSummary, RestoreTarget, RetentionPolicy, SourceFacts,
     MANIFEST_FORMAT_VERSION,
 };
 use backup_crypto::{EncryptionKey, Keyring};
@@ -905,27 +905,9 @@ async fn a_failed_manifest_delete_leaves_the_backup_complete_and_the_rest_procee
 }
 
 /// A source of fixed bytes.
-struct BytesSource(Vec<u8>);
-
-#[async_trait]
-impl Source for BytesSource {
-    fn kind(&self) -> BackupKind {
-        BackupKind::Database
-    }
-    fn extension(&self) -> &'static str {
-        "sql"
-    }
-    async fn open(&mut self) -> Result<ByteStream, BoxError> {
-        Ok(Box::new(io::Cursor::new(self.0.clone())))
-    }
-    async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
-        Ok(SourceFacts {
-            source_type: "test".into(),
-            ..Default::default()
-        })
-    }
+fn bytes_source(data: Vec<u8>) -> MemorySource {
+    MemorySource::new(BackupKind::Database, "sql", data)
 }
-
 /// Keeps what it read once the stream ended.
 #[derive(Default)]
 struct Collect(Option<Vec<u8>>);
@@ -951,7 +933,7 @@ async fn an_object_delete_failing_after_its_manifest_leaves_a_restorable_legacy_
     let data =
         b"-- dump\nINSERT INTO t VALUES (1);\n-- PostgreSQL database dump complete\n".repeat(50);
     let report = run_backup(
-        &mut BytesSource(data.clone()),
+        &mut bytes_source(data.clone()),
         &sink,
         &BackupOptions {
             name_prefix: "randevubu".into(),

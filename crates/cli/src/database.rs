@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use backup_core::BackupOptions;
+use backup_orchestrate::BackupJob;
 use backup_sources::postgres::{DumpFormat, PgConnection, PostgresSource};
 use clap::{Parser, ValueEnum};
 
@@ -123,20 +124,10 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
         outcome::describe(&destinations)
     );
     let mut source = PostgresSource::new(connection, format);
-    let results = outcome::run_to_all(
-        &args.common,
-        &destinations,
-        &mut source,
-        &options,
-        "pg_dump",
-    )
-    .await?;
-    outcome::report(
-        &destinations,
-        &results,
-        "dump",
-        args.json,
-        Vec::new(),
-        serde_json::Map::new(),
-    )
+    let job = BackupJob {
+        options,
+        publish_latest: None,
+    };
+    let run = outcome::run_job(&args.common, &destinations, &mut source, &job, "pg_dump").await?;
+    outcome::report(&run, "dump", args.json)
 }

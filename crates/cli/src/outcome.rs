@@ -1,37 +1,35 @@
-//! Running one backup into every destination and reporting the result, shared by the backup
-//! binaries: progress bar, a log line per destination, the object name (or `--json`) on stdout,
-//! and the exit status (0 everywhere, 1 somewhere, 2 nowhere).
+//! Running one backup job and reporting it, shared by the backup binaries: progress bar, a log
+//! line per destination, the object name (or `--json`) on stdout, and the exit status (0
+//! everywhere, 1 somewhere, 2 nowhere). The job itself is `backup_orchestrate::back_up`.
 
-use backup_core::{
-    run_backup_to_all, BackupOptions, BackupReport, DestinationResult, Destinations, Source,
-};
+use backup_core::{Destinations, Source};
+use backup_orchestrate::{back_up, BackupJob, BackupRun, RunStatus};
 
 use crate::common::{self, CommonArgs};
 use crate::exit::{CliError, ExitStatus};
 
-/// Runs `source` once into every destination (one pass), with a progress bar labelled
+/// Runs `job` with `source` into every destination (one pass), with a progress bar labelled
 /// `label`. Fails (exit 2) only when the source failed; per-destination failures are in the
-/// results.
-pub async fn run_to_all(
+/// run.
+pub async fn run_job(
     common: &CommonArgs,
     destinations: &Destinations,
     source: &mut dyn Source,
-    options: &BackupOptions,
+    job: &BackupJob,
     label: &str,
-) -> Result<Vec<DestinationResult>, CliError> {
-    let sinks = destinations.sinks();
+) -> Result<BackupRun, CliError> {
     let progress = common.progress(None, label);
-    let results = run_backup_to_all(
+    let run = back_up(
         source,
-        &sinks,
-        options,
+        destinations,
+        job,
         progress.as_ref().map(|(_, f)| f.clone()),
     )
     .await;
     if let Some((bar, _)) = progress {
         bar.finish_and_clear();
     }
-    results.map_err(CliError::failure)
+    run.map_err(CliError::failure)
 }
 
 /// The destinations' descriptions, joined for a log line.
@@ -43,25 +41,11 @@ pub fn describe(destinations: &Destinations) -> String {
         .join(" and ")
 }
 
-/// The first committed backup, if any.
-pub fn committed(results: &[DestinationResult]) -> Option<&BackupReport> {
-    results.iter().find_map(|r| r.result.as_ref().ok())
-}
-
-/// Logs each destination's outcome, prints the object name (or, with `json`, a document with
-/// the object, its manifest, each destination and the `extra` fields), and maps the results
-/// plus `more_failures` (later steps that failed on a destination, e.g. the `redis/latest/`
-/// copy) to the exit status. `raw` names the raw stream in log lines (`dump`, `RDB`).
-pub fn report(
-    destinations: &Destinations,
-    results: &[DestinationResult],
-    raw: &str,
-    json: bool,
-    mut more_failures: Vec<String>,
-    extra: serde_json::Map<String, serde_json::Value>,
-) -> Result<ExitStatus, CliError> {
-    let mut failures = Vec::new();
-    for (destination, outcome) in destinations.iter().zip(results) {
+/// Logs each destination's outcome, prints the object name (or, with `json`, the run's JSON
+/// document), and maps the run to the exit status. `raw` names the raw stream in log lines
+/// (`dump`, `RDB`).
+pub fn report(run: &BackupRun, raw: &str, json: bool) -> Result<ExitStatus, CliError> {
+    for (_, outcome) in &run.results {
         match &outcome.result {
             Ok(report) => {
                 let m = &report.manifest;
@@ -75,57 +59,23 @@ pub fn report(
                     m.key_id().unwrap_or("-")
                 );
             }
-            Err(e) => {
-                tracing::error!("backup failed on {}: {e}", outcome.destination);
-                failures.push(format!(
-                    "{} ({}): {e}",
-                    destination.name(),
-                    outcome.destination
-                ));
-            }
+            Err(e) => tracing::error!("backup failed on {}: {e}", outcome.destination),
         }
     }
-    let committed = committed(results);
     if json {
-        let per_destination: Vec<serde_json::Value> = destinations
-            .iter()
-            .zip(results)
-            .map(|(d, r)| {
-                serde_json::json!({
-                    "destination": d.name(),
-                    "description": r.destination,
-                    "ok": r.result.is_ok(),
-                    "error": r.result.as_ref().err().map(|e| e.to_string()),
-                })
-            })
-            .collect();
-        let mut doc = serde_json::json!({
-            "object": committed.map(|r| r.key.clone()),
-            "manifest_object": committed.map(|r| r.manifest_key.clone()),
-            "destinations": per_destination,
-            "elapsed_seconds": committed.map(|r| r.elapsed.as_secs_f64()),
-            "manifest": committed.map(|r| &r.manifest),
-        });
-        if let Some(map) = doc.as_object_mut() {
-            map.extend(extra);
-        }
-        println!("{doc:#}");
-    } else if let Some(report) = committed {
+        println!("{:#}", run.to_json());
+    } else if let Some(report) = run.committed() {
         println!("{}", report.key);
     }
-    failures.append(&mut more_failures);
-    match (committed, failures.is_empty()) {
-        (Some(_), true) => Ok(ExitStatus::Success),
-        (Some(_), false) => {
-            eprintln!(
-                "error: backup stored, but not on every destination: {}",
-                failures.join("; ")
-            );
+    let failures = run.failures().join("; ");
+    match run.status() {
+        RunStatus::Success => Ok(ExitStatus::Success),
+        RunStatus::Partial => {
+            eprintln!("error: backup stored, but not on every destination: {failures}");
             Ok(ExitStatus::Partial)
         }
-        (None, _) => Err(CliError::failure(anyhow::anyhow!(
-            "backup failed on every destination: {}",
-            failures.join("; ")
+        RunStatus::Failed => Err(CliError::failure(anyhow::anyhow!(
+            "backup failed on every destination: {failures}"
         ))),
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use backup_core::{BackupKind, BackupOptions};
+use backup_orchestrate::BackupJob;
 use backup_sources::redis::{BackupMethod, RedisConfig, RedisSource};
 use clap::{Parser, ValueEnum};
 
@@ -195,36 +196,11 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
         outcome::describe(&destinations)
     );
     let mut source = RedisSource::new(config, method);
-    let results = outcome::run_to_all(
-        &args.common,
-        &destinations,
-        &mut source,
-        &options,
-        "redis snapshot",
-    )
-    .await?;
-
-    // The copy under redis/latest/, on each destination that committed.
-    let mut failures = Vec::new();
-    let mut latest = None;
-    if !args.no_latest {
-        for (name, copy) in destinations
-            .publish_latest(BackupKind::Redis, &results)
-            .await
-        {
-            match copy {
-                Ok(copy) => {
-                    tracing::info!("updated {copy} on {name}");
-                    latest.get_or_insert(copy);
-                }
-                Err(e) => {
-                    tracing::error!("could not update redis/latest/ on {name}: {e}");
-                    failures.push(format!("{name}: redis/latest/ copy: {e}"));
-                }
-            }
-        }
-    }
-    let mut extra = serde_json::Map::new();
-    extra.insert("latest_object".to_owned(), serde_json::json!(latest));
-    outcome::report(&destinations, &results, "RDB", args.json, failures, extra)
+    let job = BackupJob {
+        options,
+        publish_latest: (!args.no_latest).then_some(BackupKind::Redis),
+    };
+    let label = "redis snapshot";
+    let run = outcome::run_job(&args.common, &destinations, &mut source, &job, label).await?;
+    outcome::report(&run, "RDB", args.json)
 }
