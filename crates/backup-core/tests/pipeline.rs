@@ -9,39 +9,20 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use backup_core::{
     list_backups, open_backup, restore_backup, run_backup, BackupKind, BackupOptions, BackupStatus,
-    BoxError, ByteStream, Compression, CoreError, RestoreSummary, RestoreTarget, Source,
-    SourceFacts,
+    BoxError, ByteStream, Compression, CoreError, MemorySource, RestoreSummary, RestoreTarget,
 };
 use backup_crypto::{EncryptionKey, Keyring};
 use backup_storage::{LocalSink, MemorySink, Sink};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-/// A source that yields fixed bytes, optionally failing in `finish` like a crashed pg_dump.
-struct BytesSource {
-    data: Vec<u8>,
-    fail: bool,
-}
-
-#[async_trait]
-impl Source for BytesSource {
-    fn kind(&self) -> BackupKind {
-        BackupKind::Database
-    }
-    fn extension(&self) -> &'static str {
-        "sql"
-    }
-    async fn open(&mut self) -> Result<ByteStream, BoxError> {
-        Ok(Box::new(io::Cursor::new(self.data.clone())))
-    }
-    async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
-        if self.fail {
-            return Err("pg_dump: error: connection lost".into());
-        }
-        Ok(SourceFacts {
-            source_type: "test".into(),
-            ..Default::default()
-        })
+/// A source of `data`; with `fail`, its producer reports an error after the stream ended.
+fn bytes_source(data: Vec<u8>, fail: bool) -> MemorySource {
+    let source = MemorySource::new(BackupKind::Database, "sql", data);
+    if fail {
+        source.failing_with("pg_dump: error: connection lost")
+    } else {
+        source
     }
 }
 
@@ -107,10 +88,7 @@ async fn backup_round_trips_with_every_compression_encrypted_and_plain() {
     for compression in [Compression::gzip(), Compression::zstd(), Compression::None] {
         for encrypt in [true, false] {
             let sink = MemorySink::new();
-            let mut source = BytesSource {
-                data: data.clone(),
-                fail: false,
-            };
+            let mut source = bytes_source(data.clone(), false);
             // Unencrypted backups are signed with the key all the same.
             let options = BackupOptions {
                 signing_key: Some(key.clone()),
@@ -140,10 +118,7 @@ async fn backup_round_trips_with_every_compression_encrypted_and_plain() {
 async fn failed_source_leaves_no_object_and_no_manifest() {
     let sink = MemorySink::new();
     let key = EncryptionKey::from_passphrase("k").unwrap();
-    let mut source = BytesSource {
-        data: sample_data(10_000),
-        fail: true,
-    };
+    let mut source = bytes_source(sample_data(10_000), true);
     let err = run_backup(
         &mut source,
         &sink,
@@ -158,10 +133,7 @@ async fn failed_source_leaves_no_object_and_no_manifest() {
 
 async fn backed_up(sink: &dyn Sink, key: &EncryptionKey) -> (String, Vec<u8>) {
     let data = sample_data(200_000);
-    let mut source = BytesSource {
-        data: data.clone(),
-        fail: false,
-    };
+    let mut source = bytes_source(data.clone(), false);
     let report = run_backup(
         &mut source,
         sink,
@@ -214,7 +186,7 @@ async fn tampered_truncated_and_wrongly_keyed_backups_are_refused_before_commit(
     rewrite(&sink, &manifest, |b| {
         let text = String::from_utf8(b.clone())
             .unwrap()
-            .replace("\"test\"", "\"evil\"");
+            .replace("\"memory\"", "\"evil\"");
         *b = text.into_bytes();
     })
     .await;
@@ -523,10 +495,7 @@ async fn a_full_destination_is_reported_as_a_write_error_and_leaves_nothing() {
         inner: MemorySink::new(),
         limit: 10_000,
     };
-    let mut source = BytesSource {
-        data: sample_data(2_000_000),
-        fail: false,
-    };
+    let mut source = bytes_source(sample_data(2_000_000), false);
     let err = run_backup(
         &mut source,
         &sink,
@@ -552,10 +521,7 @@ async fn one_pass_writes_every_destination_and_each_commits_on_its_own() {
     };
     let local_dir = tempfile::tempdir().unwrap();
     let local = LocalSink::new(local_dir.path()).unwrap();
-    let mut source = BytesSource {
-        data: data.clone(),
-        fail: false,
-    };
+    let mut source = bytes_source(data.clone(), false);
     let results = backup_core::run_backup_to_all(
         &mut source,
         &[&good, &full, &local],
@@ -594,10 +560,7 @@ async fn when_every_destination_fails_nothing_is_committed_anywhere() {
         inner: MemorySink::new(),
         limit: 70_000,
     };
-    let mut source = BytesSource {
-        data: sample_data(2_000_000),
-        fail: false,
-    };
+    let mut source = bytes_source(sample_data(2_000_000), false);
     let results = backup_core::run_backup_to_all(
         &mut source,
         &[&first, &second],
@@ -691,10 +654,7 @@ async fn a_restore_reads_the_object_once_so_a_change_after_the_check_never_reach
     let inner = MemorySink::new();
     // Unencrypted and uncompressed: the tampered copy is plain chosen text.
     let data = sample_data(300_000);
-    let mut source = BytesSource {
-        data: data.clone(),
-        fail: false,
-    };
+    let mut source = bytes_source(data.clone(), false);
     let options = BackupOptions {
         signing_key: Some(key.clone()),
         ..options(None, Compression::None)
