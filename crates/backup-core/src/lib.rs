@@ -49,6 +49,29 @@ pub use pipeline::{
 pub use restore::{
     fetch_backup, open_backup, restore_backup, restore_backup_via, FetchedBackup, OpenedBackup,
 };
+/// How a run that involves several destinations, kinds or components went as a whole, in the
+/// old scripts' exit codes: a backup job, a prune, the nightly orchestration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Everything succeeded (exit 0).
+    Success,
+    /// Some parts failed, others succeeded (exit 1).
+    Partial,
+    /// Nothing succeeded (exit 2).
+    Failed,
+}
+
+impl RunStatus {
+    /// The old scripts' exit code for it: 0, 1 or 2.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Partial => 1,
+            Self::Failed => 2,
+        }
+    }
+}
+
 pub use retention::{list_dated, Dated, PruneOutcome, PrunePlan, RetentionPolicy};
 pub use source::{
     BoxError, ByteStream, MemorySource, RestoreSummary, RestoreTarget, Source, SourceFacts,

@@ -15,6 +15,7 @@ use crate::naming::BackupKind;
 use crate::retention::{
     self, list_dated, Action, Decision, PruneOutcome, PrunePlan, RetentionPolicy, LEFTOVER_AGE,
 };
+use crate::RunStatus;
 
 /// A set of objects pruned on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -176,28 +177,6 @@ impl DestinationReport {
     }
 }
 
-/// How a prune run went as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PruneResult {
-    /// Every kind and the clean-up succeeded (exit 0).
-    Success,
-    /// Some failed, others succeeded (exit 1).
-    Partial,
-    /// All of them failed (exit 2).
-    Failed,
-}
-
-impl PruneResult {
-    /// The old scripts' exit code for it: 0, 1 or 2.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Success => 0,
-            Self::Partial => 1,
-            Self::Failed => 2,
-        }
-    }
-}
-
 /// Everything a prune run did, on every destination.
 #[derive(Debug)]
 pub struct PruneReport {
@@ -212,20 +191,20 @@ pub struct PruneReport {
 }
 
 impl PruneReport {
-    /// [`PruneResult::Success`] when every kind and the clean-up succeeded everywhere,
-    /// [`PruneResult::Failed`] when all of them failed, [`PruneResult::Partial`] otherwise.
-    pub fn result(&self) -> PruneResult {
+    /// [`RunStatus::Success`] when every kind and the clean-up succeeded everywhere,
+    /// [`RunStatus::Failed`] when all of them failed, [`RunStatus::Partial`] otherwise.
+    pub fn result(&self) -> RunStatus {
         let results: Vec<TaskResult> = self
             .destinations
             .iter()
             .flat_map(DestinationReport::results)
             .collect();
         if results.iter().all(|r| *r == TaskResult::Ok) {
-            PruneResult::Success
+            RunStatus::Success
         } else if results.iter().all(|r| *r == TaskResult::Failed) {
-            PruneResult::Failed
+            RunStatus::Failed
         } else {
-            PruneResult::Partial
+            RunStatus::Partial
         }
     }
 }
@@ -594,25 +573,25 @@ mod tests {
         }
     }
 
-    fn exit_status(destinations: [DestinationReport; 1]) -> PruneResult {
+    fn exit_status(destinations: [DestinationReport; 1]) -> RunStatus {
         report(destinations.into()).result()
     }
 
     #[test]
     fn exit_status_is_0_all_ok_1_partial_2_all_failed() {
         let ok = destination(vec![kind_report(2, 0, false)], false);
-        assert_eq!(exit_status([ok]), PruneResult::Success);
+        assert_eq!(exit_status([ok]), RunStatus::Success);
         let some_failed = destination(vec![kind_report(2, 1, false)], false);
-        assert_eq!(exit_status([some_failed]), PruneResult::Partial);
+        assert_eq!(exit_status([some_failed]), RunStatus::Partial);
         let one_kind_failed = destination(
             vec![kind_report(0, 0, false), kind_report(0, 0, true)],
             false,
         );
-        assert_eq!(exit_status([one_kind_failed]), PruneResult::Partial);
+        assert_eq!(exit_status([one_kind_failed]), RunStatus::Partial);
         let leftovers_failed = destination(vec![kind_report(1, 0, false)], true);
-        assert_eq!(exit_status([leftovers_failed]), PruneResult::Partial);
+        assert_eq!(exit_status([leftovers_failed]), RunStatus::Partial);
         let all_failed = destination(vec![kind_report(0, 3, false)], true);
-        assert_eq!(exit_status([all_failed]), PruneResult::Failed);
+        assert_eq!(exit_status([all_failed]), RunStatus::Failed);
     }
 
     #[tokio::test]

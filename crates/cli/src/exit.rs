@@ -17,6 +17,16 @@ pub enum ExitStatus {
     Usage = 3,
 }
 
+impl From<backup_core::RunStatus> for ExitStatus {
+    fn from(status: backup_core::RunStatus) -> Self {
+        match status {
+            backup_core::RunStatus::Success => Self::Success,
+            backup_core::RunStatus::Partial => Self::Partial,
+            backup_core::RunStatus::Failed => Self::Failure,
+        }
+    }
+}
+
 impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> Self {
         ExitCode::from(status as u8)

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::prune::{PruneKind, PruneResult};
+use backup_core::prune::PruneKind;
 use backup_core::{RetentionPolicy, Settings};
 use chrono::Utc;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -129,11 +129,7 @@ pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
     } else {
         print!("{}", report.text());
     }
-    Ok(match report.result() {
-        PruneResult::Success => ExitStatus::Success,
-        PruneResult::Partial => ExitStatus::Partial,
-        PruneResult::Failed => ExitStatus::Failure,
-    })
+    Ok(report.result().into())
 }
 
 /// `--kind`: one of [`PruneKind::NAMES`], shown in `--help` and in errors.

@@ -2,7 +2,7 @@
 
 use backup_core::{
     run_backup_to_all, BackupKind, BackupOptions, BackupReport, CoreError, DestinationResult,
-    Destinations, ProgressFn, Source,
+    Destinations, ProgressFn, RunStatus, Source,
 };
 
 /// What to run besides the backup itself.
@@ -13,28 +13,6 @@ pub struct BackupJob {
     /// Copy the committed backup to `<kind>/latest/` on each destination where it committed,
     /// replacing the previous copy (as `backup-redis.sh` kept `redis/latest/`).
     pub publish_latest: Option<BackupKind>,
-}
-
-/// How a run went as a whole, in the old scripts' terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    /// Committed on every destination and every follow-up step succeeded (exit 0).
-    Success,
-    /// Committed somewhere, but a destination or a follow-up step failed (exit 1).
-    Partial,
-    /// Committed nowhere (exit 2).
-    Failed,
-}
-
-impl RunStatus {
-    /// The old scripts' exit code for it.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Success => 0,
-            Self::Partial => 1,
-            Self::Failed => 2,
-        }
-    }
 }
 
 /// What became of one job.
@@ -107,7 +85,8 @@ impl BackupRun {
         failed.chain(self.step_failures.iter().cloned()).collect()
     }
 
-    /// [`RunStatus::Success`], [`RunStatus::Partial`] or [`RunStatus::Failed`].
+    /// [`RunStatus::Success`] when committed everywhere with every follow-up step done,
+    /// [`RunStatus::Partial`] when committed somewhere, [`RunStatus::Failed`] when nowhere.
     pub fn status(&self) -> RunStatus {
         match (self.committed(), self.failures().is_empty()) {
             (Some(_), true) => RunStatus::Success,

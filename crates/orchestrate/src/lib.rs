@@ -9,4 +9,5 @@
 
 mod job;
 
-pub use job::{back_up, BackupJob, BackupRun, RunStatus};
+pub use backup_core::RunStatus;
+pub use job::{back_up, BackupJob, BackupRun};
