@@ -167,6 +167,55 @@ pub(crate) fn stderr_excerpt(stderr: &str) -> String {
     format!("...{}", &trimmed[start..])
 }
 
+/// How a program run by [`run_to_end`] ended, and the ends of what it printed.
+pub(crate) struct Finished {
+    /// How it ended.
+    pub(crate) status: ExitStatus,
+    /// The last [`STDERR_KEEP`] bytes of its stdout.
+    pub(crate) stdout: String,
+    /// The last [`STDERR_KEEP`] bytes of its stderr.
+    pub(crate) stderr: String,
+}
+
+/// Runs `cmd` to its end with stdin closed, stdout and stderr drained concurrently into bounded
+/// tails (a program that prints without end cannot exhaust memory); killed if this future is
+/// dropped. For hooks and helper commands whose output only matters for error messages.
+pub(crate) async fn run_to_end(cmd: &mut Command) -> std::io::Result<Finished> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().map(|out| tokio::spawn(drain_tail(out)));
+    let stderr = child.stderr.take().map(|err| tokio::spawn(drain_tail(err)));
+    let status = child.wait().await?;
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    let joined = |handle: Option<JoinHandle<Vec<u8>>>| async move {
+        match handle {
+            Some(handle) => handle.await.map(text).unwrap_or_default(),
+            None => String::new(),
+        }
+    };
+    Ok(Finished {
+        status,
+        stdout: joined(stdout).await,
+        stderr: joined(stderr).await,
+    })
+}
+
+/// Reads `from` to its end, keeping the last [`STDERR_KEEP`] bytes.
+async fn drain_tail(mut from: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut tail = Tail::new(STDERR_KEEP);
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => tail.push(&buf[..n]),
+        }
+    }
+    tail.to_vec()
+}
+
 /// A spawned helper program whose stderr is drained concurrently into a bounded buffer.
 ///
 /// It is killed when dropped (`kill_on_drop`).
@@ -185,19 +234,7 @@ impl ChildProcess {
             path: format!("{:?}", cmd.as_std().get_program()),
             source,
         })?;
-        let stderr = child.stderr.take().map(|mut err| {
-            tokio::spawn(async move {
-                let mut tail = Tail::new(STDERR_KEEP);
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    match err.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => tail.push(&buf[..n]),
-                    }
-                }
-                tail.to_vec()
-            })
-        });
+        let stderr = child.stderr.take().map(|err| tokio::spawn(drain_tail(err)));
         Ok(Self {
             tool,
             child,
@@ -335,6 +372,25 @@ impl AsyncRead for PipeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn run_to_end_keeps_only_the_ends_of_endless_output_and_reports_the_exit() {
+        let mut cmd = Command::new("sh");
+        // 20 MB on stdout, then a line on stderr, then exit 3.
+        cmd.arg("-c")
+            .arg("head -c 20000000 /dev/zero | tr '\\0' x; echo; echo 'disk full' >&2; exit 3");
+        let done = run_to_end(&mut cmd).await.unwrap();
+        assert_eq!(describe_status(done.status), "exit status 3");
+        assert_eq!(
+            done.stdout.len(),
+            STDERR_KEEP,
+            "only the end of stdout is kept"
+        );
+        assert!(done.stdout.ends_with("xxx\n"));
+        assert_eq!(done.stderr, "disk full\n");
+        let missing = run_to_end(&mut Command::new("/nonexistent/hook")).await;
+        assert!(missing.is_err());
+    }
 
     #[test]
     fn tail_keeps_the_last_bytes() {

@@ -30,7 +30,6 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -54,8 +53,6 @@ pub const DOCKER_RDB_PATH: &str = "/data/dump.rdb";
 const CHUNK: usize = 256 * 1024;
 /// Chunks in flight between the writer and the parser.
 const CHUNKS_IN_FLIGHT: usize = 16;
-/// How much of a command's output goes into an error message.
-const OUTPUT_IN_ERRORS: usize = 2048;
 
 /// Options of [`RedisFileRestore`].
 #[derive(Debug, Clone)]
@@ -661,20 +658,6 @@ fn sync_dir(dir: &Path) -> Result<(), RedisError> {
         })
 }
 
-/// The end of a command's output, for an error message.
-fn output_tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    if text.len() <= OUTPUT_IN_ERRORS {
-        return text.to_owned();
-    }
-    let mut start = text.len() - OUTPUT_IN_ERRORS;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("...{}", &text[start..])
-}
-
 /// Runs `cmd` with `sh -c`, output captured; an error on a non-zero exit. The command text is
 /// not repeated in errors (it may hold credentials).
 async fn run_shell(what: &str, cmd: &str) -> Result<String, RedisError> {
@@ -693,37 +676,28 @@ async fn run_captured(
     what: &str,
     command: &mut tokio::process::Command,
 ) -> Result<String, RedisError> {
+    use crate::process::{describe_status, run_to_end, stderr_excerpt};
     // Hooks and docker get the environment without the tool's secrets.
     crate::process::scrub_secrets(command);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = command.output().await.map_err(|e| RedisError::HookFailed {
-        what: what.to_owned(),
-        status: format!("could not run it: {e}"),
-        stderr: String::new(),
-    })?;
-    if output.status.success() {
-        return Ok(output_tail(&output.stdout));
+    let done = run_to_end(command)
+        .await
+        .map_err(|e| RedisError::HookFailed {
+            what: what.to_owned(),
+            status: format!("could not run it: {e}"),
+            stderr: String::new(),
+        })?;
+    if done.status.success() {
+        return Ok(stderr_excerpt(&done.stdout));
     }
-    let status = {
-        use std::os::unix::process::ExitStatusExt;
-        match (output.status.code(), output.status.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(signal)) => format!("killed by signal {signal}"),
-            _ => output.status.to_string(),
-        }
-    };
-    let stderr = if output.stderr.iter().all(u8::is_ascii_whitespace) {
-        output_tail(&output.stdout)
+    // What it said on stderr, or on stdout when stderr was empty.
+    let said = if done.stderr.trim().is_empty() {
+        &done.stdout
     } else {
-        output_tail(&output.stderr)
+        &done.stderr
     };
     Err(RedisError::HookFailed {
         what: what.to_owned(),
-        status,
-        stderr,
+        status: describe_status(done.status),
+        stderr: stderr_excerpt(said),
     })
 }
