@@ -16,7 +16,8 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use backup::storage::{LocalSink, S3Config, S3Sink, Sink};
+use backup::core::Component;
+use backup::storage::{LocalSink, S3Sink, Sink};
 use tokio::io::AsyncWriteExt;
 
 const MIB: u64 = 1024 * 1024;
@@ -81,7 +82,10 @@ async fn main() -> anyhow::Result<()> {
     let sink: Box<dyn Sink> = if let Some(dir) = to.strip_prefix("local:") {
         Box::new(LocalSink::new(dir)?)
     } else if to == "s3" {
-        let config = S3Config::from_lookup(&|name| std::env::var(name).ok())?
+        let sections = [backup::core::S3Settings::SECTION];
+        let config = backup::core::Config::load(&sections, std::env::vars(), None)?
+            .component::<backup::core::S3Settings>()?
+            .config
             .context("BACKUP_S3_BUCKET is not set")?;
         eprintln!(
             "s3: part size {} MiB, concurrency {}",

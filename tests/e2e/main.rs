@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod config_file;
 mod harness;
 mod redis_e2e;
 

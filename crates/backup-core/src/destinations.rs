@@ -22,10 +22,11 @@
 use std::path::Path;
 
 use backup_crypto::Keyring;
-use backup_storage::{Sink, StorageError};
+use backup_storage::{LocalSink, S3Sink, Sink, StorageError};
 use chrono::{TimeDelta, Utc};
 
 use crate::catalog::{self, list_backups, BackupEntry, BackupStatus, Selection};
+use crate::config::{LocalConfig, S3Settings};
 use crate::error::{CoreError, Result};
 use crate::hashing::ProgressFn;
 use crate::naming::{claim_key_for, BackupKind};
@@ -112,6 +113,46 @@ impl Destinations {
     /// The destinations `items`, in order of preference for reading.
     pub fn new(items: Vec<Destination>) -> Self {
         Self { items }
+    }
+
+    /// Opens the configured destinations, local first: the directory of [`LocalConfig`]
+    /// (created by the first write) and the bucket of [`S3Settings`] (its client built from
+    /// the AWS credential chain). With `must_exist` (commands that only read: restores,
+    /// listings, pruning) a local directory that does not exist is a configuration error: a
+    /// mistyped path must not read as "no backups".
+    ///
+    /// # Errors
+    /// [`CoreError::Config`] when no destination is configured or the local directory is
+    /// unusable; the storage crate's errors for an S3 client that cannot be built.
+    pub async fn open(local: &LocalConfig, s3: &S3Settings, must_exist: bool) -> Result<Self> {
+        if local.dir.is_none() && s3.config.is_none() {
+            return Err(CoreError::Config(
+                "no backup destination configured: set BACKUP_LOCAL_DIR (e.g. \
+                 /var/backups/randevubu) or pass --local-dir; BACKUP_S3_BUCKET is the other \
+                 destination"
+                    .to_owned(),
+            ));
+        }
+        let mut destinations = Self::default();
+        if let Some(dir) = &local.dir {
+            let sink = LocalSink::new(dir).map_err(|e| {
+                CoreError::Config(format!(
+                    "backup directory (BACKUP_LOCAL_DIR / --local-dir): {e}"
+                ))
+            })?;
+            if must_exist && !sink.exists() {
+                return Err(CoreError::Config(format!(
+                    "backup directory {} does not exist; check BACKUP_LOCAL_DIR / --local-dir",
+                    dir.display()
+                )));
+            }
+            destinations.push(Destination::new("local", Box::new(sink)));
+        }
+        if let Some(config) = &s3.config {
+            let sink = S3Sink::new(config.clone()).await?;
+            destinations.push(Destination::new("s3", Box::new(sink)));
+        }
+        Ok(destinations)
     }
 
     /// Adds a destination after the others.

@@ -9,15 +9,16 @@
 //! hands the decrypted, decompressed stream to a [`RestoreTarget`], which commits only at its
 //! verified end. The [`catalog`] lists and selects backups on one sink; [`Destinations`] does
 //! it across all of them (merged listing, [`RestoreRules`], fallback to the next copy);
-//! [`retention`] decides which to keep and [`prune`] applies it everywhere; [`Settings`]
-//! merges flags, environment and config file.
+//! [`retention`] decides which to keep and [`prune`] applies it everywhere; [`config`] layers
+//! flags, environment and config file into each component's typed configuration.
 
 pub mod catalog;
 mod compression;
-mod config;
+pub mod config;
 mod destinations;
 mod error;
 mod hashing;
+mod listing;
 mod manifest;
 mod naming;
 mod pipeline;
@@ -29,8 +30,8 @@ mod source;
 pub use catalog::{list_backups, BackupEntry, BackupStatus, Selection};
 pub use compression::Compression;
 pub use config::{
-    DestinationSettings, Settings, DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS,
-    SETTINGS,
+    Component, CompressionAlgorithm, Config, LocalConfig, PipelineConfig, RestoreConfig,
+    RetentionConfig, S3Settings, DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS,
 };
 pub use destinations::{Catalog, Destination, Destinations, Listed, RestoreRules, RECENT_HOURS};
 pub use error::{CoreError, Result};
@@ -38,6 +39,7 @@ pub use hashing::{
     ByteCounter, CountingReader, HashingReader, IntegrityError, ProgressFn, StreamDigest,
     VerifyingReader,
 };
+pub use listing::{human_bytes, printable};
 pub use manifest::{EncryptionInfo, MacKdf, Manifest, MAC_KDF_NAME, MANIFEST_FORMAT_VERSION};
 pub use naming::{
     claim_key_for, manifest_key_for, BackupKind, BackupName, CLAIM_SUFFIX, MANIFEST_SUFFIX,

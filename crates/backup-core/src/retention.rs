@@ -56,7 +56,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, 
 use serde::Serialize;
 
 use crate::catalog::{BackupEntry, BackupStatus};
-use crate::config::{Settings, DEFAULT_RETENTION_DAYS};
+use crate::config::DEFAULT_RETENTION_DAYS;
 use crate::error::{CoreError, Result};
 use crate::naming::{manifest_key_for, CLAIM_SUFFIX, MANIFEST_SUFFIX};
 
@@ -100,12 +100,6 @@ impl RetentionPolicy {
             keep_weekly: None,
             keep_monthly: None,
         }
-    }
-
-    /// The age rule from `BACKUP_RETENTION_DAYS` (default 30); the keep rules are unset (they
-    /// come from command-line flags).
-    pub fn from_settings(settings: &Settings) -> Result<Self> {
-        Ok(Self::within_days(settings.retention_days()?))
     }
 }
 

@@ -1103,34 +1103,24 @@ async fn a_dated_object_with_a_manifest_loses_the_manifest_first() {
 }
 
 #[test]
-fn policy_from_settings_reads_backup_retention_days() {
-    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+fn policy_from_config_reads_backup_retention_days() {
+    use backup_core::config::{Config, RetentionConfig, SECTIONS};
+    let policy = |pairs: &[(&str, &str)]| {
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(SECTIONS, env, None)
+            .unwrap()
+            .component::<RetentionConfig>()
+            .map(|r| r.policy)
     };
-    let s = backup_core::Settings::load(env(&[]), None, BTreeMap::new()).unwrap();
+    assert_eq!(policy(&[]).unwrap(), RetentionPolicy::within_days(30));
     assert_eq!(
-        RetentionPolicy::from_settings(&s).unwrap(),
-        RetentionPolicy::within_days(30)
-    );
-    let s = backup_core::Settings::load(
-        env(&[("BACKUP_RETENTION_DAYS", "7")]),
-        None,
-        BTreeMap::new(),
-    )
-    .unwrap();
-    assert_eq!(
-        RetentionPolicy::from_settings(&s).unwrap().within_days,
+        policy(&[("BACKUP_RETENTION_DAYS", "7")])
+            .unwrap()
+            .within_days,
         Some(7)
     );
-    let s = backup_core::Settings::load(
-        env(&[("BACKUP_RETENTION_DAYS", "a week")]),
-        None,
-        BTreeMap::new(),
-    )
-    .unwrap();
-    let err = RetentionPolicy::from_settings(&s).unwrap_err().to_string();
+    let err = policy(&[("BACKUP_RETENTION_DAYS", "a week")])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("BACKUP_RETENTION_DAYS"), "{err}");
 }

@@ -1,25 +1,26 @@
-//! Arguments and set-up shared by the binaries: configuration, destination, keys, logging,
+//! Arguments and set-up shared by the binaries: configuration, destinations, keys, logging,
 //! progress bars.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use backup_core::config::{Component, Config};
 use backup_core::{
-    Destination, Destinations, FetchedBackup, ProgressFn, RestoreSummary, RestoreTarget, Settings,
+    Destinations, FetchedBackup, LocalConfig, PipelineConfig, ProgressFn, RestoreSummary,
+    RestoreTarget, S3Settings,
 };
 use backup_crypto::{EncryptionKey, Keyring};
-use backup_storage::{LocalSink, S3Config, S3Sink};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::exit::CliError;
+use crate::exit::{CliError, ExitStatus};
 
 /// Options every binary takes.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// TOML config file (flat table of setting names in lower case) [env: BACKUP_CONFIG]
+    /// TOML config file, one table per component: [local], [s3], [pipeline], [retention],
+    /// [restore], [postgres], [redis], [notify] (see --print-config) [env: BACKUP_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -32,6 +33,11 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
+    /// Print the effective configuration as TOML (every setting with its value and where it
+    /// came from: flag, environment, file or default; secrets redacted), check it, and exit
+    #[arg(long)]
+    pub print_config: bool,
+
     /// More log output (-v debug, -vv trace); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -41,20 +47,55 @@ pub struct CommonArgs {
     pub quiet: bool,
 }
 
+/// A flag that sets a setting: its variable, the flag's name, and its value when given.
+pub type FlagValue = (&'static str, &'static str, Option<String>);
+
+/// What [`CommonArgs::load`] found: the configuration to run with, or `--print-config` done.
+pub enum Loaded {
+    /// Run with this configuration.
+    Run(Box<Config>),
+    /// The configuration was printed; exit with this status.
+    Printed(ExitStatus),
+}
+
 impl CommonArgs {
-    /// Loads settings with these flags (and `extra` flag values) on top of the environment.
-    pub fn settings(&self, extra: BTreeMap<String, String>) -> Result<Settings, CliError> {
-        let mut overrides = extra;
-        if let Some(dir) = &self.local_dir {
-            overrides.insert("BACKUP_LOCAL_DIR".into(), dir.display().to_string());
+    /// The configuration of every component: `flags` (and this struct's) over the environment
+    /// over the config file over defaults. Deprecation warnings of the file are logged. With
+    /// `--print-config` it is printed and checked instead (exit 0, or 3 listing the problems).
+    pub fn load(&self, flags: Vec<FlagValue>) -> Result<Loaded, CliError> {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let mut config = Config::load(&backup_orchestrate::sections(), env, self.config.as_deref())
+            .map_err(CliError::usage)?;
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
         }
-        if let Some(file) = &self.key_file {
-            overrides.insert(
-                "BACKUP_ENCRYPTION_KEY_FILE".into(),
-                file.display().to_string(),
-            );
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let own = [
+            ("BACKUP_LOCAL_DIR", "--local-dir", path(&self.local_dir)),
+            (
+                "BACKUP_ENCRYPTION_KEY_FILE",
+                "--key-file",
+                path(&self.key_file),
+            ),
+        ];
+        for (env, flag, value) in own.into_iter().chain(flags) {
+            if let Some(value) = value {
+                config.set_flag(env, flag, value).map_err(CliError::usage)?;
+            }
         }
-        Settings::load(std::env::vars(), self.config.as_deref(), overrides).map_err(CliError::usage)
+        if !self.print_config {
+            return Ok(Loaded::Run(Box::new(config)));
+        }
+        print!("{}", config.render());
+        let problems = config.problems();
+        if problems.is_empty() {
+            return Ok(Loaded::Printed(ExitStatus::Success));
+        }
+        Err(CliError::usage(anyhow::anyhow!(
+            "the configuration is invalid:\n  {}",
+            problems.join("\n  ")
+        )))
     }
 
     /// Starts logging to stderr at the level the flags ask for.
@@ -102,44 +143,32 @@ impl CommonArgs {
     }
 }
 
+/// Component `C` of `config` (exit 3 when its settings are invalid).
+pub fn component<C: Component>(config: &Config) -> Result<C, CliError> {
+    config.component().map_err(CliError::usage)
+}
+
 /// The configured destinations, local first; exit 3 when none is configured or one is
 /// misconfigured. With `must_exist` (commands that only read: restores, `--list`, prune), a
 /// local directory that does not exist is a configuration error (exit 3: a mistyped path must
 /// not read as "no backups"); otherwise it is created by the first write.
 pub async fn open_destinations(
-    settings: &Settings,
+    config: &Config,
     must_exist: bool,
 ) -> Result<Destinations, CliError> {
-    let configured = settings.destinations().map_err(CliError::usage)?;
-    let mut destinations = Destinations::default();
-    if let Some(dir) = configured.local_dir {
-        let sink = LocalSink::new(&dir).map_err(|e| {
-            CliError::usage(anyhow::anyhow!(
-                "backup directory (BACKUP_LOCAL_DIR / --local-dir): {e}"
-            ))
-        })?;
-        if must_exist && !sink.exists() {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "backup directory {} does not exist; check BACKUP_LOCAL_DIR / --local-dir",
-                dir.display()
-            )));
-        }
-        destinations.push(Destination::new("local", Box::new(sink)));
-    }
-    if let Some(config) = S3Config::from_lookup(&settings.lookup()).map_err(CliError::usage)? {
-        let sink = S3Sink::new(config).await.map_err(CliError::usage)?;
-        destinations.push(Destination::new("s3", Box::new(sink)));
-    }
-    Ok(destinations)
+    let local: LocalConfig = component(config)?;
+    let s3: S3Settings = component(config)?;
+    Destinations::open(&local, &s3, must_exist)
+        .await
+        .map_err(CliError::usage)
 }
 
 /// Loads the current key from the configured key file (exit 3 when missing, empty or too
 /// open), plus older keys from `BACKUP_KEYRING_DIR`.
-pub fn load_keyring(settings: &Settings) -> Result<Keyring, CliError> {
-    let key = load_key(settings)?;
-    let mut keyring = Keyring::new(key);
-    if let Some(dir) = settings.keyring_dir() {
-        keyring.load_dir(&dir).map_err(CliError::usage)?;
+pub fn load_keyring(pipeline: &PipelineConfig) -> Result<Keyring, CliError> {
+    let mut keyring = Keyring::new(load_key(pipeline)?);
+    if let Some(dir) = &pipeline.keyring_dir {
+        keyring.load_dir(dir).map_err(CliError::usage)?;
     }
     Ok(keyring)
 }
@@ -147,30 +176,16 @@ pub fn load_keyring(settings: &Settings) -> Result<Keyring, CliError> {
 /// The keyring when a key file is present (any problem with a present one is exit 3), or
 /// `None` when there is none: for unencrypted backups, whose manifests are signed (and must be
 /// verified) only when a key is at hand.
-pub fn keyring_if_present(settings: &Settings) -> Result<Option<Keyring>, CliError> {
-    if std::fs::symlink_metadata(settings.key_file()).is_err() {
+pub fn keyring_if_present(pipeline: &PipelineConfig) -> Result<Option<Keyring>, CliError> {
+    if std::fs::symlink_metadata(&pipeline.key_file).is_err() {
         return Ok(None);
     }
-    load_keyring(settings).map(Some)
-}
-
-/// Where a restore keeps its private, verified copy of the stored object:
-/// `BACKUP_RESTORE_TMP`, else the local backup directory when it exists (same disk as the
-/// backups, so room for one more), else the system's temporary directory.
-pub fn restore_spool_dir(settings: &Settings) -> PathBuf {
-    if let Some(dir) = settings.get("BACKUP_RESTORE_TMP") {
-        return PathBuf::from(dir);
-    }
-    match settings.destinations() {
-        Ok(d) => d.local_dir.filter(|dir| dir.is_dir()),
-        Err(_) => None,
-    }
-    .unwrap_or_else(std::env::temp_dir)
+    load_keyring(pipeline).map(Some)
 }
 
 /// Loads the current key from the configured key file (exit 3 on any problem).
-pub fn load_key(settings: &Settings) -> Result<EncryptionKey, CliError> {
-    EncryptionKey::from_file(&settings.key_file()).map_err(CliError::usage)
+pub fn load_key(pipeline: &PipelineConfig) -> Result<EncryptionKey, CliError> {
+    EncryptionKey::from_file(&pipeline.key_file).map_err(CliError::usage)
 }
 
 /// Restores `fetched` into `target` with a progress bar saying `action` (exit 2 on failure).
@@ -189,9 +204,4 @@ pub async fn restore_into(
         bar.finish_and_clear();
     }
     result.map_err(CliError::failure)
-}
-
-/// Formats a byte count for people: `1.4 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    indicatif::HumanBytes(n).to_string()
 }

@@ -1,13 +1,11 @@
 //! `backup-database`: one PostgreSQL backup to the configured destination.
 
-use std::collections::BTreeMap;
-
-use backup_core::BackupOptions;
+use backup_core::{BackupOptions, CompressionAlgorithm, PipelineConfig};
 use backup_orchestrate::BackupJob;
-use backup_sources::postgres::{DumpFormat, PgConnection, PostgresSource};
-use clap::{Parser, ValueEnum};
+use backup_sources::postgres::{DumpFormat, PostgresConfig, PostgresSource};
+use clap::Parser;
 
-use crate::common::{self, CommonArgs};
+use crate::common::{self, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
@@ -24,18 +22,18 @@ pub struct BackupDatabaseArgs {
     #[command(flatten)]
     common: CommonArgs,
 
-    /// Compression: gzip (default, `.sql.gz.enc`), zstd (faster, `.sql.zst.enc`) or none
-    /// [env: BACKUP_COMPRESSION]
-    #[arg(long, value_name = "ALGO")]
-    compression: Option<String>,
+    /// Compression: gzip (`.sql.gz.enc`), zstd (faster, `.sql.zst.enc`) or none
+    /// [env: BACKUP_COMPRESSION] [default: gzip]
+    #[arg(long, value_enum, value_name = "ALGO")]
+    compression: Option<CompressionAlgorithm>,
 
     /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
     #[arg(long, value_name = "N")]
     compression_level: Option<i32>,
 
     /// pg_dump output format: plain SQL (default, `.sql`) or custom archive (`.dump`)
-    #[arg(long, value_enum, default_value_t = FormatArg::Plain)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = DumpFormat::Plain)]
+    format: DumpFormat,
 
     /// Database to back up [env: POSTGRES_DB]
     #[arg(long, value_name = "NAME")]
@@ -75,55 +73,56 @@ Examples:
   openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
       -in FILE.sql.gz.enc | gunzip | psql -d newdb";
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Plain,
-    Custom,
-}
-
 /// Runs `backup-database` with parsed arguments.
 pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let mut extra = BTreeMap::new();
-    for (name, value) in [
-        ("BACKUP_COMPRESSION", args.compression.clone()),
+    let flags = vec![
+        (
+            "BACKUP_COMPRESSION",
+            "--compression",
+            args.compression.map(|c| c.to_string()),
+        ),
         (
             "BACKUP_COMPRESSION_LEVEL",
+            "--compression-level",
             args.compression_level.map(|l| l.to_string()),
         ),
-        ("POSTGRES_DB", args.database.clone()),
-        ("BACKUP_NAME_PREFIX", args.name_prefix.clone()),
-    ] {
-        if let Some(v) = value {
-            extra.insert(name.to_owned(), v);
-        }
-    }
-    let settings = args.common.settings(extra)?;
-    let destinations = common::open_destinations(&settings, false).await?;
-    let key = common::load_key(&settings)?;
-    let options = BackupOptions {
-        name_prefix: settings.name_prefix().map_err(CliError::usage)?,
-        compression: settings.compression().map_err(CliError::usage)?,
-        key: Some(key),
-        signing_key: None,
-        iterations: settings.pbkdf2_iterations().map_err(CliError::usage)?,
+        ("POSTGRES_DB", "--database", args.database.clone()),
+        (
+            "BACKUP_NAME_PREFIX",
+            "--name-prefix",
+            args.name_prefix.clone(),
+        ),
+    ];
+    let config = match args.common.load(flags)? {
+        Loaded::Run(config) => config,
+        Loaded::Printed(status) => return Ok(status),
     };
-    let mut connection = PgConnection::from_env_map(&settings.lookup()).map_err(CliError::usage)?;
-    if let Some(db) = &args.database {
-        connection = connection.with_dbname(db);
-    }
-    let format = match args.format {
-        FormatArg::Plain => DumpFormat::Plain,
-        FormatArg::Custom => DumpFormat::Custom,
+    let pipeline: PipelineConfig = common::component(&config)?;
+    let postgres: PostgresConfig = common::component(&config)?;
+    let destinations = common::open_destinations(&config, false).await?;
+    let options = BackupOptions {
+        name_prefix: pipeline.name_prefix.clone(),
+        compression: pipeline.compression,
+        key: Some(common::load_key(&pipeline)?),
+        signing_key: None,
+        iterations: pipeline.pbkdf2_iterations,
+    };
+    // The flag names the database even when DATABASE_URL names another.
+    let connection = match &args.database {
+        Some(db) => postgres.connection.with_dbname(db),
+        None => postgres.connection.clone(),
     };
     tracing::info!(
-        "backing up database {} on {}:{} to {}",
+        "backing up database {} on {} to {}",
         connection.dbname(),
-        connection.host(),
-        connection.port(),
+        connection.endpoint(),
         outcome::describe(&destinations)
     );
-    let mut source = PostgresSource::new(connection, format);
+    let mut source = PostgresSource::new(connection, args.format);
+    if let Some(tools) = postgres.tools().map_err(CliError::usage)? {
+        source = source.with_tools(tools);
+    }
     let job = BackupJob {
         options,
         publish_latest: None,

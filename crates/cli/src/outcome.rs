@@ -5,7 +5,7 @@
 use backup_core::{Destinations, Source};
 use backup_orchestrate::{back_up, BackupJob, BackupRun, RunStatus};
 
-use crate::common::{self, CommonArgs};
+use crate::common::CommonArgs;
 use crate::exit::{CliError, ExitStatus};
 
 /// Runs `job` with `source` into every destination (one pass), with a progress bar labelled
@@ -53,8 +53,8 @@ pub fn report(run: &BackupRun, raw: &str, json: bool) -> Result<ExitStatus, CliE
                     "backup complete on {}: {} ({} from {} of {raw}, {:.1}s, key id {})",
                     outcome.destination,
                     report.key,
-                    common::human_bytes(m.stored_bytes),
-                    common::human_bytes(m.raw_bytes),
+                    backup_core::human_bytes(m.stored_bytes),
+                    backup_core::human_bytes(m.raw_bytes),
                     report.elapsed.as_secs_f64(),
                     m.key_id().unwrap_or("-")
                 );

@@ -1,14 +1,12 @@
 //! `backup-prune`: apply the retention policy to every kind of backup on every destination.
 
-use std::collections::BTreeMap;
-
 use backup_core::prune::PruneKind;
-use backup_core::{RetentionPolicy, Settings};
+use backup_core::RetentionConfig;
 use chrono::Utc;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 
-use crate::common::{self, CommonArgs};
+use crate::common::{self, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 
 /// Delete old backups by the retention policy: BACKUP_RETENTION_DAYS (default 30) plus optional
@@ -38,19 +36,22 @@ pub struct BackupPruneArgs {
     #[arg(long, value_name = "DAYS")]
     retention_days: Option<u32>,
 
-    /// Also keep the N newest backups
+    /// Also keep the N newest backups [env: BACKUP_KEEP_LAST]
     #[arg(long, value_name = "N")]
     keep_last: Option<u32>,
 
     /// Also keep the newest backup of each of the N most recent days that have backups (UTC)
+    /// [env: BACKUP_KEEP_DAILY]
     #[arg(long, value_name = "N")]
     keep_daily: Option<u32>,
 
     /// Also keep the newest backup of each of the N most recent ISO weeks that have backups
+    /// [env: BACKUP_KEEP_WEEKLY]
     #[arg(long, value_name = "N")]
     keep_weekly: Option<u32>,
 
     /// Also keep the newest backup of each of the N most recent months that have backups
+    /// [env: BACKUP_KEEP_MONTHLY]
     #[arg(long, value_name = "N")]
     keep_monthly: Option<u32>,
 
@@ -94,25 +95,34 @@ Examples:
   # For scripts
   backup-prune --dry-run --json";
 
-/// The policy from settings and flags.
-fn policy(args: &BackupPruneArgs, settings: &Settings) -> Result<RetentionPolicy, CliError> {
-    let mut policy = RetentionPolicy::from_settings(settings).map_err(CliError::usage)?;
-    policy.keep_last = args.keep_last;
-    policy.keep_daily = args.keep_daily;
-    policy.keep_weekly = args.keep_weekly;
-    policy.keep_monthly = args.keep_monthly;
-    Ok(policy)
-}
-
 /// Runs `backup-prune` with parsed arguments.
 pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let mut extra = BTreeMap::new();
-    if let Some(days) = args.retention_days {
-        extra.insert("BACKUP_RETENTION_DAYS".to_owned(), days.to_string());
-    }
-    let settings = args.common.settings(extra)?;
-    let policy = policy(&args, &settings)?;
+    let number = |n: Option<u32>| n.map(|n| n.to_string());
+    let flags = vec![
+        (
+            "BACKUP_RETENTION_DAYS",
+            "--retention-days",
+            number(args.retention_days),
+        ),
+        ("BACKUP_KEEP_LAST", "--keep-last", number(args.keep_last)),
+        ("BACKUP_KEEP_DAILY", "--keep-daily", number(args.keep_daily)),
+        (
+            "BACKUP_KEEP_WEEKLY",
+            "--keep-weekly",
+            number(args.keep_weekly),
+        ),
+        (
+            "BACKUP_KEEP_MONTHLY",
+            "--keep-monthly",
+            number(args.keep_monthly),
+        ),
+    ];
+    let config = match args.common.load(flags)? {
+        Loaded::Run(config) => config,
+        Loaded::Printed(status) => return Ok(status),
+    };
+    let policy = common::component::<RetentionConfig>(&config)?.policy;
     let mut kinds = if args.kind.is_empty() {
         PruneKind::ALL.to_vec()
     } else {
@@ -120,7 +130,7 @@ pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
     };
     kinds.sort();
     kinds.dedup();
-    let destinations = common::open_destinations(&settings, true).await?;
+    let destinations = common::open_destinations(&config, true).await?;
     let report = destinations
         .prune(&kinds, &policy, Utc::now(), args.dry_run)
         .await;

@@ -1,15 +1,14 @@
 //! `backup-redis`: one Redis snapshot to the configured destinations, plus the `redis/latest/`
 //! copy the old script kept.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backup_core::{BackupKind, BackupOptions};
+use backup_core::{BackupKind, BackupOptions, CompressionAlgorithm, PipelineConfig};
 use backup_orchestrate::BackupJob;
-use backup_sources::redis::{BackupMethod, RedisConfig, RedisSource};
-use clap::{Parser, ValueEnum};
+use backup_sources::redis::{BackupMethod, RedisMethod, RedisSettings, RedisSource};
+use clap::Parser;
 
-use crate::common::{self, CommonArgs};
+use crate::common::{self, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
@@ -34,17 +33,17 @@ pub struct BackupRedisArgs {
     /// then read --rdb-path; for a local server where replication is not allowed)
     /// [env: BACKUP_REDIS_METHOD] [default: replication]
     #[arg(long, value_enum, value_name = "METHOD")]
-    method: Option<MethodArg>,
+    method: Option<RedisMethod>,
 
     /// The server's RDB file (its `dir` + `dbfilename`), for --method file
     /// [env: REDIS_RDB_PATH]
     #[arg(long, value_name = "PATH")]
     rdb_path: Option<PathBuf>,
 
-    /// Compression: gzip (default, `.rdb.gz.enc`), zstd (`.rdb.zst.enc`) or none
-    /// [env: BACKUP_COMPRESSION]
-    #[arg(long, value_name = "ALGO")]
-    compression: Option<String>,
+    /// Compression: gzip (`.rdb.gz.enc`), zstd (`.rdb.zst.enc`) or none
+    /// [env: BACKUP_COMPRESSION] [default: gzip]
+    #[arg(long, value_enum, value_name = "ALGO")]
+    compression: Option<CompressionAlgorithm>,
 
     /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
     #[arg(long, value_name = "N")]
@@ -96,106 +95,76 @@ Examples:
   openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
       -in redis_backup_X.rdb.gz.enc | gunzip > dump.rdb";
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum MethodArg {
-    Replication,
-    File,
-}
-
 /// Runs `backup-redis` with parsed arguments.
 pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let mut extra = BTreeMap::new();
-    for (name, value) in [
-        ("BACKUP_COMPRESSION", args.compression.clone()),
+    let flags = vec![
+        (
+            "BACKUP_COMPRESSION",
+            "--compression",
+            args.compression.map(|c| c.to_string()),
+        ),
         (
             "BACKUP_COMPRESSION_LEVEL",
+            "--compression-level",
             args.compression_level.map(|l| l.to_string()),
         ),
         (
             "BACKUP_REDIS_METHOD",
-            args.method.map(|m| {
-                match m {
-                    MethodArg::Replication => "replication",
-                    MethodArg::File => "file",
-                }
-                .to_owned()
-            }),
+            "--method",
+            args.method.map(|m| m.to_string()),
         ),
         (
             "REDIS_RDB_PATH",
+            "--rdb-path",
             args.rdb_path.as_ref().map(|p| p.display().to_string()),
         ),
         (
             "BACKUP_REDIS_ENCRYPT",
+            "--no-encrypt",
             args.no_encrypt.then(|| "false".to_owned()),
         ),
-    ] {
-        if let Some(v) = value {
-            extra.insert(name.to_owned(), v);
-        }
-    }
-    let settings = args.common.settings(extra)?;
-    let method = match settings
-        .get("BACKUP_REDIS_METHOD")
-        .map(|m| m.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("replication") => BackupMethod::Replication,
-        Some("file") => {
-            let rdb_path = settings.get("REDIS_RDB_PATH").ok_or_else(|| {
-                CliError::usage(anyhow::anyhow!(
-                    "--method file needs the server's RDB file: pass --rdb-path PATH or set \
-                     REDIS_RDB_PATH (see `redis-cli CONFIG GET dir` and `CONFIG GET dbfilename`)"
-                ))
-            })?;
-            BackupMethod::File {
-                rdb_path: PathBuf::from(rdb_path),
-            }
-        }
-        Some(other) => {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "BACKUP_REDIS_METHOD must be replication or file, got {other:?}"
-            )))
-        }
+    ];
+    let config = match args.common.load(flags)? {
+        Loaded::Run(config) => config,
+        Loaded::Printed(status) => return Ok(status),
     };
-    let encrypt = settings
-        .flag("BACKUP_REDIS_ENCRYPT", true)
-        .map_err(CliError::usage)?;
-    let destinations = common::open_destinations(&settings, false).await?;
-    let (key, signing_key) = if encrypt {
-        (Some(common::load_key(&settings)?), None)
+    let pipeline: PipelineConfig = common::component(&config)?;
+    let redis: RedisSettings = common::component(&config)?;
+    let method = redis.backup_method().map_err(CliError::usage)?;
+    let destinations = common::open_destinations(&config, false).await?;
+    let (key, signing_key) = if redis.encrypt {
+        (Some(common::load_key(&pipeline)?), None)
     } else {
         // Unencrypted, but signed when a key is at hand, so a restore can tell it from a
         // forged one.
-        let signing = common::keyring_if_present(&settings)?.map(|ring| ring.current().clone());
+        let signing = common::keyring_if_present(&pipeline)?.map(|ring| ring.current().clone());
         if signing.is_none() {
             tracing::warn!(
                 "no key file at {}: the backup's manifest is not signed, so a restore cannot \
                  tell it from a forged one",
-                settings.key_file().display()
+                pipeline.key_file.display()
             );
         }
         (None, signing)
     };
     let options = BackupOptions {
         name_prefix: REDIS_NAME_PREFIX.to_owned(),
-        compression: settings.compression().map_err(CliError::usage)?,
+        compression: pipeline.compression,
         key,
         signing_key,
-        iterations: settings.pbkdf2_iterations().map_err(CliError::usage)?,
+        iterations: pipeline.pbkdf2_iterations,
     };
-    let config = RedisConfig::from_lookup(&settings.lookup()).map_err(CliError::usage)?;
     tracing::info!(
         "backing up Redis at {} ({}) to {}",
-        config.endpoint(),
+        redis.connection.endpoint(),
         match &method {
-            BackupMethod::Replication => "replication".to_owned(),
             BackupMethod::File { rdb_path } => format!("BGSAVE + {}", rdb_path.display()),
+            other => other.name().to_owned(),
         },
         outcome::describe(&destinations)
     );
-    let mut source = RedisSource::new(config, method);
+    let mut source = RedisSource::new(redis.connection, method);
     let job = BackupJob {
         options,
         publish_latest: (!args.no_latest).then_some(BackupKind::Redis),

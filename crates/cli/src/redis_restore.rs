@@ -1,17 +1,17 @@
 //! `restore-redis`: list, check and restore Redis backups, into a data file (the old manual
 //! procedure, made safe) or into a running server.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backup_core::{BackupKind, RestoreSummary};
+use backup_core::config::Config;
+use backup_core::{human_bytes, BackupKind, RestoreSummary};
 use backup_sources::redis::{
-    aof_warning, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisClient, RedisConfig,
-    RedisFileRestore, RedisOnlineRestore,
+    aof_warning, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisClient, RedisFileRestore,
+    RedisOnlineRestore, RedisSettings,
 };
 use clap::{ArgGroup, Parser};
 
-use crate::common::{self, CommonArgs};
+use crate::common::{self, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::select::{self, SelectionArgs};
 
@@ -24,7 +24,7 @@ use crate::select::{self, SelectionArgs};
     version,
     after_help = AFTER_HELP,
     max_term_width = 100,
-    group(ArgGroup::new("selection").required(true).args(["list", "latest", "date", "file"])),
+    group(ArgGroup::new("selection").args(["list", "latest", "date", "file"])),
     group(ArgGroup::new("mode").args(["dry_run", "rdb_path", "docker_container", "online"]))
 )]
 pub struct RestoreRedisArgs {
@@ -112,9 +112,11 @@ Examples:
 /// Runs `restore-redis` with parsed arguments.
 pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let mut extra = BTreeMap::new();
-    args.select.add_overrides(&mut extra);
-    let settings = args.common.settings(extra)?;
+    let config = match args.common.load(args.select.flags())? {
+        Loaded::Run(config) => config,
+        Loaded::Printed(status) => return Ok(status),
+    };
+    args.select.require_one()?;
     if !args.select.list
         && !args.dry_run
         && args.rdb_path.is_none()
@@ -131,24 +133,20 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         BackupKind::Redis,
         crate::redis_backup::REDIS_NAME_PREFIX,
         &args.select,
-        &settings,
+        &config,
     )
     .await?;
     if args.select.list {
         resolved.print_list(args.select.json);
         return Ok(ExitStatus::Success);
     }
-    let (mut fetched, keyring) = resolved.fetch(&args.common, &settings).await?;
+    let (mut fetched, keyring) = resolved.fetch(&args.common, &config).await?;
     let entry = fetched.entry().clone();
 
     let online_config = if args.online {
-        let lookup = settings.lookup();
-        let target = RedisConfig::restore_target(args.target_url.as_deref(), &lookup)
-            .map_err(CliError::usage)?;
-        match target {
-            Some(config) => Some(config),
-            None => Some(RedisConfig::from_lookup(&lookup).map_err(CliError::usage)?),
-        }
+        let redis: RedisSettings = common::component(&config)?;
+        let target = redis.online_target(args.target_url.as_deref());
+        Some(target.map_err(CliError::usage)?)
     } else {
         None
     };
@@ -166,7 +164,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         (
             format!(
                 "dry run OK: {} and the RDB is intact",
-                select::checked_as(&entry.status)
+                entry.status.checked_as()
             ),
             summary,
         )
@@ -217,7 +215,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         };
         // Warn about AOF before anything changes: the running server (when REDIS_* point at
         // it) and the data directory are asked.
-        if let Some(warning) = aof_check(&settings, args.rdb_path.as_deref()).await {
+        if let Some(warning) = aof_check(&config, args.rdb_path.as_deref()).await {
             tracing::warn!("{warning}");
         }
         let mut target = RedisFileRestore::new(options);
@@ -239,8 +237,8 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
     println!(
         "{verdict}: {} ({} of RDB{})",
         entry.key,
-        common::human_bytes(summary.plain_bytes),
-        select::status_note(&entry.status)
+        human_bytes(summary.plain_bytes),
+        entry.status.note()
     );
     for note in &summary.notes {
         println!("  {note}");
@@ -249,24 +247,15 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
 }
 
 /// The AOF warning for a file-mode restore, if any: files in the target directory, and
-/// `CONFIG GET appendonly` on the server REDIS_* / REDIS_URL name when one is configured and
-/// answers (a stopped server is not an error here).
-async fn aof_check(
-    settings: &backup_core::Settings,
-    rdb_path: Option<&std::path::Path>,
-) -> Option<String> {
-    let configured = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT"]
-        .iter()
-        .any(|name| settings.get(name).is_some());
+/// `CONFIG GET appendonly` on the server REDIS_* / REDIS_URL name when one is named and
+/// answers (a stopped server, or invalid Redis settings, are not an error here).
+async fn aof_check(config: &Config, rdb_path: Option<&std::path::Path>) -> Option<String> {
     let mut client = None;
-    if configured {
-        if let Ok(config) = RedisConfig::from_lookup(&settings.lookup()) {
-            let connect = RedisClient::connect(&config);
-            if let Ok(Ok(c)) =
-                tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
-            {
-                client = Some(c);
-            }
+    let redis = config.component::<RedisSettings>().ok();
+    if let Some(redis) = redis.filter(|r| r.server_named) {
+        let connect = RedisClient::connect(&redis.connection);
+        if let Ok(Ok(c)) = tokio::time::timeout(std::time::Duration::from_secs(3), connect).await {
+            client = Some(c);
         }
     }
     aof_warning(rdb_path, client.as_mut()).await

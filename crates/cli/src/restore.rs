@@ -1,12 +1,10 @@
 //! `restore-database`: list, check and restore PostgreSQL backups.
 
-use std::collections::BTreeMap;
-
-use backup_core::{BackupKind, RestoreTarget};
-use backup_sources::postgres::{PgConnection, PgDumpCheck, PostgresRestore, RestoreOptions};
+use backup_core::{human_bytes, BackupKind, PipelineConfig, RestoreTarget};
+use backup_sources::postgres::{PgDumpCheck, PostgresConfig, PostgresRestore, RestoreOptions};
 use clap::{ArgGroup, Parser};
 
-use crate::common::{self, CommonArgs};
+use crate::common::{self, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::select::{self, SelectionArgs};
 
@@ -19,7 +17,7 @@ use crate::select::{self, SelectionArgs};
     version,
     after_help = AFTER_HELP,
     max_term_width = 100,
-    group(ArgGroup::new("selection").required(true).args(["list", "latest", "date", "file"]))
+    group(ArgGroup::new("selection").args(["list", "latest", "date", "file"]))
 )]
 pub struct RestoreDatabaseArgs {
     #[command(flatten)]
@@ -81,36 +79,39 @@ Examples:
 /// Runs `restore-database` with parsed arguments.
 pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let mut extra = BTreeMap::new();
-    args.select.add_overrides(&mut extra);
-    let settings = args.common.settings(extra)?;
-    let resolved = select::resolve(
-        BackupKind::Database,
-        &settings.name_prefix().map_err(CliError::usage)?,
-        &args.select,
-        &settings,
-    )
-    .await?;
+    let config = match args.common.load(args.select.flags())? {
+        Loaded::Run(config) => config,
+        Loaded::Printed(status) => return Ok(status),
+    };
+    args.select.require_one()?;
+    let pipeline: PipelineConfig = common::component(&config)?;
+    let postgres: PostgresConfig = common::component(&config)?;
+    let kind = BackupKind::Database;
+    let resolved = select::resolve(kind, &pipeline.name_prefix, &args.select, &config).await?;
     if args.select.list {
         resolved.print_list(args.select.json);
         return Ok(ExitStatus::Success);
     }
-    let (mut fetched, keyring) = resolved.fetch(&args.common, &settings).await?;
+    let (mut fetched, keyring) = resolved.fetch(&args.common, &config).await?;
 
+    let tools = postgres.tools().map_err(CliError::usage)?;
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
-        Box::new(PgDumpCheck::new())
+        let check = PgDumpCheck::new();
+        Box::new(match tools {
+            Some(tools) => check.with_tools(tools),
+            None => check,
+        })
     } else {
-        let connection = PgConnection::from_env_map(&settings.lookup()).map_err(CliError::usage)?;
+        let connection = postgres.connection;
         let target_db = args
             .target_db
             .clone()
             .unwrap_or_else(|| connection.dbname().to_owned());
         tracing::info!(
-            "restoring into database {target_db} on {}:{}",
-            connection.host(),
-            connection.port()
+            "restoring into database {target_db} on {}",
+            connection.endpoint()
         );
-        Box::new(PostgresRestore::new(
+        let restore = PostgresRestore::new(
             connection,
             RestoreOptions {
                 target_db,
@@ -118,7 +119,11 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
                 replace: args.replace,
                 terminate_connections: args.terminate_connections,
             },
-        ))
+        );
+        Box::new(match tools {
+            Some(tools) => restore.with_tools(tools),
+            None => restore,
+        })
     };
     let action = if args.dry_run {
         "checking"
@@ -135,18 +140,15 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     .await?;
     let entry = fetched.entry();
     let verdict = if args.dry_run {
-        format!(
-            "dry run OK: {} and complete",
-            select::checked_as(&entry.status)
-        )
+        format!("dry run OK: {} and complete", entry.status.checked_as())
     } else {
         "restore complete".to_owned()
     };
     println!(
         "{verdict}: {} ({} of SQL{})",
         entry.key,
-        common::human_bytes(summary.plain_bytes),
-        select::status_note(&entry.status)
+        human_bytes(summary.plain_bytes),
+        entry.status.note()
     );
     for note in &summary.notes {
         println!("  {note}");

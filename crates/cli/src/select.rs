@@ -1,19 +1,18 @@
 //! Choosing a backup to restore, shared by `restore-database` and `restore-redis`:
 //! `--list | --latest | --date | --file`, `--from`, `--keyring-dir`, and the listing itself.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use backup_core::config::Config;
 use backup_core::{
-    catalog, BackupKind, BackupStatus, Catalog, Destination, Destinations, FetchedBackup, Listed,
-    RestoreRules, Selection, Settings,
+    BackupKind, Catalog, Destinations, FetchedBackup, LocalConfig, PipelineConfig, RestoreConfig,
+    RestoreRules, Selection,
 };
 use backup_crypto::Keyring;
-use backup_storage::LocalSink;
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
 
-use crate::common::{self, CommonArgs};
+use crate::common::{self, CommonArgs, FlagValue};
 use crate::exit::CliError;
 
 /// Which backup, from where. Each command puts `--list`, `--latest`, `--date` and `--file` in a
@@ -98,14 +97,31 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 }
 
 impl SelectionArgs {
-    /// Adds the settings these flags override to `extra`.
-    pub fn add_overrides(&self, extra: &mut BTreeMap<String, String>) {
-        if let Some(dir) = &self.keyring_dir {
-            extra.insert("BACKUP_KEYRING_DIR".to_owned(), dir.display().to_string());
+    /// Exactly one of `--list`, `--latest`, `--date`, `--file` (clap's group refuses two; this
+    /// refuses none, after `--print-config` had its chance to run without one).
+    pub fn require_one(&self) -> Result<(), CliError> {
+        if self.list || self.latest || self.date.is_some() || self.file.is_some() {
+            return Ok(());
         }
-        if self.allow_legacy {
-            extra.insert("BACKUP_ALLOW_LEGACY".to_owned(), "true".to_owned());
-        }
+        Err(CliError::usage(anyhow::anyhow!(
+            "say which backup: --list, --latest, --date YYYY-MM-DD or --file NAME"
+        )))
+    }
+
+    /// The settings these flags set.
+    pub fn flags(&self) -> Vec<FlagValue> {
+        vec![
+            (
+                "BACKUP_KEYRING_DIR",
+                "--keyring-dir",
+                self.keyring_dir.as_ref().map(|d| d.display().to_string()),
+            ),
+            (
+                "BACKUP_ALLOW_LEGACY",
+                "--allow-legacy",
+                self.allow_legacy.then(|| "true".to_owned()),
+            ),
+        ]
     }
 }
 
@@ -128,49 +144,32 @@ pub async fn resolve(
     kind: BackupKind,
     prefix: &str,
     args: &SelectionArgs,
-    settings: &Settings,
+    config: &Config,
 ) -> Result<Resolved, CliError> {
+    let restore: RestoreConfig = common::component(config)?;
     let mut rules = RestoreRules {
         allow_legacy: false,
         allow_unverified: args.allow_unverified,
         allow_older: args.allow_older,
     };
-    let file_path = args.file.as_deref().map(Path::new).filter(|p| p.is_file());
-    if let Some(path) = file_path {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| CliError::usage(anyhow::anyhow!("--file {path:?} has no file name")))?;
-        let sink = LocalSink::new(dir).map_err(CliError::usage)?;
-        let entry = catalog::entry_for_key(&sink, kind, &name)
+    if let Some(path) = args.file.as_deref().map(Path::new).filter(|p| p.is_file()) {
+        let (destinations, catalog, name) = Destinations::for_file(path, kind)
             .await
             .map_err(CliError::failure)?;
         return Ok(Resolved {
-            destinations: Destinations::new(vec![Destination::new("file", Box::new(sink))]),
-            catalog: Catalog {
-                kind,
-                listed: vec![Listed {
-                    entry,
-                    holders: vec![0],
-                }],
-            },
+            destinations,
+            catalog,
             selection: Selection::Name(name),
             rules,
         });
     }
-    rules.allow_legacy = settings
-        .flag("BACKUP_ALLOW_LEGACY", false)
-        .map_err(CliError::usage)?;
+    rules.allow_legacy = restore.allow_legacy;
     let selection = match (&args.file, args.date) {
         (Some(name), _) => Selection::Name(name.clone()),
         (None, Some(day)) => Selection::Date(day),
         (None, None) => Selection::Latest,
     };
-    let mut destinations = common::open_destinations(settings, true).await?;
+    let mut destinations = common::open_destinations(config, true).await?;
     if let Some(from) = args.from {
         if !destinations.keep_only(from.name()) {
             return Err(CliError::usage(anyhow::anyhow!(
@@ -199,18 +198,21 @@ impl Resolved {
     pub async fn fetch(
         &self,
         common: &CommonArgs,
-        settings: &Settings,
+        config: &Config,
     ) -> Result<(FetchedBackup, Option<Keyring>), CliError> {
+        let pipeline: PipelineConfig = common::component(config)?;
+        let restore: RestoreConfig = common::component(config)?;
+        let local: LocalConfig = common::component(config)?;
         let chosen = self
             .catalog
             .choose(&self.selection, &self.rules)
             .map_err(CliError::failure)?;
         let keyring = if chosen.entry.name.encrypted {
-            Some(common::load_keyring(settings)?)
+            Some(common::load_keyring(&pipeline)?)
         } else {
-            common::keyring_if_present(settings)?
+            common::keyring_if_present(&pipeline)?
         };
-        let spool = common::restore_spool_dir(settings);
+        let spool = restore.spool_dir(&local);
         let progress = common.progress(Some(chosen.entry.size), "reading");
         let fetched = self
             .destinations
@@ -230,104 +232,10 @@ impl Resolved {
 
     /// Prints the listing as a table or JSON.
     pub fn print_list(&self, json: bool) {
-        let listed = &self.catalog.listed;
         if json {
-            let rows: Vec<serde_json::Value> = listed
-                .iter()
-                .map(|l| {
-                    let e = &l.entry;
-                    serde_json::json!({
-                        "name": e.file_name(),
-                        "key": e.key,
-                        "time": e.timestamp().to_rfc3339(),
-                        "size": e.size,
-                        "status": e.status.to_string(),
-                        "detail": match &e.status { BackupStatus::Damaged(d) => Some(d.clone()), _ => None },
-                        "key_id": e.key_id(),
-                        "compression": e.name.compression.name(),
-                        "encrypted": e.name.encrypted,
-                        "locations": self.destinations.holder_names(l),
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::Value::Array(rows));
-            return;
+            println!("{}", self.catalog.to_json(&self.destinations));
+        } else {
+            print!("{}", self.catalog.table(&self.destinations));
         }
-        if listed.is_empty() {
-            let places: Vec<String> = self
-                .destinations
-                .iter()
-                .map(|d| d.sink().describe())
-                .collect();
-            println!(
-                "no {} backups in {}",
-                self.catalog.kind,
-                places.join(" or ")
-            );
-            return;
-        }
-        println!(
-            "{:<48}  {:<19}  {:>10}  {:<8}  {:<16}  LOCATION",
-            "NAME", "TIME (UTC)", "SIZE", "STATUS", "KEY ID"
-        );
-        for l in listed {
-            let e = &l.entry;
-            println!(
-                "{:<48}  {:<19}  {:>10}  {:<8}  {:<16}  {}",
-                printable(e.file_name()),
-                e.timestamp().format("%Y-%m-%d %H:%M:%S"),
-                common::human_bytes(e.size),
-                e.status,
-                e.key_id().unwrap_or("-"),
-                self.destinations.holder_names(l).join(",")
-            );
-        }
-    }
-}
-
-/// `name` with control characters escaped (`\n`, `\u{1b}`): an object name is chosen by
-/// whoever wrote the object, and must not move the cursor or recolour the terminal.
-pub fn printable(name: &str) -> String {
-    name.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
-
-/// How a backup with `status` was checked, for the verdict line: only a backup with a signed
-/// manifest is "verified".
-pub fn checked_as(status: &BackupStatus) -> &'static str {
-    match status {
-        BackupStatus::Complete => "backup verified",
-        _ => "backup read to its end (NOT authenticated: it has no manifest)",
-    }
-}
-
-/// What to add after the size in a verdict line about a backup with `status`.
-pub fn status_note(status: &BackupStatus) -> &'static str {
-    match status {
-        BackupStatus::Legacy => ", legacy backup without manifest",
-        BackupStatus::Incomplete => ", incomplete backup without manifest",
-        _ => "",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_in_names_are_escaped_for_the_terminal() {
-        assert_eq!(
-            printable("x_backup_20240101_000000.sql\u{1b}[2J\n"),
-            "x_backup_20240101_000000.sql\\u{1b}[2J\\n"
-        );
-        assert_eq!(printable("Yılmaz_backup.sql"), "Yılmaz_backup.sql");
     }
 }

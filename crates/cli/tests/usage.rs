@@ -101,3 +101,126 @@ fn a_bad_config_file_exits_3_naming_the_setting() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("backup_locl_dir"), "{err}");
 }
+
+#[test]
+fn print_config_shows_every_setting_with_its_origin_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.toml");
+    std::fs::write(
+        &file,
+        "backup_retention_days = 7\n\n[postgres]\nhost = \"db.internal\"\n\n[notify]\n\
+         url = \"https://hooks.example/T0KEN\"\n",
+    )
+    .unwrap();
+    for name in [
+        "backup-database",
+        "restore-database",
+        "backup-redis",
+        "restore-redis",
+        "backup-prune",
+    ] {
+        let out = bin(name)
+            .args(["--print-config", "--key-file", "/etc/other.key"])
+            .arg("--config")
+            .arg(&file)
+            .env("POSTGRES_PASSWORD", "hunter2")
+            .env("REDIS_URL", "redis://:s3cret@cache:6379")
+            .env("BACKUP_LOCAL_DIR", "/var/backups/x")
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+        for expected in [
+            "[local]",
+            "dir = \"/var/backups/x\"",
+            "BACKUP_LOCAL_DIR: environment BACKUP_LOCAL_DIR",
+            "key_file = \"/etc/other.key\"",
+            "BACKUP_ENCRYPTION_KEY_FILE: flag --key-file",
+            "host = \"db.internal\"",
+            "[postgres] host",
+            "days = \"7\"",
+            "backup_retention_days",
+            "port = \"5432\"",
+            "POSTGRES_PORT: default",
+            "# password = <redacted>",
+            "# url = <redacted>",
+            "[redis]",
+            "[s3]",
+            "[notify]",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{name}: {expected:?} missing:\n{text}"
+            );
+        }
+        for secret in ["hunter2", "s3cret", "T0KEN"] {
+            assert!(
+                !text.contains(secret) && !err.contains(secret),
+                "{name}: {secret}"
+            );
+        }
+        assert!(err.contains("deprecated"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn print_config_of_an_invalid_configuration_exits_3_listing_each_problem() {
+    let out = bin("backup-database")
+        .arg("--print-config")
+        .env("BACKUP_COMPRESSION", "lz4")
+        .env("REDIS_PORT", "sixty")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("compression = \"lz4\""), "{text}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("[pipeline]") && err.contains("BACKUP_COMPRESSION"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[redis]") && err.contains("REDIS_PORT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn flags_take_typed_values_and_say_which() {
+    let out = bin("backup-database")
+        .args(["--compression", "lz4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("gzip") && err.contains("zstd") && err.contains("none"),
+        "{err}"
+    );
+    let out = bin("backup-database").arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("--print-config"), "{help}");
+    for value in ["- gzip:", "- zstd:", "- none:"] {
+        assert!(help.contains(value), "{value} missing:\n{help}");
+    }
+}
+
+#[test]
+fn a_secret_in_the_config_file_is_refused_without_echoing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.toml");
+    std::fs::write(&file, "[postgres]\npassword = \"hunter2\"\n").unwrap();
+    let out = bin("backup-prune")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("POSTGRES_PASSWORD in the environment"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}

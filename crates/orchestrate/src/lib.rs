@@ -7,7 +7,9 @@
 //! notifications, status) grows; each binary and each embedding service runs its jobs through
 //! it, so they all behave and report alike.
 
+mod config;
 mod job;
 
 pub use backup_core::RunStatus;
+pub use config::{sections, NotifyConfig};
 pub use job::{back_up, BackupJob, BackupRun};

@@ -8,6 +8,7 @@
 
 mod apply;
 mod check;
+mod config;
 mod connection;
 mod dump;
 mod restore;
@@ -15,6 +16,7 @@ mod tools;
 
 pub use apply::{pg_restore_args, psql_args};
 pub use check::PgDumpCheck;
+pub use config::PostgresConfig;
 pub use connection::{PgConnection, APPLICATION_NAME, CONNECT_TIMEOUT_SECS};
 pub use dump::{pg_dump_args, DumpFormat, PostgresSource};
 pub use restore::{

@@ -3,7 +3,9 @@
 //!
 //! Connection settings come from `REDIS_URL` or `REDIS_HOST` / `REDIS_PORT` /
 //! `REDIS_USERNAME` / `REDIS_PASSWORD` ([`RedisConfig`]); `rediss://` URLs use TLS. The
-//! password is sent with `AUTH` only, never logged or passed to a child process.
+//! password is sent with `AUTH` only, never logged or passed to a child process. The whole
+//! component's configuration (`[redis]`: server, method, encryption, online restore target)
+//! is [`RedisSettings`].
 
 mod check;
 mod connection;
@@ -11,6 +13,7 @@ mod error;
 mod replication;
 mod restore_file;
 mod restore_online;
+mod settings;
 mod source;
 
 pub use check::RdbCheck;
@@ -24,4 +27,5 @@ pub use restore_file::{
 pub use restore_online::{
     OnlineRestoreOptions, RedisOnlineRestore, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_COMMANDS,
 };
+pub use settings::{RedisMethod, RedisSettings};
 pub use source::{BackupMethod, RedisSource};

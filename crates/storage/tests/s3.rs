@@ -137,16 +137,11 @@ async fn s3_sink_with_prefix_passes_conformance_suite() {
 #[tokio::test]
 async fn keys_live_under_the_prefix_without_double_slashes() {
     let server = server().await;
-    let sink = sink(
-        &server,
-        S3Config::from_lookup(&|name| match name {
-            "BACKUP_S3_BUCKET" => Some(BUCKET.to_owned()),
-            "BACKUP_S3_PREFIX" => Some("/nightly/".to_owned()),
-            _ => None,
-        })
-        .unwrap()
-        .unwrap(),
-    );
+    let sink = sink(&server, {
+        let mut config = S3Config::new(BUCKET);
+        config.prefix = backup_storage::s3::normalize_prefix("/nightly/").unwrap();
+        config
+    });
     sink.put("database/a.sql.gz.enc", Bytes::from_static(b"x"))
         .await
         .unwrap();
@@ -594,18 +589,13 @@ async fn kms_encryption_headers_are_sent() {
 #[tokio::test]
 async fn sse_none_sends_no_encryption_header() {
     let server = server().await;
-    let sink = sink(
-        &server,
-        S3Config::from_lookup(&|name| match name {
-            "BACKUP_S3_BUCKET" => Some(BUCKET.to_owned()),
-            "BACKUP_S3_SSE" => Some("none".to_owned()),
-            "BACKUP_S3_STORAGE_CLASS" => Some("none".to_owned()),
-            "BACKUP_S3_PART_SIZE" => Some("5MiB".to_owned()),
-            _ => None,
-        })
-        .unwrap()
-        .unwrap(),
-    );
+    let sink = sink(&server, {
+        let mut config = S3Config::new(BUCKET);
+        config.encryption = S3Encryption::None;
+        config.storage_class = None;
+        config.part_size = 5 * MIB as u64;
+        config
+    });
     for request in writes_with_headers(&server, &sink).await {
         let sse: Vec<&String> = request
             .headers

@@ -1,6 +1,8 @@
-//! `S3Sink::new` configured from the process environment, as the binaries do: the standard
-//! AWS credential chain (here: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`), the endpoint and
-//! path-style settings, and checksums only where S3 requires them.
+//! `S3Sink::new` with credentials from the process environment, as the binaries run it: the
+//! standard AWS credential chain (here: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`), with the
+//! endpoint and path-style settings of a plain `S3Config` (the `BACKUP_S3_*` variables are
+//! mapped onto it by `backup_core::config::S3Settings`, tested there and end to end), and
+//! checksums only where S3 requires them.
 //!
 //! The only test in its binary, because it sets process environment variables.
 #![cfg(feature = "s3")]
@@ -33,13 +35,11 @@ async fn sink_from_environment_uses_the_credential_chain() {
         "/nonexistent/aws-credentials",
     );
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    std::env::set_var("BACKUP_S3_PREFIX", "from-env");
 
-    let config = S3Config::from_lookup(&|name| std::env::var(name).ok())
-        .unwrap()
-        .unwrap();
-    assert_eq!(config.endpoint.as_deref(), Some(server.endpoint().as_str()));
-    assert!(config.force_path_style);
+    let mut config = S3Config::new("env-bucket");
+    config.prefix = Some("from-env".to_owned());
+    config.endpoint = Some(server.endpoint());
+    config.force_path_style = true;
     let sink = S3Sink::new(config).await.unwrap();
     assert_eq!(
         sink.describe(),

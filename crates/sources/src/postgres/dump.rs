@@ -20,6 +20,7 @@ const TAIL_BYTES: usize = 1024;
 
 /// `pg_dump`'s output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum DumpFormat {
     /// Plain SQL (`.sql`), as the old script made: restorable with `psql` alone.

@@ -91,9 +91,10 @@ impl PgTools {
         })
     }
 
-    /// Finds the newest tools whose major version is at least `server_major` (0: any): in
-    /// `PG_BIN_DIR` when that is set (and only there), else the newest
-    /// `/usr/lib/postgresql/*/bin`, else the directory of `pg_dump` on `PATH`.
+    /// Finds the newest tools whose major version is at least `server_major` (0: any): the
+    /// newest `/usr/lib/postgresql/*/bin`, else the directory of `pg_dump` on `PATH`. A
+    /// configured directory (`PG_BIN_DIR`) is not searched here: it is used as it is, through
+    /// [`PostgresConfig::tools`](super::PostgresConfig::tools) and `with_tools`.
     ///
     /// This runs `pg_dump --version`, a short blocking call.
     ///
@@ -102,7 +103,7 @@ impl PgTools {
     pub fn discover(server_major: u32) -> Result<Self, SourceError> {
         Self::discover_in(
             server_major,
-            std::env::var_os("PG_BIN_DIR").filter(|v| !v.is_empty()),
+            None,
             Path::new(DEBIAN_ROOT),
             std::env::var_os("PATH"),
         )
@@ -182,10 +183,7 @@ impl PgTools {
             }
         }
         Err(not_found(if seen.is_empty() {
-            format!(
-                "none found in PG_BIN_DIR, {}/*/bin or PATH",
-                versions_root.display()
-            )
+            format!("none found in {}/*/bin or PATH", versions_root.display())
         } else {
             format!("found only {}", seen.join(", "))
         }))

@@ -50,8 +50,9 @@ use crate::key::{validate_key, validate_prefix};
 use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
 
 pub use config::{
-    S3Config, S3Encryption, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_REGION,
-    DEFAULT_STORAGE_CLASS, MAX_CONCURRENCY, MAX_PART_SIZE, MIN_PART_SIZE,
+    normalize_prefix, parse_encryption, parse_size, parse_storage_class, S3Config, S3Encryption,
+    DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_STORAGE_CLASS, MAX_CONCURRENCY,
+    MAX_PART_SIZE, MIN_PART_SIZE,
 };
 
 /// The most parts one multipart upload may have.

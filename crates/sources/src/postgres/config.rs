@@ -1,0 +1,71 @@
+//! The PostgreSQL component's configuration (`[postgres]`, `POSTGRES_*`, `DATABASE_URL`,
+//! `PG_BIN_DIR`).
+
+use std::path::PathBuf;
+
+use backup_core::config::{check, Component, Config, Section, Setting};
+use backup_core::CoreError;
+
+use super::connection::PgConnection;
+use super::tools::PgTools;
+use crate::error::SourceError;
+
+/// Where the database is and which client tools to use (`[postgres]`).
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// The connection (password environment-only).
+    pub connection: PgConnection,
+    /// The directory of `pg_dump`, `pg_restore` and `psql` (`PG_BIN_DIR`); `None`: the newest
+    /// `/usr/lib/postgresql/*/bin`, else `PATH`, at least the server's major version.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl PostgresConfig {
+    /// The tools in [`bin_dir`](Self::bin_dir), checked by running `pg_dump --version`, for
+    /// the sources' and targets' `with_tools`; `None` when they are to be discovered.
+    ///
+    /// # Errors
+    /// [`SourceError::ToolsUnusable`] when a tool is missing there or does not run.
+    pub fn tools(&self) -> Result<Option<PgTools>, SourceError> {
+        self.bin_dir.as_ref().map(PgTools::in_dir).transpose()
+    }
+}
+
+const POSTGRES: &[Setting] = &[
+    Setting::new(
+        "DATABASE_URL",
+        "url",
+        "postgres://user:pass@host:port/db, instead of the settings below",
+    )
+    .secret(),
+    Setting::new("POSTGRES_HOST", "host", "host, or a Unix-socket directory").default("localhost"),
+    Setting::new("POSTGRES_PORT", "port", "port").default("5432"),
+    Setting::new("POSTGRES_USER", "user", "user").default("postgres"),
+    Setting::new("POSTGRES_DB", "database", "database to back up or restore").default("postgres"),
+    Setting::new("POSTGRES_PASSWORD", "password", "password").secret(),
+    Setting::new(
+        "PG_BIN_DIR",
+        "bin_dir",
+        "directory of pg_dump, pg_restore and psql (default: the newest \
+         /usr/lib/postgresql/*/bin, else PATH)",
+    ),
+];
+
+impl Component for PostgresConfig {
+    const SECTION: Section = Section {
+        table: "postgres",
+        about: "the PostgreSQL server (password: POSTGRES_PASSWORD or DATABASE_URL, environment \
+                only)",
+        settings: POSTGRES,
+        check: check::<Self>,
+    };
+
+    fn from_config(config: &Config) -> backup_core::Result<Self> {
+        let connection = PgConnection::from_env_map(&config.lookup())
+            .map_err(|e| CoreError::Config(e.to_string()))?;
+        Ok(Self {
+            connection,
+            bin_dir: config.path("PG_BIN_DIR"),
+        })
+    }
+}
