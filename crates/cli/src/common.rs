@@ -50,6 +50,11 @@ pub struct CommonArgs {
 /// A flag that sets a setting: its variable, the flag's name, and its value when given.
 pub type FlagValue = (&'static str, &'static str, Option<String>);
 
+/// The [`FlagValue`] of flag `name` for the setting `env`.
+pub fn flag(env: &'static str, name: &'static str, value: Option<impl ToString>) -> FlagValue {
+    (env, name, value.map(|v| v.to_string()))
+}
+
 /// What [`CommonArgs::load`] found: the configuration to run with, or `--print-config` done.
 pub enum Loaded {
     /// Run with this configuration.
@@ -188,6 +193,25 @@ pub fn load_key(pipeline: &PipelineConfig) -> Result<EncryptionKey, CliError> {
     EncryptionKey::from_file(&pipeline.key_file).map_err(CliError::usage)
 }
 
+/// Runs `work` with a progress bar on stderr over `total` bytes, saying `action` (exit 2 on
+/// failure).
+pub async fn with_progress<T, F>(
+    common: &CommonArgs,
+    total: u64,
+    action: &str,
+    work: impl FnOnce(Option<ProgressFn>) -> F,
+) -> Result<T, CliError>
+where
+    F: std::future::Future<Output = backup_core::Result<T>>,
+{
+    let progress = common.progress(Some(total), action);
+    let result = work(progress.as_ref().map(|(_, f)| f.clone())).await;
+    if let Some((bar, _)) = progress {
+        bar.finish_and_clear();
+    }
+    result.map_err(CliError::failure)
+}
+
 /// Restores `fetched` into `target` with a progress bar saying `action` (exit 2 on failure).
 pub async fn restore_into(
     common: &CommonArgs,
@@ -196,12 +220,9 @@ pub async fn restore_into(
     target: &mut dyn RestoreTarget,
     action: &str,
 ) -> Result<RestoreSummary, CliError> {
-    let progress = common.progress(Some(fetched.entry().size), action);
-    let result = fetched
-        .restore_into(keyring, target, progress.as_ref().map(|(_, f)| f.clone()))
-        .await;
-    if let Some((bar, _)) = progress {
-        bar.finish_and_clear();
-    }
-    result.map_err(CliError::failure)
+    let total = fetched.entry().size;
+    with_progress(common, total, action, |progress| {
+        fetched.restore_into(keyring, target, progress)
+    })
+    .await
 }

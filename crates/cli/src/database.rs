@@ -2,10 +2,10 @@
 
 use backup_core::{BackupOptions, CompressionAlgorithm, PipelineConfig};
 use backup_orchestrate::BackupJob;
-use backup_sources::postgres::{DumpFormat, PostgresConfig, PostgresSource};
+use backup_sources::postgres::{DumpFormat, PostgresConfig};
 use clap::Parser;
 
-use crate::common::{self, CommonArgs, Loaded};
+use crate::common::{self, flag, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
@@ -15,7 +15,7 @@ use crate::outcome;
 #[command(
     name = "backup-database",
     version,
-    after_help = AFTER_HELP,
+    after_help = crate::help::BACKUP_DATABASE,
     max_term_width = 100
 )]
 pub struct BackupDatabaseArgs {
@@ -48,50 +48,21 @@ pub struct BackupDatabaseArgs {
     json: bool,
 }
 
-const AFTER_HELP: &str = "\
-Connection: POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_DB and POSTGRES_PASSWORD,
-or DATABASE_URL. The password reaches pg_dump through its environment, never its arguments.
-
-Output: DIR/database/PREFIX_backup_YYYYMMDD_HHMMSS.sql.gz.enc (UTC) and, written last,
-DIR/database/PREFIX_backup_YYYYMMDD_HHMMSS.sql.gz.enc.manifest.json. The object name is printed
-on stdout. A failed backup leaves nothing under either name.
-
-Destinations: BACKUP_LOCAL_DIR and/or BACKUP_S3_BUCKET; with both, one pass writes both and
-each commits on its own.
-
-Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup failed,
-3 usage or configuration error.
-
-Examples:
-  # Nightly backup as the old script made it
-  BACKUP_LOCAL_DIR=/var/backups/randevubu POSTGRES_DB=randevubu backup-database
-
-  # zstd, faster and smaller; custom-format archive
-  backup-database --local-dir /var/backups/randevubu --compression zstd --format custom
-
-  # Emergency decryption with stock tools, no need for this tool
-  openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
-      -in FILE.sql.gz.enc | gunzip | psql -d newdb";
-
 /// Runs `backup-database` with parsed arguments.
 pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
     let flags = vec![
-        (
-            "BACKUP_COMPRESSION",
-            "--compression",
-            args.compression.map(|c| c.to_string()),
-        ),
-        (
+        flag("BACKUP_COMPRESSION", "--compression", args.compression),
+        flag(
             "BACKUP_COMPRESSION_LEVEL",
             "--compression-level",
-            args.compression_level.map(|l| l.to_string()),
+            args.compression_level,
         ),
-        ("POSTGRES_DB", "--database", args.database.clone()),
-        (
+        flag("POSTGRES_DB", "--database", args.database.as_ref()),
+        flag(
             "BACKUP_NAME_PREFIX",
             "--name-prefix",
-            args.name_prefix.clone(),
+            args.name_prefix.as_ref(),
         ),
     ];
     let config = match args.common.load(flags)? {
@@ -119,10 +90,11 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
         connection.endpoint(),
         outcome::describe(&destinations)
     );
-    let mut source = PostgresSource::new(connection, args.format);
-    if let Some(tools) = postgres.tools().map_err(CliError::usage)? {
-        source = source.with_tools(tools);
-    }
+    let postgres = PostgresConfig {
+        connection,
+        ..postgres
+    };
+    let mut source = postgres.source(args.format).map_err(CliError::usage)?;
     let job = BackupJob {
         options,
         publish_latest: None,

@@ -10,6 +10,7 @@
 pub mod common;
 pub mod database;
 pub mod exit;
+pub mod help;
 pub mod outcome;
 pub mod prune;
 pub mod redis_backup;

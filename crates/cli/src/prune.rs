@@ -6,7 +6,7 @@ use chrono::Utc;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 
-use crate::common::{self, CommonArgs, Loaded};
+use crate::common::{self, flag, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 
 /// Delete old backups by the retention policy: BACKUP_RETENTION_DAYS (default 30) plus optional
@@ -16,7 +16,7 @@ use crate::exit::{CliError, ExitStatus};
 #[command(
     name = "backup-prune",
     version,
-    after_help = AFTER_HELP,
+    after_help = crate::help::BACKUP_PRUNE,
     max_term_width = 100
 )]
 pub struct BackupPruneArgs {
@@ -60,63 +60,19 @@ pub struct BackupPruneArgs {
     kind: Vec<PruneKind>,
 }
 
-const AFTER_HELP: &str = "\
-Rules (times are UTC, from the timestamp in each name; a backup kept by any rule stays):
-  --retention-days N  keeps backups newer than now - N days (BACKUP_RETENTION_DAYS, default 30)
-  --keep-last N       keeps the N newest
-  --keep-daily N      keeps the newest backup of each of the N most recent days that have backups
-  --keep-weekly N     the same per ISO week (Monday-Sunday)
-  --keep-monthly N    the same per calendar month
-The newest complete backup of each kind is always kept (the newest legacy one if none is
-complete); the keep rules count complete backups only. Damaged backups (unreadable manifest)
-are never deleted: inspect them by hand. A backup being written (its run's .claim is there) is
-never deleted; one that lost its manifest (incomplete) is deleted once it is a day old.
-Each kind is pruned on its own: database, redis, config, logs, plus the orchestration's run
-reports (reports/orchestration/) and run logs (logs/orchestration/), on every configured
-destination (BACKUP_LOCAL_DIR, BACKUP_S3_BUCKET). A backup's manifest is
-deleted before its object, so an interrupted prune leaves at worst an object without its
-manifest (incomplete, deleted by the next prune), never a manifest without its backup.
-Temporary files and claims of interrupted runs older than 24 hours are removed too (not in a
-dry run). It may run while backups are being written.
-
-Exit codes: 0 success, 1 some deletions failed and others succeeded, 2 pruning failed,
-3 usage or configuration error.
-
-Examples:
-  # What would go with the configured retention? Nothing is deleted.
-  BACKUP_LOCAL_DIR=/var/backups/randevubu backup-prune --dry-run
-
-  # Nightly, after the backups: 30 days, plus 7 dailies, 4 weeklies and 12 monthlies
-  backup-prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12
-
-  # Only the newest 10 database backups, whatever their age
-  backup-prune --kind database --retention-days 0 --keep-last 10
-
-  # For scripts
-  backup-prune --dry-run --json";
-
 /// Runs `backup-prune` with parsed arguments.
 pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let number = |n: Option<u32>| n.map(|n| n.to_string());
     let flags = vec![
-        (
+        flag(
             "BACKUP_RETENTION_DAYS",
             "--retention-days",
-            number(args.retention_days),
+            args.retention_days,
         ),
-        ("BACKUP_KEEP_LAST", "--keep-last", number(args.keep_last)),
-        ("BACKUP_KEEP_DAILY", "--keep-daily", number(args.keep_daily)),
-        (
-            "BACKUP_KEEP_WEEKLY",
-            "--keep-weekly",
-            number(args.keep_weekly),
-        ),
-        (
-            "BACKUP_KEEP_MONTHLY",
-            "--keep-monthly",
-            number(args.keep_monthly),
-        ),
+        flag("BACKUP_KEEP_LAST", "--keep-last", args.keep_last),
+        flag("BACKUP_KEEP_DAILY", "--keep-daily", args.keep_daily),
+        flag("BACKUP_KEEP_WEEKLY", "--keep-weekly", args.keep_weekly),
+        flag("BACKUP_KEEP_MONTHLY", "--keep-monthly", args.keep_monthly),
     ];
     let config = match args.common.load(flags)? {
         Loaded::Run(config) => config,

@@ -8,7 +8,7 @@ use backup_orchestrate::BackupJob;
 use backup_sources::redis::{BackupMethod, RedisMethod, RedisSettings, RedisSource};
 use clap::Parser;
 
-use crate::common::{self, CommonArgs, Loaded};
+use crate::common::{self, flag, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
@@ -22,7 +22,7 @@ pub const REDIS_NAME_PREFIX: &str = "redis";
 #[command(
     name = "backup-redis",
     version,
-    after_help = AFTER_HELP,
+    after_help = crate::help::BACKUP_REDIS,
     max_term_width = 100
 )]
 pub struct BackupRedisArgs {
@@ -63,66 +63,23 @@ pub struct BackupRedisArgs {
     json: bool,
 }
 
-const AFTER_HELP: &str = "\
-Connection: REDIS_HOST (localhost), REDIS_PORT (6379), REDIS_USERNAME (ACL user) and
-REDIS_PASSWORD, or REDIS_URL (redis://user:pass@host:port; rediss:// for TLS, with
-REDIS_TLS_CA_FILE for a private CA). The password is sent with AUTH only.
-
-Method replication (default) asks for the snapshot as a replica does (REPLCONF capa eof,
-REPLCONF rdb-only 1, SYNC) and streams it without holding it in memory or on local disk; both
-disk-based and diskless (repl-diskless-sync yes) transfers work. The user needs +sync +psync
-+replconf (and +info +ping). The RDB's magic, version, structure and trailing CRC-64 are
-checked while it streams: a bad snapshot is a failed backup, never a stored one.
-
-Output: DIR/redis/redis_backup_YYYYMMDD_HHMMSS.rdb.gz.enc (UTC) and its .manifest.json (key
-count per database, Redis and RDB version), then a copy under DIR/redis/latest/ replacing the
-previous one. BACKUP_REDIS_ENCRYPT=false (or --no-encrypt) stores .rdb.gz as the old script did.
-
-Exit codes: 0 success, 1 stored on some destinations but not all (or redis/latest/ not
-updated), 2 backup failed, 3 usage or configuration error.
-
-Examples:
-  # Nightly, as the old script
-  BACKUP_LOCAL_DIR=/var/backups/randevubu REDIS_PASSWORD=... backup-redis
-
-  # A managed Redis over TLS, to S3
-  REDIS_URL=rediss://backup:secret@redis.internal:6380 BACKUP_S3_BUCKET=backups backup-redis
-
-  # Replication not allowed: BGSAVE and read the file
-  backup-redis --method file --rdb-path /var/lib/redis/dump.rdb
-
-  # Emergency restore with stock tools
-  openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
-      -in redis_backup_X.rdb.gz.enc | gunzip > dump.rdb";
-
 /// Runs `backup-redis` with parsed arguments.
 pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
+    let rdb_path = args.rdb_path.as_ref().map(|p| p.display());
     let flags = vec![
-        (
-            "BACKUP_COMPRESSION",
-            "--compression",
-            args.compression.map(|c| c.to_string()),
-        ),
-        (
+        flag("BACKUP_COMPRESSION", "--compression", args.compression),
+        flag(
             "BACKUP_COMPRESSION_LEVEL",
             "--compression-level",
-            args.compression_level.map(|l| l.to_string()),
+            args.compression_level,
         ),
-        (
-            "BACKUP_REDIS_METHOD",
-            "--method",
-            args.method.map(|m| m.to_string()),
-        ),
-        (
-            "REDIS_RDB_PATH",
-            "--rdb-path",
-            args.rdb_path.as_ref().map(|p| p.display().to_string()),
-        ),
-        (
+        flag("BACKUP_REDIS_METHOD", "--method", args.method),
+        flag("REDIS_RDB_PATH", "--rdb-path", rdb_path),
+        flag(
             "BACKUP_REDIS_ENCRYPT",
             "--no-encrypt",
-            args.no_encrypt.then(|| "false".to_owned()),
+            args.no_encrypt.then_some(false),
         ),
     ];
     let config = match args.common.load(flags)? {

@@ -3,11 +3,10 @@
 
 use std::path::PathBuf;
 
-use backup_core::config::Config;
-use backup_core::{human_bytes, BackupKind, RestoreSummary};
+use backup_core::{BackupKind, RestoreSummary};
 use backup_sources::redis::{
-    aof_warning, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisClient, RedisFileRestore,
-    RedisOnlineRestore, RedisSettings,
+    check_then_restore, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisFileRestore,
+    RedisSettings,
 };
 use clap::{ArgGroup, Parser};
 
@@ -22,7 +21,7 @@ use crate::select::{self, SelectionArgs};
 #[command(
     name = "restore-redis",
     version,
-    after_help = AFTER_HELP,
+    after_help = crate::help::RESTORE_REDIS,
     max_term_width = 100,
     group(ArgGroup::new("selection").args(["list", "latest", "date", "file"])),
     group(ArgGroup::new("mode").args(["dry_run", "rdb_path", "docker_container", "online"]))
@@ -76,39 +75,6 @@ pub struct RestoreRedisArgs {
     replace: bool,
 }
 
-const AFTER_HELP: &str = "\
-Selection (exactly one): --list, --latest, --date YYYY-MM-DD, --file NAME.
-Mode (one, except with --list): --dry-run, --rdb-path PATH, --docker-container NAME, --online.
---latest and --date choose complete backups (a signed manifest vouches for them); the old
-script's .rdb.gz objects are `legacy`: by --file NAME, or with --allow-legacy.
-
-File mode replaces the data file Redis loads at start. Redis must be stopped while the file is
-replaced (it rewrites dump.rdb on shutdown), so give --stop-cmd/--start-cmd or use
---docker-container. If the server uses AOF (appendonly yes) it loads the AOF, not dump.rdb:
-you are warned; move the AOF aside or start with --appendonly no, then BGREWRITEAOF.
-
-Online mode writes into a running server with RESTORE ... ABSTTL, database by database. It
-first parses the whole backup and checks the target (RDB version, clashing keys) without
-writing; it is not atomic: a failure half-way (server gone) leaves the keys restored so far.
-
-Exit codes: 0 success, 2 restore failed (target unchanged unless stated), 3 usage or
-configuration error.
-
-Examples:
-  restore-redis --list
-  restore-redis --latest --dry-run
-
-  # The old procedure, for a container
-  restore-redis --latest --docker-container redis
-
-  # A systemd-managed Redis
-  restore-redis --date 2024-01-15 --rdb-path /var/lib/redis/dump.rdb \\
-      --stop-cmd 'systemctl stop redis-server' --start-cmd 'systemctl start redis-server'
-
-  # Into a running (empty) server
-  REDIS_TARGET_PASSWORD_FILE=/etc/backup/redis-target.pw \\
-      restore-redis --latest --online --target-url redis://10.0.0.5:6379";
-
 /// Runs `restore-redis` with parsed arguments.
 pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
@@ -116,93 +82,51 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         Loaded::Run(config) => config,
         Loaded::Printed(status) => return Ok(status),
     };
-    args.select.require_one()?;
-    if !args.select.list
-        && !args.dry_run
-        && args.rdb_path.is_none()
-        && args.docker_container.is_none()
-        && !args.online
-    {
+    let no_mode =
+        !args.dry_run && args.rdb_path.is_none() && args.docker_container.is_none() && !args.online;
+    if no_mode && !args.select.list {
         return Err(CliError::usage(anyhow::anyhow!(
             "say where to restore: --rdb-path PATH (the server's dump.rdb, with --stop-cmd / \
              --start-cmd), --docker-container NAME, or --online (into a running server); or \
              --dry-run to only check the backup"
         )));
     }
-    let resolved = select::resolve(
-        BackupKind::Redis,
-        crate::redis_backup::REDIS_NAME_PREFIX,
-        &args.select,
-        &config,
-    )
-    .await?;
-    if args.select.list {
-        resolved.print_list(args.select.json);
-        return Ok(ExitStatus::Success);
-    }
-    let (mut fetched, keyring) = resolved.fetch(&args.common, &config).await?;
-    let entry = fetched.entry().clone();
-
-    let online_config = if args.online {
-        let redis: RedisSettings = common::component(&config)?;
-        let target = redis.online_target(args.target_url.as_deref());
-        Some(target.map_err(CliError::usage)?)
-    } else {
-        None
+    // The server settings are needed (and must be valid) only for an online restore; the file
+    // mode asks the server about AOF when it can.
+    let redis = config.component::<RedisSettings>();
+    let online_target = match &redis {
+        Ok(r) if args.online => Some(r.online_target(args.target_url.as_deref())),
+        Err(e) if args.online => return Err(CliError::usage(anyhow::anyhow!("{e}"))),
+        _ => None,
     };
-
+    let online_target = online_target.transpose().map_err(CliError::usage)?;
+    let kind = BackupKind::Redis;
+    let prefix = crate::redis_backup::REDIS_NAME_PREFIX;
+    let selected = select::fetch_selected(&args.common, &args.select, kind, prefix, &config);
+    let Some((mut fetched, keyring)) = selected.await? else {
+        return Ok(ExitStatus::Success);
+    };
+    let keyring = keyring.as_ref();
     let (verdict, summary): (String, RestoreSummary) = if args.dry_run {
-        let mut check = RdbCheck::default();
-        let summary = common::restore_into(
-            &args.common,
-            &mut fetched,
-            keyring.as_ref(),
-            &mut check,
-            "checking",
-        )
-        .await?;
-        (
-            format!(
-                "dry run OK: {} and the RDB is intact",
-                entry.status.checked_as()
-            ),
-            summary,
-        )
-    } else if let Some(config) = online_config {
-        let endpoint = config.endpoint();
-        tracing::info!("checking the backup and the target {endpoint} before writing");
-        let mut check = RedisOnlineRestore::new(
-            config.clone(),
-            OnlineRestoreOptions {
-                replace: args.replace,
-                check_only: true,
-                ..OnlineRestoreOptions::default()
-            },
+        let verdict = format!(
+            "dry run OK: {} and the RDB is intact",
+            fetched.entry().status.checked_as()
         );
-        common::restore_into(
-            &args.common,
-            &mut fetched,
-            keyring.as_ref(),
-            &mut check,
-            "checking",
-        )
-        .await?;
-        tracing::info!("restoring into {endpoint}");
-        let mut target = RedisOnlineRestore::new(
-            config,
-            OnlineRestoreOptions {
-                replace: args.replace,
-                check_only: false,
-                ..OnlineRestoreOptions::default()
-            },
-        );
-        let summary = common::restore_into(
-            &args.common,
-            &mut fetched,
-            keyring.as_ref(),
-            &mut target,
-            "restoring",
-        )
+        let check = &mut RdbCheck::default();
+        let common = &args.common;
+        let summary = common::restore_into(common, &mut fetched, keyring, check, "checking");
+        (verdict, summary.await?)
+    } else if let Some(target) = online_target {
+        let endpoint = target.endpoint();
+        let options = OnlineRestoreOptions {
+            replace: args.replace,
+            ..OnlineRestoreOptions::default()
+        };
+        // Two passes (check, then write) over the private copy.
+        let total = fetched.entry().size.saturating_mul(2);
+        let summary = common::with_progress(&args.common, total, "checking, restoring", |p| {
+            check_then_restore(&mut fetched, keyring, target, options, p)
+        })
         .await?;
         (format!("online restore into {endpoint} complete"), summary)
     } else {
@@ -211,52 +135,16 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             stop_cmd: args.stop_cmd.clone(),
             start_cmd: args.start_cmd.clone(),
             docker_container: args.docker_container.clone(),
+            // Asked about AOF when configured (invalid Redis settings only lose that check).
+            server: redis.ok().and_then(|redis| redis.aof_server()),
             ..FileRestoreOptions::default()
         };
-        // Warn about AOF before anything changes: the running server (when REDIS_* point at
-        // it) and the data directory are asked.
-        if let Some(warning) = aof_check(&config, args.rdb_path.as_deref()).await {
-            tracing::warn!("{warning}");
-        }
-        let mut target = RedisFileRestore::new(options);
-        let summary = common::restore_into(
-            &args.common,
-            &mut fetched,
-            keyring.as_ref(),
-            &mut target,
-            "restoring",
-        )
-        .await?;
-        let place = match (&args.rdb_path, &args.docker_container) {
-            (_, Some(name)) => format!("container {name}:/data/dump.rdb"),
-            (Some(path), None) => path.display().to_string(),
-            (None, None) => "?".to_owned(),
-        };
-        (format!("restore into {place} complete"), summary)
+        let verdict = format!("restore into {} complete", options.destination());
+        let target = &mut RedisFileRestore::new(options);
+        let common = &args.common;
+        let summary = common::restore_into(common, &mut fetched, keyring, target, "restoring");
+        (verdict, summary.await?)
     };
-    println!(
-        "{verdict}: {} ({} of RDB{})",
-        entry.key,
-        human_bytes(summary.plain_bytes),
-        entry.status.note()
-    );
-    for note in &summary.notes {
-        println!("  {note}");
-    }
+    select::print_verdict(&verdict, &fetched, &summary, "RDB");
     Ok(ExitStatus::Success)
-}
-
-/// The AOF warning for a file-mode restore, if any: files in the target directory, and
-/// `CONFIG GET appendonly` on the server REDIS_* / REDIS_URL name when one is named and
-/// answers (a stopped server, or invalid Redis settings, are not an error here).
-async fn aof_check(config: &Config, rdb_path: Option<&std::path::Path>) -> Option<String> {
-    let mut client = None;
-    let redis = config.component::<RedisSettings>().ok();
-    if let Some(redis) = redis.filter(|r| r.server_named) {
-        let connect = RedisClient::connect(&redis.connection);
-        if let Ok(Ok(c)) = tokio::time::timeout(std::time::Duration::from_secs(3), connect).await {
-            client = Some(c);
-        }
-    }
-    aof_warning(rdb_path, client.as_mut()).await
 }

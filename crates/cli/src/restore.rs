@@ -1,7 +1,7 @@
 //! `restore-database`: list, check and restore PostgreSQL backups.
 
-use backup_core::{human_bytes, BackupKind, PipelineConfig, RestoreTarget};
-use backup_sources::postgres::{PgDumpCheck, PostgresConfig, PostgresRestore, RestoreOptions};
+use backup_core::{BackupKind, PipelineConfig, RestoreTarget};
+use backup_sources::postgres::{PostgresConfig, RestoreOptions};
 use clap::{ArgGroup, Parser};
 
 use crate::common::{self, CommonArgs, Loaded};
@@ -15,7 +15,7 @@ use crate::select::{self, SelectionArgs};
 #[command(
     name = "restore-database",
     version,
-    after_help = AFTER_HELP,
+    after_help = crate::help::RESTORE_DATABASE,
     max_term_width = 100,
     group(ArgGroup::new("selection").args(["list", "latest", "date", "file"]))
 )]
@@ -49,33 +49,6 @@ pub struct RestoreDatabaseArgs {
     terminate_connections: bool,
 }
 
-const AFTER_HELP: &str = "\
-Selection (exactly one): --list, --latest, --date YYYY-MM-DD, --file NAME.
---latest and --date choose complete backups (a signed manifest vouches for them). Backups
-without a manifest made by the old scripts are listed as `legacy`: they cannot be
-authenticated, restore by --file NAME (or by --latest/--date with --allow-legacy) and are
-checked only by decryption padding, gzip CRC and pg_dump's end marker. An `incomplete` backup
-(no manifest, newer than signed ones) restores only by --file NAME --allow-unverified.
-
-Exit codes: 0 success, 2 restore failed (target unchanged), 3 usage or configuration error.
-
-Examples:
-  # What is there?
-  restore-database --list
-  restore-database --list --json
-
-  # Check the newest backup end to end without touching any database
-  restore-database --latest --dry-run
-
-  # Disaster recovery into a new database
-  restore-database --latest --target-db randevubu_restored --create
-
-  # Put last Monday's backup in place of the live database, keeping the old one aside
-  restore-database --date 2024-01-15 --target-db randevubu --replace --terminate-connections
-
-  # A file copied from elsewhere (its .manifest.json beside it is used when present)
-  restore-database --file /tmp/randevubu_backup_20240115_020000.sql.gz.enc --target-db scratch --create";
-
 /// Runs `restore-database` with parsed arguments.
 pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
@@ -83,75 +56,50 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
         Loaded::Run(config) => config,
         Loaded::Printed(status) => return Ok(status),
     };
-    args.select.require_one()?;
     let pipeline: PipelineConfig = common::component(&config)?;
     let postgres: PostgresConfig = common::component(&config)?;
-    let kind = BackupKind::Database;
-    let resolved = select::resolve(kind, &pipeline.name_prefix, &args.select, &config).await?;
-    if args.select.list {
-        resolved.print_list(args.select.json);
+    let selected = select::fetch_selected(
+        &args.common,
+        &args.select,
+        BackupKind::Database,
+        &pipeline.name_prefix,
+        &config,
+    )
+    .await?;
+    let Some((mut fetched, keyring)) = selected else {
         return Ok(ExitStatus::Success);
-    }
-    let (mut fetched, keyring) = resolved.fetch(&args.common, &config).await?;
-
-    let tools = postgres.tools().map_err(CliError::usage)?;
+    };
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
-        let check = PgDumpCheck::new();
-        Box::new(match tools {
-            Some(tools) => check.with_tools(tools),
-            None => check,
-        })
+        Box::new(postgres.dump_check().map_err(CliError::usage)?)
     } else {
-        let connection = postgres.connection;
-        let target_db = args
-            .target_db
-            .clone()
-            .unwrap_or_else(|| connection.dbname().to_owned());
-        tracing::info!(
-            "restoring into database {target_db} on {}",
-            connection.endpoint()
-        );
-        let restore = PostgresRestore::new(
-            connection,
-            RestoreOptions {
-                target_db,
-                create: args.create,
-                replace: args.replace,
-                terminate_connections: args.terminate_connections,
-            },
-        );
-        Box::new(match tools {
-            Some(tools) => restore.with_tools(tools),
-            None => restore,
-        })
+        let target_db = args.target_db.clone();
+        let target_db = target_db.unwrap_or_else(|| postgres.connection.dbname().to_owned());
+        let on = postgres.connection.endpoint();
+        tracing::info!("restoring into database {target_db} on {on}");
+        let options = RestoreOptions {
+            target_db,
+            create: args.create,
+            replace: args.replace,
+            terminate_connections: args.terminate_connections,
+        };
+        Box::new(postgres.restore(options).map_err(CliError::usage)?)
     };
     let action = if args.dry_run {
         "checking"
     } else {
         "restoring"
     };
-    let summary = common::restore_into(
-        &args.common,
-        &mut fetched,
-        keyring.as_ref(),
-        target.as_mut(),
-        action,
-    )
-    .await?;
-    let entry = fetched.entry();
+    let target = target.as_mut();
+    let summary =
+        common::restore_into(&args.common, &mut fetched, keyring.as_ref(), target, action).await?;
     let verdict = if args.dry_run {
-        format!("dry run OK: {} and complete", entry.status.checked_as())
+        format!(
+            "dry run OK: {} and complete",
+            fetched.entry().status.checked_as()
+        )
     } else {
         "restore complete".to_owned()
     };
-    println!(
-        "{verdict}: {} ({} of SQL{})",
-        entry.key,
-        human_bytes(summary.plain_bytes),
-        entry.status.note()
-    );
-    for note in &summary.notes {
-        println!("  {note}");
-    }
+    select::print_verdict(&verdict, &fetched, &summary, "SQL");
     Ok(ExitStatus::Success)
 }

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 
 use backup_core::config::Config;
 use backup_core::{
-    BackupKind, Catalog, Destinations, FetchedBackup, LocalConfig, PipelineConfig, RestoreConfig,
-    RestoreRules, Selection,
+    human_bytes, BackupKind, Catalog, Destinations, FetchedBackup, LocalConfig, PipelineConfig,
+    RestoreConfig, RestoreRules, RestoreSummary, Selection,
 };
 use backup_crypto::Keyring;
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
 
-use crate::common::{self, CommonArgs, FlagValue};
+use crate::common::{self, flag, CommonArgs, FlagValue};
 use crate::exit::CliError;
 
 /// Which backup, from where. Each command puts `--list`, `--latest`, `--date` and `--file` in a
@@ -110,18 +110,49 @@ impl SelectionArgs {
 
     /// The settings these flags set.
     pub fn flags(&self) -> Vec<FlagValue> {
+        let keyring_dir = self.keyring_dir.as_ref().map(|d| d.display());
         vec![
-            (
-                "BACKUP_KEYRING_DIR",
-                "--keyring-dir",
-                self.keyring_dir.as_ref().map(|d| d.display().to_string()),
-            ),
-            (
+            flag("BACKUP_KEYRING_DIR", "--keyring-dir", keyring_dir),
+            flag(
                 "BACKUP_ALLOW_LEGACY",
                 "--allow-legacy",
-                self.allow_legacy.then(|| "true".to_owned()),
+                self.allow_legacy.then_some(true),
             ),
         ]
+    }
+}
+
+/// The start every restore command shares: exactly one selection; then either the listing,
+/// printed (`None`), or the chosen backup read once into a private verified copy, with the
+/// keys it needs.
+pub async fn fetch_selected(
+    common: &CommonArgs,
+    args: &SelectionArgs,
+    kind: BackupKind,
+    prefix: &str,
+    config: &Config,
+) -> Result<Option<(FetchedBackup, Option<Keyring>)>, CliError> {
+    args.require_one()?;
+    let resolved = resolve(kind, prefix, args, config).await?;
+    if args.list {
+        resolved.print_list(args.json);
+        return Ok(None);
+    }
+    resolved.fetch(common, config).await.map(Some)
+}
+
+/// Prints the end every restore command shares: `VERDICT: KEY (SIZE of WHAT[, note])` and the
+/// target's notes.
+pub fn print_verdict(verdict: &str, fetched: &FetchedBackup, summary: &RestoreSummary, what: &str) {
+    let entry = fetched.entry();
+    println!(
+        "{verdict}: {} ({} of {what}{})",
+        entry.key,
+        human_bytes(summary.plain_bytes),
+        entry.status.note()
+    );
+    for note in &summary.notes {
+        println!("  {note}");
     }
 }
 

@@ -25,7 +25,8 @@ pub use restore_file::{
     KEPT_INFIX, RESTORE_TEMP_INFIX,
 };
 pub use restore_online::{
-    OnlineRestoreOptions, RedisOnlineRestore, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_COMMANDS,
+    check_then_restore, OnlineRestoreOptions, RedisOnlineRestore, DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_COMMANDS,
 };
 pub use settings::{RedisMethod, RedisSettings};
 pub use source::{BackupMethod, RedisSource};

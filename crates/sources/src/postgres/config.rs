@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use backup_core::config::{check, Component, Config, Section, Setting};
 use backup_core::CoreError;
 
+use super::check::PgDumpCheck;
 use super::connection::PgConnection;
+use super::dump::{DumpFormat, PostgresSource};
+use super::restore::{PostgresRestore, RestoreOptions};
 use super::tools::PgTools;
 use crate::error::SourceError;
 
@@ -28,6 +31,42 @@ impl PostgresConfig {
     /// [`SourceError::ToolsUnusable`] when a tool is missing there or does not run.
     pub fn tools(&self) -> Result<Option<PgTools>, SourceError> {
         self.bin_dir.as_ref().map(PgTools::in_dir).transpose()
+    }
+
+    /// A backup source for this server, with the configured tools.
+    ///
+    /// # Errors
+    /// As [`tools`](Self::tools).
+    pub fn source(&self, format: DumpFormat) -> Result<PostgresSource, SourceError> {
+        let source = PostgresSource::new(self.connection.clone(), format);
+        Ok(match self.tools()? {
+            Some(tools) => source.with_tools(tools),
+            None => source,
+        })
+    }
+
+    /// A restore into this server, with the configured tools.
+    ///
+    /// # Errors
+    /// As [`tools`](Self::tools).
+    pub fn restore(&self, options: RestoreOptions) -> Result<PostgresRestore, SourceError> {
+        let restore = PostgresRestore::new(self.connection.clone(), options);
+        Ok(match self.tools()? {
+            Some(tools) => restore.with_tools(tools),
+            None => restore,
+        })
+    }
+
+    /// A dry-run check of a dump, with the configured tools (for custom archives).
+    ///
+    /// # Errors
+    /// As [`tools`](Self::tools).
+    pub fn dump_check(&self) -> Result<PgDumpCheck, SourceError> {
+        let check = PgDumpCheck::new();
+        Ok(match self.tools()? {
+            Some(tools) => check.with_tools(tools),
+            None => check,
+        })
     }
 }
 

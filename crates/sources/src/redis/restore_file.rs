@@ -31,6 +31,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
@@ -39,7 +40,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::redis::check::summary_notes;
-use crate::redis::connection::{RedisClient, Resp};
+use crate::redis::connection::{RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
 
 /// The infix of the temporary file a restore writes (`.dump.rdb.restore-<random>`).
@@ -74,6 +75,10 @@ pub struct FileRestoreOptions {
     /// Docker mode: the local directory for the temporary file and the kept previous file
     /// (default: the system temporary directory).
     pub work_dir: Option<PathBuf>,
+    /// The running server, asked (`CONFIG GET appendonly`, 3 seconds at most; a stopped
+    /// server is the usual case and no error) before the file is replaced, to warn when it
+    /// would load an AOF instead of the restored RDB.
+    pub server: Option<RedisConfig>,
 }
 
 impl Default for FileRestoreOptions {
@@ -86,6 +91,18 @@ impl Default for FileRestoreOptions {
             docker_program: PathBuf::from("docker"),
             docker_rdb_path: DOCKER_RDB_PATH.to_owned(),
             work_dir: None,
+            server: None,
+        }
+    }
+}
+
+impl FileRestoreOptions {
+    /// Where the RDB goes, for messages: `container NAME:/data/dump.rdb` or the file's path.
+    pub fn destination(&self) -> String {
+        match (&self.docker_container, &self.rdb_path) {
+            (Some(name), _) => format!("container {name}:{}", self.docker_rdb_path),
+            (None, Some(path)) => path.display().to_string(),
+            (None, None) => "nowhere (neither an RDB path nor a container given)".to_owned(),
         }
     }
 }
@@ -103,6 +120,18 @@ impl RedisFileRestore {
 
     async fn run(&self, stream: ByteStream) -> Result<RestoreSummary, RedisError> {
         let o = &self.options;
+        // Warn about AOF before anything changes: the target directory and the server.
+        let mut client = None;
+        if let Some(server) = &o.server {
+            let connect = RedisClient::connect(server);
+            if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(3), connect).await {
+                client = Some(c);
+            }
+        }
+        if let Some(warning) = aof_warning(o.rdb_path.as_deref(), client.as_mut()).await {
+            tracing::warn!("{warning}");
+        }
+        drop(client);
         if let Some(container) = &o.docker_container {
             if o.stop_cmd.is_some() || o.start_cmd.is_some() || o.rdb_path.is_some() {
                 return Err(RedisError::Config(
@@ -342,8 +371,8 @@ impl RestoreTarget for RedisFileRestore {
 /// directory of `rdb_path` holds `appendonlydir/` or `appendonly.aof`, or `server` (when given
 /// and reachable) reports `appendonly yes`. `None` when neither is the case.
 ///
-/// The CLI calls it before a restore, so the operator can act first; the file-mode restore
-/// also puts it in its notes.
+/// [`RedisFileRestore`] logs it before anything changes (asking
+/// [`FileRestoreOptions::server`] when given), and puts the files' part in its notes.
 pub async fn aof_warning(
     rdb_path: Option<&Path>,
     server: Option<&mut RedisClient>,

@@ -27,7 +27,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
+use backup_core::{BoxError, ByteStream, FetchedBackup, ProgressFn, RestoreSummary, RestoreTarget};
+use backup_crypto::Keyring;
 use backup_rdb::{
     rdb_version_for_server, restore_payload, Entry, Item, ParseOptions, RdbReader, ValueType,
     REDIS_RDB_VERSIONS,
@@ -68,6 +69,43 @@ impl Default for OnlineRestoreOptions {
             batch_bytes: DEFAULT_BATCH_BYTES,
         }
     }
+}
+
+/// The online restore as a whole: a first pass over the fetched backup only checks it
+/// against the target (the whole RDB parses, its version loads there, no key clashes unless
+/// `options.replace`), writing nothing; only then a second pass writes. Both read the verified
+/// private copy, not the destination. `progress` counts the stored bytes of both passes
+/// (twice the object's size in all).
+///
+/// # Errors
+/// The first pass's (target unchanged) or the second's (not atomic: the keys restored until
+/// then stay).
+pub async fn check_then_restore(
+    fetched: &mut FetchedBackup,
+    keyring: Option<&Keyring>,
+    config: RedisConfig,
+    options: OnlineRestoreOptions,
+    progress: Option<ProgressFn>,
+) -> backup_core::Result<RestoreSummary> {
+    let endpoint = config.endpoint();
+    tracing::info!("checking the backup and the target {endpoint} before writing");
+    let check_options = OnlineRestoreOptions {
+        check_only: true,
+        ..options.clone()
+    };
+    let mut check = RedisOnlineRestore::new(config.clone(), check_options);
+    fetched
+        .restore_into(keyring, &mut check, progress.clone())
+        .await?;
+    tracing::info!("restoring into {endpoint}");
+    let mut target = RedisOnlineRestore::new(
+        config,
+        OnlineRestoreOptions {
+            check_only: false,
+            ..options
+        },
+    );
+    fetched.restore_into(keyring, &mut target, progress).await
 }
 
 /// Replays an RDB into a running server.

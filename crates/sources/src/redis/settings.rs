@@ -89,6 +89,13 @@ impl fmt::Debug for RedisSettings {
 }
 
 impl RedisSettings {
+    /// The server to ask about AOF before a file-mode restore
+    /// ([`FileRestoreOptions::server`](super::FileRestoreOptions::server)): the configured one,
+    /// when one is [named](Self::server_named).
+    pub fn aof_server(&self) -> Option<RedisConfig> {
+        self.server_named.then(|| self.connection.clone())
+    }
+
     /// The backup method with its file.
     ///
     /// # Errors

@@ -1,0 +1,160 @@
+//! The long help (`--help`, after the options) of every binary: what it writes where, its
+//! exit codes and examples. Kept together so that the binaries' documentation reads alike and
+//! is reviewed in one place; the README says the same at more length.
+
+/// `backup-database --help`.
+pub const BACKUP_DATABASE: &str = "\
+Connection: POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_DB and POSTGRES_PASSWORD,
+or DATABASE_URL. The password reaches pg_dump through its environment, never its arguments.
+
+Output: DIR/database/PREFIX_backup_YYYYMMDD_HHMMSS.sql.gz.enc (UTC) and, written last,
+DIR/database/PREFIX_backup_YYYYMMDD_HHMMSS.sql.gz.enc.manifest.json. The object name is printed
+on stdout. A failed backup leaves nothing under either name.
+
+Destinations: BACKUP_LOCAL_DIR and/or BACKUP_S3_BUCKET; with both, one pass writes both and
+each commits on its own.
+
+Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup failed,
+3 usage or configuration error.
+
+Examples:
+  # Nightly backup as the old script made it
+  BACKUP_LOCAL_DIR=/var/backups/randevubu POSTGRES_DB=randevubu backup-database
+
+  # zstd, faster and smaller; custom-format archive
+  backup-database --local-dir /var/backups/randevubu --compression zstd --format custom
+
+  # Emergency decryption with stock tools, no need for this tool
+  openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
+      -in FILE.sql.gz.enc | gunzip | psql -d newdb";
+
+/// `restore-database --help`.
+pub const RESTORE_DATABASE: &str = "\
+Selection (exactly one): --list, --latest, --date YYYY-MM-DD, --file NAME.
+--latest and --date choose complete backups (a signed manifest vouches for them). Backups
+without a manifest made by the old scripts are listed as `legacy`: they cannot be
+authenticated, restore by --file NAME (or by --latest/--date with --allow-legacy) and are
+checked only by decryption padding, gzip CRC and pg_dump's end marker. An `incomplete` backup
+(no manifest, newer than signed ones) restores only by --file NAME --allow-unverified.
+
+Exit codes: 0 success, 2 restore failed (target unchanged), 3 usage or configuration error.
+
+Examples:
+  # What is there?
+  restore-database --list
+  restore-database --list --json
+
+  # Check the newest backup end to end without touching any database
+  restore-database --latest --dry-run
+
+  # Disaster recovery into a new database
+  restore-database --latest --target-db randevubu_restored --create
+
+  # Put last Monday's backup in place of the live database, keeping the old one aside
+  restore-database --date 2024-01-15 --target-db randevubu --replace --terminate-connections
+
+  # A file copied from elsewhere (its .manifest.json beside it is used when present)
+  restore-database --file /tmp/randevubu_backup_20240115_020000.sql.gz.enc --target-db scratch --create";
+
+/// `backup-redis --help`.
+pub const BACKUP_REDIS: &str = "\
+Connection: REDIS_HOST (localhost), REDIS_PORT (6379), REDIS_USERNAME (ACL user) and
+REDIS_PASSWORD, or REDIS_URL (redis://user:pass@host:port; rediss:// for TLS, with
+REDIS_TLS_CA_FILE for a private CA). The password is sent with AUTH only.
+
+Method replication (default) asks for the snapshot as a replica does (REPLCONF capa eof,
+REPLCONF rdb-only 1, SYNC) and streams it without holding it in memory or on local disk; both
+disk-based and diskless (repl-diskless-sync yes) transfers work. The user needs +sync +psync
++replconf (and +info +ping). The RDB's magic, version, structure and trailing CRC-64 are
+checked while it streams: a bad snapshot is a failed backup, never a stored one.
+
+Output: DIR/redis/redis_backup_YYYYMMDD_HHMMSS.rdb.gz.enc (UTC) and its .manifest.json (key
+count per database, Redis and RDB version), then a copy under DIR/redis/latest/ replacing the
+previous one. BACKUP_REDIS_ENCRYPT=false (or --no-encrypt) stores .rdb.gz as the old script did.
+
+Exit codes: 0 success, 1 stored on some destinations but not all (or redis/latest/ not
+updated), 2 backup failed, 3 usage or configuration error.
+
+Examples:
+  # Nightly, as the old script
+  BACKUP_LOCAL_DIR=/var/backups/randevubu REDIS_PASSWORD=... backup-redis
+
+  # A managed Redis over TLS, to S3
+  REDIS_URL=rediss://backup:secret@redis.internal:6380 BACKUP_S3_BUCKET=backups backup-redis
+
+  # Replication not allowed: BGSAVE and read the file
+  backup-redis --method file --rdb-path /var/lib/redis/dump.rdb
+
+  # Emergency restore with stock tools
+  openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
+      -in redis_backup_X.rdb.gz.enc | gunzip > dump.rdb";
+
+/// `restore-redis --help`.
+pub const RESTORE_REDIS: &str = "\
+Selection (exactly one): --list, --latest, --date YYYY-MM-DD, --file NAME.
+Mode (one, except with --list): --dry-run, --rdb-path PATH, --docker-container NAME, --online.
+--latest and --date choose complete backups (a signed manifest vouches for them); the old
+script's .rdb.gz objects are `legacy`: by --file NAME, or with --allow-legacy.
+
+File mode replaces the data file Redis loads at start. Redis must be stopped while the file is
+replaced (it rewrites dump.rdb on shutdown), so give --stop-cmd/--start-cmd or use
+--docker-container. If the server uses AOF (appendonly yes) it loads the AOF, not dump.rdb:
+you are warned; move the AOF aside or start with --appendonly no, then BGREWRITEAOF.
+
+Online mode writes into a running server with RESTORE ... ABSTTL, database by database. It
+first parses the whole backup and checks the target (RDB version, clashing keys) without
+writing; it is not atomic: a failure half-way (server gone) leaves the keys restored so far.
+
+Exit codes: 0 success, 2 restore failed (target unchanged unless stated), 3 usage or
+configuration error.
+
+Examples:
+  restore-redis --list
+  restore-redis --latest --dry-run
+
+  # The old procedure, for a container
+  restore-redis --latest --docker-container redis
+
+  # A systemd-managed Redis
+  restore-redis --date 2024-01-15 --rdb-path /var/lib/redis/dump.rdb \\
+      --stop-cmd 'systemctl stop redis-server' --start-cmd 'systemctl start redis-server'
+
+  # Into a running (empty) server
+  REDIS_TARGET_PASSWORD_FILE=/etc/backup/redis-target.pw \\
+      restore-redis --latest --online --target-url redis://10.0.0.5:6379";
+
+/// `backup-prune --help`.
+pub const BACKUP_PRUNE: &str = "\
+Rules (times are UTC, from the timestamp in each name; a backup kept by any rule stays):
+  --retention-days N  keeps backups newer than now - N days (BACKUP_RETENTION_DAYS, default 30)
+  --keep-last N       keeps the N newest
+  --keep-daily N      keeps the newest backup of each of the N most recent days that have backups
+  --keep-weekly N     the same per ISO week (Monday-Sunday)
+  --keep-monthly N    the same per calendar month
+The newest complete backup of each kind is always kept (the newest legacy one if none is
+complete); the keep rules count complete backups only. Damaged backups (unreadable manifest)
+are never deleted: inspect them by hand. A backup being written (its run's .claim is there) is
+never deleted; one that lost its manifest (incomplete) is deleted once it is a day old.
+Each kind is pruned on its own: database, redis, config, logs, plus the orchestration's run
+reports (reports/orchestration/) and run logs (logs/orchestration/), on every configured
+destination (BACKUP_LOCAL_DIR, BACKUP_S3_BUCKET). A backup's manifest is
+deleted before its object, so an interrupted prune leaves at worst an object without its
+manifest (incomplete, deleted by the next prune), never a manifest without its backup.
+Temporary files and claims of interrupted runs older than 24 hours are removed too (not in a
+dry run). It may run while backups are being written.
+
+Exit codes: 0 success, 1 some deletions failed and others succeeded, 2 pruning failed,
+3 usage or configuration error.
+
+Examples:
+  # What would go with the configured retention? Nothing is deleted.
+  BACKUP_LOCAL_DIR=/var/backups/randevubu backup-prune --dry-run
+
+  # Nightly, after the backups: 30 days, plus 7 dailies, 4 weeklies and 12 monthlies
+  backup-prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12
+
+  # Only the newest 10 database backups, whatever their age
+  backup-prune --kind database --retention-days 0 --keep-last 10
+
+  # For scripts
+  backup-prune --dry-run --json";
