@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("3. Listing backups:");
-    let entries = list_backups(&sink, BackupKind::Database).await?;
+    let entries = list_backups(&sink, BackupKind::DATABASE).await?;
     for e in &entries {
         println!(
             "   {}  {}  {:>9} bytes  {}",
@@ -161,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
         report.manifest.raw_bytes,
         report.manifest.stored_bytes
     );
-    let entries = list_backups(&sink, BackupKind::Redis).await?;
+    let entries = list_backups(&sink, BackupKind::REDIS).await?;
     let newest = catalog::select(&entries, &Selection::Latest, false)?;
 
     println!("8. Dry run: verify, decrypt, decompress and parse every key:");

@@ -8,8 +8,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
+use crate::layout::{manifest_key_for, BackupKind, CLAIM_SUFFIX, MANIFEST_SUFFIX};
 use crate::manifest::{Manifest, MANIFEST_SIZE_LIMIT};
-use crate::naming::{manifest_key_for, BackupKind, BackupName, CLAIM_SUFFIX, MANIFEST_SUFFIX};
+use crate::naming::BackupName;
 
 /// Whether a backup is known to be complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -365,18 +366,13 @@ fn no_selectable(entries: &[BackupEntry], allow_legacy: bool) -> String {
     }
 }
 
-/// The folder holding the copy of the newest backup of `kind`: `redis/latest/`.
-pub fn latest_folder(kind: BackupKind) -> String {
-    format!("{}/latest/", kind.folder())
-}
-
 /// Copies the backup `key` (and its manifest) to `{folder}/latest/` and then removes every
 /// other object there, so that the folder holds the newest backup only, as the old scripts
 /// kept it. The copy is complete before the older one is removed: a failure half-way leaves
 /// the previous copy, or both, never none. Returns the key of the copy.
 pub async fn update_latest_copy(sink: &dyn Sink, kind: BackupKind, key: &str) -> Result<String> {
     let file = key.rsplit('/').next().unwrap_or(key);
-    let folder = latest_folder(kind);
+    let folder = kind.latest_folder();
     let copy = format!("{folder}{file}");
     sink.copy(key, &copy).await?;
     sink.copy(&manifest_key_for(key), &manifest_key_for(&copy))
@@ -425,7 +421,7 @@ mod tests {
             .await
             .unwrap();
 
-        let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+        let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
         let summary: Vec<(&str, String)> = entries
             .iter()
             .map(|e| (e.file_name(), e.status.to_string()))
@@ -486,9 +482,9 @@ mod tests {
         sink.put(&manifest_key_for(complete), Bytes::from(json))
             .await
             .unwrap();
-        put(&sink, &crate::naming::claim_key_for(running), b"{}").await;
+        put(&sink, &crate::layout::claim_key_for(running), b"{}").await;
 
-        let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+        let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
         let statuses: Vec<String> = entries.iter().map(|e| e.status.to_string()).collect();
         assert_eq!(
             statuses,
@@ -506,7 +502,7 @@ mod tests {
             (lost, BackupStatus::Incomplete),
             (running, BackupStatus::InProgress),
         ] {
-            let entry = entry_for_key(&sink, BackupKind::Database, k).await.unwrap();
+            let entry = entry_for_key(&sink, BackupKind::DATABASE, k).await.unwrap();
             assert_eq!(entry.status, status, "{k}");
         }
     }
@@ -514,7 +510,7 @@ mod tests {
     #[tokio::test]
     async fn latest_on_an_empty_sink_says_no_backups() {
         let sink = MemorySink::new();
-        let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+        let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
         assert!(entries.is_empty());
         assert!(matches!(
             select(&entries, &Selection::Latest, true),
@@ -529,14 +525,14 @@ mod tests {
         assert!(matches!(
             entry_for_key(
                 &sink,
-                BackupKind::Database,
+                BackupKind::DATABASE,
                 "database/none_backup_20240101_000000.sql.gz"
             )
             .await,
             Err(CoreError::NoMatch(_))
         ));
         assert!(matches!(
-            entry_for_key(&sink, BackupKind::Database, "database/notes.txt").await,
+            entry_for_key(&sink, BackupKind::DATABASE, "database/notes.txt").await,
             Err(CoreError::NoMatch(_))
         ));
     }

@@ -11,7 +11,7 @@
 //!     "local",
 //!     Box::new(LocalSink::new("/var/backups/randevubu")?),
 //! )]);
-//! let catalog = destinations.catalog(BackupKind::Database, "randevubu").await?;
+//! let catalog = destinations.catalog(BackupKind::DATABASE, "randevubu").await?;
 //! let chosen = catalog.choose(&Selection::Latest, &RestoreRules::default())?;
 //! let tmp = std::env::temp_dir();
 //! let fetched = destinations.fetch(&catalog, chosen, Some(keyring), &tmp, None).await?;
@@ -29,7 +29,7 @@ use crate::catalog::{self, list_backups, BackupEntry, BackupStatus, Selection};
 use crate::config::{LocalConfig, S3Settings};
 use crate::error::{CoreError, Result};
 use crate::hashing::ProgressFn;
-use crate::naming::{claim_key_for, BackupKind};
+use crate::layout::{claim_key_for, BackupKind};
 use crate::pipeline::DestinationResult;
 use crate::restore::{fetch_backup, FetchedBackup};
 

@@ -18,6 +18,7 @@ pub mod config;
 mod destinations;
 mod error;
 mod hashing;
+pub mod layout;
 mod listing;
 mod manifest;
 mod naming;
@@ -39,12 +40,10 @@ pub use hashing::{
     ByteCounter, CountingReader, HashingReader, IntegrityError, ProgressFn, StreamDigest,
     VerifyingReader,
 };
+pub use layout::{claim_key_for, manifest_key_for, BackupKind, CLAIM_SUFFIX, MANIFEST_SUFFIX};
 pub use listing::{human_bytes, printable};
 pub use manifest::{EncryptionInfo, MacKdf, Manifest, MAC_KDF_NAME, MANIFEST_FORMAT_VERSION};
-pub use naming::{
-    claim_key_for, manifest_key_for, BackupKind, BackupName, CLAIM_SUFFIX, MANIFEST_SUFFIX,
-    TIMESTAMP_FORMAT,
-};
+pub use naming::{BackupName, TIMESTAMP_FORMAT};
 pub use pipeline::{
     run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult, TOOL_NAME,
 };

@@ -9,7 +9,7 @@ use backup_storage::LocalSink;
 use crate::catalog::{entry_for_key, BackupStatus};
 use crate::destinations::{Catalog, Destination, Destinations, Listed};
 use crate::error::{CoreError, Result};
-use crate::naming::BackupKind;
+use crate::layout::BackupKind;
 
 impl Catalog {
     /// One JSON object per backup, oldest first: name, key, time, size, status (and detail),

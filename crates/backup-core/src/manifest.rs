@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::compression::Compression;
 use crate::error::{CoreError, Result};
 use crate::hashing::StreamDigest;
-use crate::naming::BackupKind;
+use crate::layout::BackupKind;
 use crate::source::SourceFacts;
 
 /// The manifest format this version writes.
@@ -244,7 +244,7 @@ pub(crate) mod tests_support {
         let t = Utc.with_ymd_and_hms(2024, 1, 15, 2, 0, 0).unwrap();
         Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
-            kind: BackupKind::Database,
+            kind: BackupKind::DATABASE,
             object_key: object_key.into(),
             started_at: t,
             finished_at: t,

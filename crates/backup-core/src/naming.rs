@@ -4,57 +4,13 @@
 //! habits keep working: `{folder}/{prefix}_backup_{YYYYMMDD_HHMMSS}.{ext}[.{gz|zst}][.enc]`,
 //! timestamps in UTC.
 
-use std::fmt;
-
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
-
-/// Suffix of the manifest stored beside each backup object.
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-
-/// Suffix of the claim a backup in progress holds on its name (`NAME.claim`): created
-/// exclusively before the first byte is written, removed after the manifest. Two runs can
-/// never write the same name, and an object whose claim is still there is a backup in
-/// progress, never a finished or legacy one.
-pub const CLAIM_SUFFIX: &str = ".claim";
+use crate::layout::{manifest_key_for, BackupKind, CLAIM_SUFFIX, MANIFEST_SUFFIX};
 
 /// The timestamp format used in object names (UTC).
 pub const TIMESTAMP_FORMAT: &str = "%Y%m%d_%H%M%S";
-
-/// The kinds of backup, each stored under its own folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum BackupKind {
-    /// PostgreSQL dumps, under `database/`.
-    Database,
-    /// Redis RDB snapshots, under `redis/`.
-    Redis,
-    /// Configuration files, under `config/`.
-    Config,
-    /// Log files, under `logs/`.
-    Logs,
-}
-
-impl BackupKind {
-    /// The folder (key prefix without the slash) that holds this kind.
-    pub fn folder(self) -> &'static str {
-        match self {
-            Self::Database => "database",
-            Self::Redis => "redis",
-            Self::Config => "config",
-            Self::Logs => "logs",
-        }
-    }
-}
-
-impl fmt::Display for BackupKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.folder())
-    }
-}
 
 /// A parsed backup object name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +70,7 @@ impl BackupName {
 
     /// The full object key, `{folder}/{file name}`.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.kind.folder(), self.file_name())
+        format!("{}{}", self.kind.prefix(), self.file_name())
     }
 
     /// The key of this backup's manifest.
@@ -125,20 +81,8 @@ impl BackupName {
     /// Parses an object key (`database/x_backup_20240115_020000.sql.gz.enc`) or a bare file
     /// name, in which case the kind is `default_kind`. `None` when it is not a backup name.
     pub fn parse(key: &str, default_kind: BackupKind) -> Option<Self> {
-        let (kind, file) = match key.rsplit_once('/') {
-            Some((folder, file)) => {
-                let last_folder = folder.rsplit('/').next().unwrap_or(folder);
-                let kind = match last_folder {
-                    "database" => BackupKind::Database,
-                    "redis" | "latest" => BackupKind::Redis,
-                    "config" => BackupKind::Config,
-                    "logs" => BackupKind::Logs,
-                    _ => default_kind,
-                };
-                (kind, file)
-            }
-            None => (default_kind, key),
-        };
+        let kind = BackupKind::of_key(key, default_kind);
+        let file = key.rsplit('/').next().unwrap_or(key);
         if file.ends_with(MANIFEST_SUFFIX) || file.ends_with(CLAIM_SUFFIX) {
             return None;
         }
@@ -175,16 +119,6 @@ impl BackupName {
     }
 }
 
-/// The manifest key for an object key.
-pub fn manifest_key_for(key: &str) -> String {
-    format!("{key}{MANIFEST_SUFFIX}")
-}
-
-/// The claim key for an object key (see [`CLAIM_SUFFIX`]).
-pub fn claim_key_for(key: &str) -> String {
-    format!("{key}{CLAIM_SUFFIX}")
-}
-
 fn truncate_to_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_opt(t.timestamp(), 0).single().unwrap_or(t)
 }
@@ -197,7 +131,7 @@ mod tests {
     fn names_round_trip_through_parse() {
         let t = Utc.with_ymd_and_hms(2024, 1, 15, 2, 0, 7).unwrap();
         let name = BackupName::new(
-            BackupKind::Database,
+            BackupKind::DATABASE,
             "randevubu",
             t,
             "sql",
@@ -212,8 +146,8 @@ mod tests {
             name.manifest_key(),
             "database/randevubu_backup_20240115_020007.sql.gz.enc.manifest.json"
         );
-        let parsed = BackupName::parse(&name.key(), BackupKind::Redis).unwrap();
-        assert_eq!(parsed.kind, BackupKind::Database);
+        let parsed = BackupName::parse(&name.key(), BackupKind::REDIS).unwrap();
+        assert_eq!(parsed.kind, BackupKind::DATABASE);
         assert_eq!(parsed.prefix, "randevubu");
         assert_eq!(parsed.timestamp, t);
         assert_eq!(parsed.extension, "sql");
@@ -225,12 +159,12 @@ mod tests {
     fn zstd_and_unencrypted_names_parse() {
         let p = BackupName::parse(
             "redis/redis_backup_20240115_020000.rdb.gz",
-            BackupKind::Database,
+            BackupKind::DATABASE,
         )
         .unwrap();
-        assert_eq!(p.kind, BackupKind::Redis);
+        assert_eq!(p.kind, BackupKind::REDIS);
         assert!(!p.encrypted);
-        let p = BackupName::parse("x_backup_20240115_020000.sql.zst.enc", BackupKind::Database)
+        let p = BackupName::parse("x_backup_20240115_020000.sql.zst.enc", BackupKind::DATABASE)
             .unwrap();
         assert!(matches!(p.compression, Compression::Zstd { .. }));
     }
@@ -249,7 +183,7 @@ mod tests {
             "database/randevubu_backup_20240115_020000.sql.gz.enc.claim",
         ] {
             assert!(
-                BackupName::parse(bad, BackupKind::Database).is_none(),
+                BackupName::parse(bad, BackupKind::DATABASE).is_none(),
                 "{bad}"
             );
         }

@@ -16,8 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::compression::Compression;
 use crate::error::{CoreError, Result};
 use crate::hashing::{CountingReader, HashingReader, ProgressFn};
+use crate::layout::{claim_key_for, manifest_key_for};
 use crate::manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION};
-use crate::naming::{claim_key_for, manifest_key_for, BackupName};
+use crate::naming::BackupName;
 use crate::source::{ByteStream, Source};
 
 /// Name and version written into manifests.
@@ -33,7 +34,8 @@ const NAME_ATTEMPTS: u32 = 120;
 /// How a backup is made.
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
-    /// Name prefix, `randevubu` by default.
+    /// Name prefix, `randevubu` by default (unless the source fixes its own, see
+    /// [`Source::name_prefix`](crate::Source::name_prefix)).
     pub name_prefix: String,
     /// Compression.
     pub compression: Compression,
@@ -149,6 +151,10 @@ pub async fn run_backup_to_all(
     let started = Instant::now();
     let started_at = Utc::now();
     let (kind, extension) = (source.kind(), source.extension());
+    let prefix = source
+        .name_prefix()
+        .unwrap_or(&options.name_prefix)
+        .to_owned();
     // The source first: a source that cannot start (an unreachable server) fails before
     // anything, not even a claim or a folder, is written anywhere.
     let stream = match source.open().await {
@@ -160,7 +166,7 @@ pub async fn run_backup_to_all(
             })
         }
     };
-    let mut claim = match claim_name(kind, extension, sinks, options, started_at).await {
+    let mut claim = match claim_name(kind, &prefix, extension, sinks, options, started_at).await {
         Ok(claim) => claim,
         Err(e) => {
             drop(stream);
@@ -233,6 +239,7 @@ impl Drop for ClaimedName<'_> {
 /// unclaimed: its write fails on its own later.
 async fn claim_name<'a>(
     kind: crate::BackupKind,
+    prefix: &str,
     extension: &str,
     sinks: &[&'a dyn Sink],
     options: &BackupOptions,
@@ -253,7 +260,7 @@ async fn claim_name<'a>(
         let now = Utc::now();
         let name = BackupName::new(
             kind,
-            &options.name_prefix,
+            prefix,
             now,
             extension,
             options.compression,

@@ -11,23 +11,18 @@ use serde_json::json;
 use crate::catalog::{list_backups, BackupStatus};
 use crate::destinations::Destinations;
 use crate::error::{CoreError, Result};
-use crate::naming::BackupKind;
+use crate::layout::{BackupKind, REPORTS_FOLDER, RUN_LOGS_FOLDER};
 use crate::retention::{
     self, list_dated, Action, Decision, PruneOutcome, PrunePlan, RetentionPolicy, LEFTOVER_AGE,
 };
 use crate::RunStatus;
 
 /// A set of objects pruned on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PruneKind {
-    /// PostgreSQL backups under `database/`.
-    Database,
-    /// Redis backups under `redis/` (not the `redis/latest/` copy).
-    Redis,
-    /// Configuration backups under `config/`.
-    Config,
-    /// Log backups under `logs/` (not the run logs under `logs/orchestration/`).
-    Logs,
+    /// The backups of a kind under its folder (not its `latest/` copy, not the run logs under
+    /// `logs/orchestration/`).
+    Backups(BackupKind),
     /// The orchestration's run reports under `reports/orchestration/`.
     Reports,
     /// The orchestration's run logs, `logs/orchestration/backup_YYYYMMDD_HHMMSS.log`.
@@ -35,33 +30,44 @@ pub enum PruneKind {
 }
 
 impl PruneKind {
-    /// Every kind, in the order they are pruned.
+    /// Every kind the tool makes, in the order they are pruned.
     pub const ALL: [PruneKind; 6] = [
-        Self::Database,
-        Self::Redis,
-        Self::Config,
-        Self::Logs,
+        Self::Backups(BackupKind::DATABASE),
+        Self::Backups(BackupKind::REDIS),
+        Self::Backups(BackupKind::CONFIG),
+        Self::Backups(BackupKind::LOGS),
         Self::Reports,
         Self::RunLogs,
     ];
 
+    /// The names `--kind` takes, in the order of [`PruneKind::ALL`].
+    pub const NAMES: [&'static str; 6] =
+        ["database", "redis", "config", "logs", "reports", "run-logs"];
+
     /// The key prefix the kind lives under.
     pub fn prefix(self) -> String {
-        match self.backup_kind() {
-            Some(kind) => format!("{}/", kind.folder()),
-            None if self == Self::Reports => "reports/orchestration/".to_owned(),
-            None => "logs/orchestration/".to_owned(),
+        match self {
+            Self::Backups(kind) => kind.prefix(),
+            Self::Reports => REPORTS_FOLDER.to_owned(),
+            Self::RunLogs => RUN_LOGS_FOLDER.to_owned(),
         }
     }
 
     /// The backup kind, for the kinds that are backups (with manifests).
     pub fn backup_kind(self) -> Option<BackupKind> {
         match self {
-            Self::Database => Some(BackupKind::Database),
-            Self::Redis => Some(BackupKind::Redis),
-            Self::Config => Some(BackupKind::Config),
-            Self::Logs => Some(BackupKind::Logs),
+            Self::Backups(kind) => Some(kind),
             Self::Reports | Self::RunLogs => None,
+        }
+    }
+
+    /// The kind's name, as `--kind` takes it: the backup kind's folder, `reports` or
+    /// `run-logs`.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Backups(kind) => kind.folder(),
+            Self::Reports => "reports",
+            Self::RunLogs => "run-logs",
         }
     }
 }
@@ -70,26 +76,6 @@ impl fmt::Display for PruneKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-impl PruneKind {
-    /// The kind's name, as `--kind` takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Database => "database",
-            Self::Redis => "redis",
-            Self::Config => "config",
-            Self::Logs => "logs",
-            Self::Reports => "reports",
-            Self::RunLogs => "run-logs",
-        }
-    }
-}
-
-impl PruneKind {
-    /// The names `--kind` takes, in the order of [`PruneKind::ALL`].
-    pub const NAMES: [&'static str; 6] =
-        ["database", "redis", "config", "logs", "reports", "run-logs"];
 }
 
 impl std::str::FromStr for PruneKind {
@@ -536,7 +522,7 @@ mod tests {
             manifest_key: None,
         };
         KindReport {
-            kind: PruneKind::Database,
+            kind: PruneKind::Backups(BackupKind::DATABASE),
             plan: None,
             outcome: Some(PruneOutcome {
                 deleted: vec![entry.clone(); deleted],
@@ -607,8 +593,14 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         let policy = RetentionPolicy::within_days(0);
-        let mut report =
-            prune_destination(&sink, &[PruneKind::Database], &policy, Utc::now(), true).await;
+        let mut report = prune_destination(
+            &sink,
+            &[PruneKind::Backups(BackupKind::DATABASE)],
+            &policy,
+            Utc::now(),
+            true,
+        )
+        .await;
         assert!(
             report.kinds[0].outcome.is_none(),
             "a dry run applies nothing"

@@ -9,8 +9,8 @@ use crate::catalog::{BackupEntry, BackupStatus};
 use crate::compression::Compression;
 use crate::error::{CoreError, Result};
 use crate::hashing::{CountingReader, IntegrityError, ProgressFn, StreamDigest, VerifyingReader};
+use crate::layout::manifest_key_for;
 use crate::manifest::{Manifest, MANIFEST_SIZE_LIMIT};
-use crate::naming::manifest_key_for;
 use crate::source::{ByteStream, RestoreSummary, RestoreTarget};
 
 /// Size of the copy buffer when reading a stored object.

@@ -58,7 +58,7 @@ use serde::Serialize;
 use crate::catalog::{BackupEntry, BackupStatus};
 use crate::config::DEFAULT_RETENTION_DAYS;
 use crate::error::{CoreError, Result};
-use crate::naming::{manifest_key_for, CLAIM_SUFFIX, MANIFEST_SUFFIX};
+use crate::layout::{manifest_key_for, CLAIM_SUFFIX, MANIFEST_SUFFIX};
 
 /// How long interrupted writes (local temporary files, incomplete multipart uploads) may sit
 /// before pruning removes them with [`Sink::remove_incomplete`]: 24 hours, far longer than any

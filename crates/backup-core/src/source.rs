@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
-use crate::naming::BackupKind;
+use crate::layout::BackupKind;
 
 /// A boxed error from a source or restore target implementation.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -43,6 +43,13 @@ pub trait Source: Send {
 
     /// The file-name suffix of the raw stream before compression, e.g. `sql` or `dump`.
     fn extension(&self) -> &'static str;
+
+    /// The name prefix this source's backups always carry (`redis` for `redis_backup_...`,
+    /// as the old script named them); `None` (the default) takes
+    /// [`BackupOptions::name_prefix`](crate::BackupOptions::name_prefix).
+    fn name_prefix(&self) -> Option<&str> {
+        None
+    }
 
     /// Starts producing the stream.
     async fn open(&mut self) -> Result<ByteStream, BoxError>;

@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 
 /// A source of fixed bytes.
 fn bytes_source(data: Vec<u8>) -> MemorySource {
-    MemorySource::new(BackupKind::Database, "sql", data)
+    MemorySource::new(BackupKind::DATABASE, "sql", data)
 }
 struct ReadAll;
 
@@ -56,7 +56,7 @@ fn options() -> BackupOptions {
 /// The name a database backup of [`options`] started at `t` would get.
 fn name_at(t: chrono::DateTime<Utc>) -> String {
     BackupName::new(
-        BackupKind::Database,
+        BackupKind::DATABASE,
         "randevubu",
         t,
         "sql",
@@ -138,7 +138,7 @@ async fn runs_started_together_get_distinct_names_and_all_restore() {
     distinct.dedup();
     assert_eq!(distinct.len(), 4, "{keys:?}");
 
-    let entries = list_backups(sink.as_ref(), BackupKind::Database)
+    let entries = list_backups(sink.as_ref(), BackupKind::DATABASE)
         .await
         .unwrap();
     assert_eq!(entries.len(), 4);
@@ -193,7 +193,7 @@ impl Sink for Hooked {
     ) -> backup_storage::Result<Box<dyn ObjectWriter>> {
         match self.hook {
             Hook::PruneBeforeManifest if key.ends_with(MANIFEST_SUFFIX) => {
-                let entries = list_backups(&self.inner, BackupKind::Database)
+                let entries = list_backups(&self.inner, BackupKind::DATABASE)
                     .await
                     .unwrap();
                 let plan = retention::plan(&entries, &RetentionPolicy::within_days(0), Utc::now());
@@ -275,7 +275,7 @@ async fn a_prune_between_object_and_manifest_does_not_delete_the_backup() {
         .await
         .unwrap();
         // Reported as made: it is there, with its manifest, and complete.
-        let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+        let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
         let entry = entries
             .iter()
             .find(|e| e.key == report.key)

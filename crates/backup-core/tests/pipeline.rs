@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 
 /// A source of `data`; with `fail`, its producer reports an error after the stream ended.
 fn bytes_source(data: Vec<u8>, fail: bool) -> MemorySource {
-    let source = MemorySource::new(BackupKind::Database, "sql", data);
+    let source = MemorySource::new(BackupKind::DATABASE, "sql", data);
     if fail {
         source.failing_with("pg_dump: error: connection lost")
     } else {
@@ -71,7 +71,7 @@ fn options(key: Option<&EncryptionKey>, compression: Compression) -> BackupOptio
 }
 
 async fn restored(sink: &dyn Sink, keyring: Option<&Keyring>) -> Result<Vec<u8>, CoreError> {
-    let entries = list_backups(sink, BackupKind::Database).await?;
+    let entries = list_backups(sink, BackupKind::DATABASE).await?;
     let entry = entries.last().expect("a backup");
     let mut target = CollectTarget::default();
     let committed = target.committed.clone();
@@ -242,7 +242,7 @@ async fn a_forged_unsigned_manifest_is_damaged_and_never_restored() {
     .await
     .unwrap();
 
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let listed = entries.iter().find(|e| e.key == forged).unwrap();
     assert!(
         matches!(&listed.status, BackupStatus::Damaged(why) if why.contains("encrypt")),
@@ -273,7 +273,7 @@ async fn a_forged_unsigned_manifest_is_damaged_and_never_restored() {
     )
     .await
     .unwrap();
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let listed = entries.iter().find(|e| e.key == plain).unwrap();
     assert_eq!(listed.status, BackupStatus::Complete);
     let err = restore_backup(&sink, listed, Some(&keyring), &mut target, None)
@@ -308,7 +308,7 @@ async fn a_backup_whose_manifest_is_missing_is_listed_as_legacy_and_still_restor
     sink.delete(&backup_core::manifest_key_for(&object))
         .await
         .unwrap();
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     assert_eq!(entries[0].status, BackupStatus::Legacy);
     // Legacy objects are read with openssl's default 10000 iterations, which this backup did
     // not use (1000), so decryption must fail cleanly rather than return garbage.
@@ -321,7 +321,7 @@ async fn open_backup_stream_reports_eof_only_after_verification() {
     let key = EncryptionKey::from_passphrase("k").unwrap();
     let sink = MemorySink::new();
     let (object, data) = backed_up(&sink, &key).await;
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let opened = open_backup(&sink, &entries[0], Some(&Keyring::new(key.clone())), None)
         .await
         .unwrap();
@@ -387,7 +387,7 @@ async fn a_damaged_backup_never_feeds_a_single_byte_to_the_target() {
     let (object, _) = backed_up(&sink, &key).await;
     // Damage the very first block, which would otherwise reach the target at once.
     rewrite(&sink, &object, |b| b[20] ^= 0x01).await;
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let mut target = WitnessTarget::default();
     let seen = target.seen.clone();
     let err = restore_backup(
@@ -670,7 +670,7 @@ async fn a_restore_reads_the_object_once_so_a_change_after_the_check_never_reach
         tampered: Bytes::from(evil),
         gets: Arc::new(Mutex::new(0)),
     };
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let mut target = SeenTarget::default();
     let spool = tempfile::tempdir().unwrap();
     let summary = backup_core::restore_backup_via(
@@ -703,7 +703,7 @@ async fn a_restore_without_room_for_its_private_copy_says_where_to_make_room() {
     let key = EncryptionKey::from_passphrase("k").unwrap();
     let sink = MemorySink::new();
     backed_up(&sink, &key).await;
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let mut target = SeenTarget::default();
     let err = backup_core::restore_backup_via(
         &sink,
@@ -717,4 +717,99 @@ async fn a_restore_without_room_for_its_private_copy_says_where_to_make_room() {
     .unwrap_err();
     assert!(err.to_string().contains("BACKUP_RESTORE_TMP"), "{err}");
     assert!(target.seen.lock().unwrap().is_empty());
+}
+
+/// A source of a kind core has never heard of, with its own name prefix, as a new component
+/// (WAL segments, say) would add it without editing core.
+struct SegmentSource(MemorySource);
+
+#[async_trait]
+impl backup_core::Source for SegmentSource {
+    fn kind(&self) -> BackupKind {
+        self.0.kind()
+    }
+    fn extension(&self) -> &'static str {
+        self.0.extension()
+    }
+    fn name_prefix(&self) -> Option<&str> {
+        Some("segments")
+    }
+    async fn open(&mut self) -> Result<ByteStream, BoxError> {
+        self.0.open().await
+    }
+    async fn finish(&mut self) -> Result<backup_core::SourceFacts, BoxError> {
+        self.0.finish().await
+    }
+}
+
+#[tokio::test]
+async fn a_new_kind_of_backup_gets_listing_restore_and_retention_without_editing_core() {
+    use backup_core::prune::PruneKind;
+    use backup_core::{Destination, Destinations, RestoreRules, RetentionPolicy, Selection};
+
+    let wal = BackupKind::new("wal").unwrap();
+    let sink = MemorySink::new();
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let options = BackupOptions::default()
+        .encrypted_with(key.clone())
+        .with_name_prefix("ignored-the-source-names-its-own");
+    let mut keys = Vec::new();
+    for round in 0..2u8 {
+        let data = sample_data(10_000 + usize::from(round));
+        let mut source = SegmentSource(MemorySource::new(wal, "seg", data));
+        let report = run_backup(&mut source, &sink, &options, None)
+            .await
+            .unwrap();
+        assert!(
+            report.key.starts_with("wal/segments_backup_") && report.key.ends_with(".seg.gz.enc"),
+            "{}",
+            report.key
+        );
+        assert_eq!(report.manifest.kind, wal);
+        keys.push(report.key);
+    }
+    let listed = list_backups(&sink, wal).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .all(|e| e.status == BackupStatus::Complete && e.name.kind == wal));
+
+    let destinations = Destinations::new(vec![Destination::new("memory", Box::new(sink.clone()))]);
+    let catalog = destinations.catalog(wal, "segments").await.unwrap();
+    let chosen = catalog
+        .choose(&Selection::Latest, &RestoreRules::default())
+        .unwrap();
+    assert_eq!(chosen.entry.key, keys[1]);
+    let ring = Keyring::new(key);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fetched = destinations
+        .fetch(&catalog, chosen, Some(&ring), tmp.path(), None)
+        .await
+        .unwrap();
+    let mut target = CollectTarget::default();
+    fetched
+        .restore_into(Some(&ring), &mut target, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        target.committed.lock().unwrap().as_deref(),
+        Some(sample_data(10_001).as_slice())
+    );
+
+    // Retention treats it like any kind: with no age rule the newest stays, the older goes.
+    let later = chrono::Utc::now() + chrono::TimeDelta::days(60);
+    let report = destinations
+        .prune(
+            &[PruneKind::Backups(wal)],
+            &RetentionPolicy::within_days(0),
+            later,
+            false,
+        )
+        .await;
+    assert_eq!(report.result(), backup_core::RunStatus::Success);
+    let left = list_backups(&sink, wal).await.unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
+        vec![keys[1].clone()]
+    );
 }

@@ -34,7 +34,7 @@ fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
 
 fn name_at(t: DateTime<Utc>) -> BackupName {
     BackupName::new(
-        BackupKind::Database,
+        BackupKind::DATABASE,
         "randevubu",
         t,
         "sql",
@@ -580,7 +580,7 @@ fn the_plan_does_not_depend_on_input_order() {
     // A legacy backup at the same time as a complete one (another name prefix).
     let t = at(2024, 6, 30, 14, 0, 0);
     let name = BackupName::new(
-        BackupKind::Database,
+        BackupKind::DATABASE,
         "old",
         t,
         "sql",
@@ -677,7 +677,7 @@ async fn put_complete(sink: &dyn Sink, t: DateTime<Utc>) -> String {
     sink.put(&key, Bytes::from_static(b"obj")).await.unwrap();
     sink.put(
         &name_at(t).manifest_key(),
-        Bytes::from(manifest_json(&key, BackupKind::Database)),
+        Bytes::from(manifest_json(&key, BackupKind::DATABASE)),
     )
     .await
     .unwrap();
@@ -740,7 +740,7 @@ fn prune_policy() -> RetentionPolicy {
 async fn apply_deletes_exactly_the_plan(sink: &dyn Sink) {
     let (doomed, _) = populate(sink).await;
     let before = keys(sink).await;
-    let entries = list_backups(sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(sink, BackupKind::DATABASE).await.unwrap();
     let plan = retention::plan(&entries, &prune_policy(), at(2024, 6, 1, 0, 0, 0));
     let planned: Vec<String> = plan.to_delete().map(|d| d.entry.key.clone()).collect();
     assert_eq!(planned, doomed);
@@ -764,7 +764,7 @@ async fn apply_deletes_exactly_the_plan(sink: &dyn Sink) {
     expected.sort();
     assert_eq!(keys(sink).await, expected);
     // What is left: the damaged one (with its manifest), Jan 3 and 4, the README.
-    let left = list_backups(sink, BackupKind::Database).await.unwrap();
+    let left = list_backups(sink, BackupKind::DATABASE).await.unwrap();
     let summary: Vec<(String, String)> = left
         .iter()
         .map(|e| (e.file_name().to_owned(), e.status.to_string()))
@@ -866,7 +866,7 @@ impl Sink for FlakySink {
 async fn apply_deletes_each_manifest_before_its_object() {
     let sink = FlakySink::default();
     let (doomed, _) = populate(&sink).await;
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let plan = retention::plan(&entries, &prune_policy(), at(2024, 6, 1, 0, 0, 0));
     retention::apply(&sink, &plan).await.unwrap();
     let deletes = sink.deletes.lock().unwrap().clone();
@@ -888,7 +888,7 @@ async fn a_failed_manifest_delete_leaves_the_backup_complete_and_the_rest_procee
     let sink = FlakySink::default();
     let (doomed, _) = populate(&sink).await;
     sink.fail_delete_of(&format!("{}.manifest.json", doomed[1]));
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let plan = retention::plan(&entries, &prune_policy(), at(2024, 6, 1, 0, 0, 0));
     let outcome = retention::apply(&sink, &plan).await.unwrap();
     assert_eq!(outcome.failed.len(), 1);
@@ -899,14 +899,14 @@ async fn a_failed_manifest_delete_leaves_the_backup_complete_and_the_rest_procee
     assert_eq!(deleted, vec![doomed[0].as_str(), doomed[2].as_str()]);
     // The object itself was never asked to be deleted: still a complete backup.
     assert!(!sink.deletes.lock().unwrap().contains(&doomed[1]));
-    let left = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let left = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let it = left.iter().find(|e| e.key == doomed[1]).unwrap();
     assert_eq!(it.status, BackupStatus::Complete);
 }
 
 /// A source of fixed bytes.
 fn bytes_source(data: Vec<u8>) -> MemorySource {
-    MemorySource::new(BackupKind::Database, "sql", data)
+    MemorySource::new(BackupKind::DATABASE, "sql", data)
 }
 /// Keeps what it read once the stream ended.
 #[derive(Default)]
@@ -953,7 +953,7 @@ async fn an_object_delete_failing_after_its_manifest_leaves_a_restorable_legacy_
     put_complete(&sink, later).await;
     sink.fail_delete_of(&report.key);
 
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let plan = retention::plan(
         &entries,
         &RetentionPolicy::within_days(0),
@@ -974,7 +974,7 @@ async fn an_object_delete_failing_after_its_manifest_leaves_a_restorable_legacy_
     );
 
     // The object is still listed, now as legacy, and restores to the original bytes.
-    let entries = list_backups(&sink, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&sink, BackupKind::DATABASE).await.unwrap();
     let left = entries.iter().find(|e| e.key == report.key).unwrap();
     assert_eq!(left.status, BackupStatus::Legacy);
     let mut target = Collect::default();
@@ -988,7 +988,7 @@ async fn an_object_delete_failing_after_its_manifest_leaves_a_restorable_legacy_
 async fn a_plan_for_another_sink_deletes_nothing() {
     let first = MemorySink::new();
     populate(&first).await;
-    let entries = list_backups(&first, BackupKind::Database).await.unwrap();
+    let entries = list_backups(&first, BackupKind::DATABASE).await.unwrap();
     let plan = retention::plan(&entries, &prune_policy(), at(2024, 6, 1, 0, 0, 0));
 
     // The other sink holds the doomed backups but not the one the plan keeps as newest.

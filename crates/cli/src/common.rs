@@ -19,8 +19,9 @@ use crate::exit::{CliError, ExitStatus};
 /// Options every binary takes.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// TOML config file, one table per component: [local], [s3], [pipeline], [retention],
-    /// [restore], [postgres], [redis], [notify] (see --print-config) [env: BACKUP_CONFIG]
+    /// TOML config file, one table per component: `[local]`, `[s3]`, `[pipeline]`,
+    /// `[retention]`, `[restore]`, `[postgres]`, `[redis]`, `[notify]` (see --print-config)
+    /// [env: BACKUP_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

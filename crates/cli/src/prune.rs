@@ -79,13 +79,9 @@ pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
         Loaded::Printed(status) => return Ok(status),
     };
     let policy = common::component::<RetentionConfig>(&config)?.policy;
-    let mut kinds = if args.kind.is_empty() {
-        PruneKind::ALL.to_vec()
-    } else {
-        args.kind.clone()
-    };
-    kinds.sort();
-    kinds.dedup();
+    // In the order of PruneKind::ALL, each once.
+    let asked = |k: &PruneKind| args.kind.is_empty() || args.kind.contains(k);
+    let kinds: Vec<PruneKind> = PruneKind::ALL.into_iter().filter(asked).collect();
     let destinations = common::open_destinations(&config, true).await?;
     let report = destinations
         .prune(&kinds, &policy, Utc::now(), args.dry_run)
@@ -100,6 +96,6 @@ pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
 
 /// `--kind`: one of [`PruneKind::NAMES`], shown in `--help` and in errors.
 fn kind_parser() -> impl TypedValueParser<Value = PruneKind> {
-    let values = PruneKind::ALL.map(|k| PossibleValue::new(k.name()));
+    let values = PruneKind::NAMES.map(PossibleValue::new);
     PossibleValuesParser::new(values).try_map(|name| name.parse::<PruneKind>())
 }

@@ -12,9 +12,6 @@ use crate::common::{self, flag, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
-/// The name prefix of Redis backups, as the old script wrote them.
-pub const REDIS_NAME_PREFIX: &str = "redis";
-
 /// Back up Redis: the RDB snapshot, fetched the way a replica gets it (SYNC) and streamed
 /// -> gzip/zstd -> AES-256-CBC (openssl-compatible) -> backup directory and/or S3, with a
 /// signed manifest written last; the newest backup is also copied to redis/latest/.
@@ -106,7 +103,8 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
         (None, signing)
     };
     let options = BackupOptions {
-        name_prefix: REDIS_NAME_PREFIX.to_owned(),
+        // The Redis source names its backups redis_backup_..., as the old script did.
+        name_prefix: pipeline.name_prefix.clone(),
         compression: pipeline.compression,
         key,
         signing_key,
@@ -124,7 +122,7 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
     let mut source = RedisSource::new(redis.connection, method);
     let job = BackupJob {
         options,
-        publish_latest: (!args.no_latest).then_some(BackupKind::Redis),
+        publish_latest: (!args.no_latest).then_some(BackupKind::REDIS),
     };
     let label = "redis snapshot";
     let run = outcome::run_job(&args.common, &destinations, &mut source, &job, label).await?;

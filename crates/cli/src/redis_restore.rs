@@ -100,8 +100,8 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         _ => None,
     };
     let online_target = online_target.transpose().map_err(CliError::usage)?;
-    let kind = BackupKind::Redis;
-    let prefix = crate::redis_backup::REDIS_NAME_PREFIX;
+    let kind = BackupKind::REDIS;
+    let prefix = backup_sources::redis::NAME_PREFIX;
     let selected = select::fetch_selected(&args.common, &args.select, kind, prefix, &config);
     let Some((mut fetched, keyring)) = selected.await? else {
         return Ok(ExitStatus::Success);

@@ -61,7 +61,7 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     let selected = select::fetch_selected(
         &args.common,
         &args.select,
-        BackupKind::Database,
+        BackupKind::DATABASE,
         &pipeline.name_prefix,
         &config,
     )

@@ -120,14 +120,14 @@ fn fixture() -> Fixture {
 
     // database: complete 100, 60, 40, 10, 1 days old; legacy 50 and 5; damaged 90.
     for days in [100, 60, 40] {
-        complete(&root, &db(days), BackupKind::Database, &key);
+        complete(&root, &db(days), BackupKind::DATABASE, &key);
         expected.push((db(days), delete.to_owned()));
         doomed_files.insert(db(days));
         doomed_files.insert(format!("{}.manifest.json", db(days)));
     }
-    complete(&root, &db(10), BackupKind::Database, &key);
+    complete(&root, &db(10), BackupKind::DATABASE, &key);
     expected.push((db(10), "keep: within 30 days".into()));
-    complete(&root, &db(1), BackupKind::Database, &key);
+    complete(&root, &db(1), BackupKind::DATABASE, &key);
     expected.push((db(1), "keep: newest complete backup, within 30 days".into()));
     // Older than every complete backup and without a manifest: made by the old scripts.
     write(&root, &db(120), b"legacy");
@@ -170,7 +170,7 @@ fn fixture() -> Fixture {
     write(&root, "database/README.txt", b"not a backup");
 
     // redis: the only complete backup is 45 days old, kept anyway; an older legacy one goes.
-    complete(&root, &redis(45), BackupKind::Redis, &key);
+    complete(&root, &redis(45), BackupKind::REDIS, &key);
     expected.push((redis(45), "keep: newest complete backup".into()));
     write(&root, &redis(70), b"legacy");
     expected.push((redis(70), delete.to_owned()));

@@ -49,7 +49,7 @@ pub async fn back_up(
                     latest.get_or_insert(copy);
                 }
                 Err(e) => {
-                    let folder = backup_core::catalog::latest_folder(kind);
+                    let folder = kind.latest_folder();
                     tracing::error!("could not update {folder} on {name}: {e}");
                     step_failures.push(format!("{name}: {folder} copy: {e}"));
                 }

@@ -51,7 +51,7 @@ impl Sink for Refusing {
 
 fn source() -> MemorySource {
     MemorySource::new(
-        BackupKind::Redis,
+        BackupKind::REDIS,
         "rdb",
         Bytes::from_static(b"REDIS0011 snapshot"),
     )
@@ -60,7 +60,7 @@ fn source() -> MemorySource {
 fn job() -> BackupJob {
     BackupJob {
         options: BackupOptions::default().with_name_prefix("redis"),
-        publish_latest: Some(BackupKind::Redis),
+        publish_latest: Some(BackupKind::REDIS),
     }
 }
 

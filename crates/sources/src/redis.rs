@@ -29,4 +29,4 @@ pub use restore_online::{
     DEFAULT_BATCH_COMMANDS,
 };
 pub use settings::{RedisMethod, RedisSettings};
-pub use source::{BackupMethod, RedisSource};
+pub use source::{BackupMethod, RedisSource, NAME_PREFIX};

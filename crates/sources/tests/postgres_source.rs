@@ -20,7 +20,7 @@ fn downcast(e: backup_core::BoxError) -> SourceError {
 async fn plain_dump_reports_facts_and_ends_with_the_marker() {
     let cluster = cluster_with_sample().await;
     let source = PostgresSource::new(conn(&cluster, APP_DB), DumpFormat::Plain);
-    assert_eq!(source.kind(), BackupKind::Database);
+    assert_eq!(source.kind(), BackupKind::DATABASE);
     assert_eq!(source.extension(), "sql");
     let (bytes, facts) = dump(&cluster, APP_DB, DumpFormat::Plain).await;
     assert!(bytes.len() > 1_000_000, "{} bytes", bytes.len());

@@ -66,7 +66,7 @@ struct Running {
     tools: PgTools,
 }
 
-/// A PostgreSQL database dumped by `pg_dump` (kind [`BackupKind::Database`]).
+/// A PostgreSQL database dumped by `pg_dump` (kind [`BackupKind::DATABASE`]).
 ///
 /// [`open`](Source::open) connects to read the server version, finds a `pg_dump` at least as
 /// new ([`PgTools::discover`]), and starts it with the connection in its environment; the
@@ -262,7 +262,7 @@ impl PostgresSource {
 #[async_trait]
 impl Source for PostgresSource {
     fn kind(&self) -> BackupKind {
-        BackupKind::Database
+        BackupKind::DATABASE
     }
 
     fn extension(&self) -> &'static str {

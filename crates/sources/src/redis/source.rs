@@ -41,6 +41,9 @@ const BGSAVE_POLL: Duration = Duration::from_millis(100);
 /// How often waiting for `BGSAVE` is logged.
 const BGSAVE_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The name prefix of Redis backups, as the old script wrote them: `redis_backup_...`.
+pub const NAME_PREFIX: &str = "redis";
+
 /// How the snapshot is fetched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum BackupMethod {
@@ -125,7 +128,11 @@ impl RedisSource {
 #[async_trait]
 impl Source for RedisSource {
     fn kind(&self) -> BackupKind {
-        BackupKind::Redis
+        BackupKind::REDIS
+    }
+
+    fn name_prefix(&self) -> Option<&str> {
+        Some(NAME_PREFIX)
     }
 
     fn extension(&self) -> &'static str {
