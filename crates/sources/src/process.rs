@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -50,69 +49,6 @@ impl Tail {
     }
 }
 
-/// How many first bytes a [`TailReader`] keeps.
-pub(crate) const HEAD_BYTES: usize = 16;
-
-/// What a [`TailReader`] saw.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamState {
-    /// The first bytes (up to [`HEAD_BYTES`]).
-    pub(crate) head: Vec<u8>,
-    pub(crate) tail: Tail,
-    pub(crate) bytes: u64,
-    pub(crate) eof: bool,
-}
-
-/// An `AsyncRead` that counts bytes and remembers the last ones and whether it hit EOF, in a
-/// state shared with whoever needs to check the stream after it was handed away.
-pub(crate) struct TailReader<R> {
-    inner: R,
-    state: Arc<Mutex<StreamState>>,
-}
-
-impl<R> TailReader<R> {
-    pub(crate) fn new(inner: R, tail_capacity: usize) -> (Self, Arc<Mutex<StreamState>>) {
-        let state = Arc::new(Mutex::new(StreamState {
-            head: Vec::with_capacity(HEAD_BYTES),
-            tail: Tail::new(tail_capacity),
-            bytes: 0,
-            eof: false,
-        }));
-        (
-            Self {
-                inner,
-                state: Arc::clone(&state),
-            },
-            state,
-        )
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for TailReader<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &result {
-            let new = &buf.filled()[before..];
-            let mut state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if new.is_empty() && buf.remaining() > 0 {
-                state.eof = true;
-            } else {
-                state.bytes += new.len() as u64;
-                let room = HEAD_BYTES.saturating_sub(state.head.len()).min(new.len());
-                state.head.extend_from_slice(&new[..room]);
-                state.tail.push(new);
-            }
-        }
-        result
-    }
-}
-
 /// Names of inherited environment variables that hold secrets (or URLs that may embed them):
 /// the tool's own (`POSTGRES_PASSWORD`, `REDIS_PASSWORD`, `DATABASE_URL`, `REDIS_URL`, ...),
 /// the cloud SDKs' (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, ...), libpq's `PGPASSWORD`,
@@ -137,11 +73,6 @@ pub(crate) fn scrub_secrets(cmd: &mut tokio::process::Command) {
     for name in inherited_secret_names() {
         cmd.env_remove(name);
     }
-}
-
-/// Locks a state mutex, ignoring poisoning (the state is plain data).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `exit status 3`, `killed by signal 9`.
@@ -402,19 +333,6 @@ mod tests {
         assert_eq!(t.to_vec(), b"56789");
         assert!(t.contains(b"678"));
         assert!(!t.contains(b"456"));
-    }
-
-    #[tokio::test]
-    async fn tail_reader_tracks_bytes_and_eof() {
-        let (mut r, state) = TailReader::new(&b"hello world"[..], 4);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).await.unwrap();
-        let s = lock(&state);
-        assert_eq!(out, b"hello world");
-        assert_eq!(s.bytes, 11);
-        assert!(s.eof);
-        assert_eq!(s.tail.to_vec(), b"orld");
-        assert_eq!(s.head, b"hello world");
     }
 
     #[test]

@@ -2,17 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backup_core::{BackupKind, BoxError, ByteStream, Source, SourceFacts};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::connection::PgConnection;
 use super::tools::{discover_async, PgTools};
 use super::DUMP_COMPLETE_MARKER;
 use crate::error::SourceError;
-use crate::process::{lock, ChildProcess, PipeStream, StreamState, TailReader};
+use crate::process::{ChildProcess, PipeStream, Tail};
+use crate::stream::{tee_to_validator, ChannelReader, Tee};
 
 /// How many final bytes of the dump are kept to look for the completion marker (newer
 /// `pg_dump` versions write an `\unrestrict` line of ~80 bytes after it).
@@ -61,7 +62,8 @@ pub fn pg_dump_args(format: DumpFormat) -> Vec<&'static str> {
 
 struct Running {
     process: ChildProcess,
-    state: Arc<Mutex<StreamState>>,
+    /// The completeness check beside pg_dump's output.
+    check: Tee<(), String>,
     server_version: String,
     tools: PgTools,
 }
@@ -176,7 +178,10 @@ impl PostgresSource {
         // Our copy of the pipe's write end must close, or the reader never sees the end.
         drop(cmd);
         let stdout = PipeStream::spawn(pipe_out, "pg_dump").map_err(spawn_error)?;
-        let (reader, state) = TailReader::new(stdout, TAIL_BYTES);
+        let format = self.format;
+        let (reader, check) = tee_to_validator(Box::new(stdout), "the pg_dump output", move |r| {
+            Box::pin(check_dump(r, format))
+        });
         tracing::info!(
             "pg_dump {} ({} format) started for database {:?} on {} (PostgreSQL {server_version})",
             tools.version(),
@@ -186,7 +191,7 @@ impl PostgresSource {
         );
         self.running = Some(Running {
             process,
-            state,
+            check,
             server_version,
             tools,
         });
@@ -199,9 +204,9 @@ impl PostgresSource {
                 "PostgresSource::finish called without a successful open",
             ));
         };
-        let eof = lock(&run.state).eof;
-        if !eof {
-            // The consumer stopped early. If pg_dump failed, its error explains why.
+        if !run.check.ended() {
+            // The consumer stopped early. If pg_dump failed, its error explains why; else a
+            // failed check (a custom archive without its magic) does.
             if let Ok(Some(status)) = run.process.child.try_wait() {
                 if !status.success() {
                     let stderr = run.process.stderr().await;
@@ -209,6 +214,13 @@ impl PostgresSource {
                 }
             }
             run.process.kill().await;
+            if run.check.validator_done() {
+                if let Ok(Err(reason)) = run.check.verdict().await {
+                    return Err(SourceError::InvalidDump(reason));
+                }
+            } else {
+                run.check.abort();
+            }
             return Err(SourceError::InvalidDump(
                 "the pg_dump output was not read to its end (the backup was interrupted, e.g. \
                  by a failed upload); pg_dump was stopped and this backup is incomplete"
@@ -219,28 +231,24 @@ impl PostgresSource {
         if !status.success() {
             return Err(run.process.failed(status, &stderr));
         }
-        let state = lock(&run.state).clone();
-        match self.format {
-            DumpFormat::Plain if !state.tail.contains(DUMP_COMPLETE_MARKER.as_bytes()) => {
+        let bytes = run.check.bytes();
+        match run.check.verdict().await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
                 return Err(SourceError::InvalidDump(format!(
-                    "pg_dump exited successfully but its output ({} bytes) does not end with \
-                     {DUMP_COMPLETE_MARKER:?}: the dump is truncated",
-                    state.bytes
-                )));
+                    "pg_dump exited successfully but its output ({bytes} bytes) {reason}"
+                )))
             }
-            DumpFormat::Custom if !state.head.starts_with(super::CUSTOM_MAGIC) => {
+            Err(e) => {
                 return Err(SourceError::InvalidDump(format!(
-                    "pg_dump exited successfully but its output ({} bytes) is not a custom-format \
-                     archive",
-                    state.bytes
-                )));
+                    "the check of the pg_dump output failed: {e}"
+                )))
             }
-            _ => {}
         }
         if !stderr.trim().is_empty() {
             tracing::warn!("pg_dump: {}", stderr.trim());
         }
-        tracing::info!("pg_dump finished: {} bytes", state.bytes);
+        tracing::info!("pg_dump finished: {bytes} bytes");
         let mut details = BTreeMap::new();
         details.insert(
             "dump_format".to_owned(),
@@ -256,6 +264,41 @@ impl PostgresSource {
             database: Some(self.conn.dbname().to_owned()),
             details,
         })
+    }
+}
+
+/// The validator beside pg_dump's output: a custom archive must start with its magic (checked
+/// as soon as it arrives: a wrong one fails the stream at once), a plain dump must end with
+/// [`DUMP_COMPLETE_MARKER`] (pg_dump writes it last; without it the dump is truncated). Keeps
+/// only the last [`TAIL_BYTES`].
+async fn check_dump(reader: &mut ChannelReader, format: DumpFormat) -> Result<(), String> {
+    let mut head = Vec::with_capacity(super::CUSTOM_MAGIC.len());
+    let mut tail = Tail::new(TAIL_BYTES);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        if head.len() < super::CUSTOM_MAGIC.len() {
+            let room = (super::CUSTOM_MAGIC.len() - head.len()).min(n);
+            head.extend_from_slice(&chunk[..room]);
+            let magic = &super::CUSTOM_MAGIC[..head.len()];
+            if format == DumpFormat::Custom && head != magic {
+                return Err("is not a custom-format archive".to_owned());
+            }
+        }
+        tail.push(chunk);
+    }
+    match format {
+        DumpFormat::Custom if head.len() < super::CUSTOM_MAGIC.len() => {
+            Err("is not a custom-format archive".to_owned())
+        }
+        DumpFormat::Plain if !tail.contains(DUMP_COMPLETE_MARKER.as_bytes()) => Err(format!(
+            "does not end with {DUMP_COMPLETE_MARKER:?}: the dump is truncated"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -281,6 +324,39 @@ impl Source for PostgresSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `check_dump` over `chunks`, as the tee feeds it.
+    async fn check(chunks: &[&[u8]], format: DumpFormat) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::mpsc::channel(chunks.len().max(1));
+        for chunk in chunks {
+            tx.try_send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+                .unwrap();
+        }
+        drop(tx);
+        check_dump(&mut ChannelReader::new(rx), format).await
+    }
+
+    #[tokio::test]
+    async fn a_plain_dump_must_end_with_the_marker_and_a_custom_one_start_with_the_magic() {
+        let marker = format!("\n{DUMP_COMPLETE_MARKER}\n--\n");
+        let plain = DumpFormat::Plain;
+        assert!(check(&[b"SET x;", marker.as_bytes()], plain).await.is_ok());
+        // Split across chunks, and after a long dump.
+        let (a, b) = marker.as_bytes().split_at(10);
+        let long = vec![b'x'; 3 * TAIL_BYTES];
+        assert!(check(&[&long, a, b], plain).await.is_ok());
+        let err = check(&[b"SET x;", &long], plain).await.unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        assert!(check(&[], plain).await.is_err());
+        // A marker in the middle is not the end.
+        let err = check(&[marker.as_bytes(), &long], plain).await.unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+
+        let custom = DumpFormat::Custom;
+        assert!(check(&[b"PG", b"DMP\x01rest"], custom).await.is_ok());
+        assert!(check(&[b"PGDM"], custom).await.is_err());
+        assert!(check(&[b"SELECT"], custom).await.is_err());
+    }
 
     #[test]
     fn argv_holds_no_connection_settings() {

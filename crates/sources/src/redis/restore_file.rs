@@ -37,11 +37,11 @@ use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
 use backup_rdb::{RdbError, RdbSummary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use crate::redis::check::summary_notes;
 use crate::redis::connection::{RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
+use crate::stream::tee_to_validator;
 
 /// The infix of the temporary file a restore writes (`.dump.rdb.restore-<random>`).
 pub const RESTORE_TEMP_INFIX: &str = ".restore-";
@@ -52,8 +52,6 @@ pub const DOCKER_RDB_PATH: &str = "/data/dump.rdb";
 
 /// Size of the chunks read from the stream.
 const CHUNK: usize = 256 * 1024;
-/// Chunks in flight between the writer and the parser.
-const CHUNKS_IN_FLIGHT: usize = 16;
 
 /// Options of [`RedisFileRestore`].
 #[derive(Debug, Clone)]
@@ -475,7 +473,7 @@ fn timestamp() -> String {
 /// completely with a matching checksum, and the file was fsynced. The caller's [`TempFile`]
 /// removes the file on error.
 pub(crate) async fn write_verified(
-    mut stream: ByteStream,
+    stream: ByteStream,
     path: &Path,
 ) -> Result<(u64, RdbSummary), RedisError> {
     let file_err = |context: &str| {
@@ -496,8 +494,9 @@ pub(crate) async fn write_verified(
         .open(path)
         .map_err(file_err("cannot create"))?;
     let mut file = tokio::fs::File::from_std(file);
-    let (tx, rx) = mpsc::channel::<crate::stream::Chunk>(CHUNKS_IN_FLIGHT);
-    let parser = tokio::spawn(RdbSummary::read(crate::stream::ChannelReader::new(rx)));
+    let (mut tee, check) = tee_to_validator(stream, "the RDB backup", |reader| {
+        Box::pin(RdbSummary::read(reader))
+    });
     let mut bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let rdb_err = |source| RedisError::Rdb {
@@ -505,12 +504,22 @@ pub(crate) async fn write_verified(
             .to_owned(),
         source,
     };
+    let task_failed = |e| RedisError::Config(format!("the RDB parser task failed: {e}"));
     loop {
-        let n = match stream.read(&mut buf).await {
+        let n = match tee.read(&mut buf).await {
             Ok(n) => n,
             Err(source) => {
-                parser.abort();
-                return Err(RedisError::Stream { bytes, source });
+                drop(tee);
+                if check.read_error().is_some() || !check.validator_done() {
+                    check.abort();
+                    return Err(RedisError::Stream { bytes, source });
+                }
+                // The parser stopped early: it found an error.
+                return Err(match check.verdict().await {
+                    Ok(Err(e)) => rdb_err(e),
+                    Ok(Ok(_)) => rdb_err(RdbError::TrailingData { extra: 1 }),
+                    Err(e) => task_failed(e),
+                });
             }
         };
         if n == 0 {
@@ -520,28 +529,11 @@ pub(crate) async fn write_verified(
             .await
             .map_err(file_err("cannot write"))?;
         bytes += n as u64;
-        if tx
-            .send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
-            .await
-            .is_err()
-        {
-            // The parser stopped early: it found an error.
-            drop(tx);
-            return Err(match parser.await {
-                Ok(Err(e)) => rdb_err(e),
-                Ok(Ok(_)) => rdb_err(RdbError::TrailingData { extra: n as u64 }),
-                Err(e) => RedisError::Config(format!("the RDB parser task failed: {e}")),
-            });
-        }
     }
-    drop(tx);
-    let summary = match parser.await {
+    drop(tee);
+    let summary = match check.verdict().await {
         Ok(result) => result.map_err(rdb_err)?,
-        Err(e) => {
-            return Err(RedisError::Config(format!(
-                "the RDB parser task failed: {e}"
-            )))
-        }
+        Err(e) => return Err(task_failed(e)),
     };
     file.flush().await.map_err(file_err("cannot write"))?;
     file.sync_all().await.map_err(file_err("cannot fsync"))?;

@@ -8,22 +8,15 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{BackupKind, BoxError, ByteStream, Source, SourceFacts};
 use backup_rdb::{RdbError, RdbSummary};
-use bytes::Bytes;
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::PollSender;
 
-use crate::stream::ChannelReader;
+use crate::stream::{tee_to_validator, Tee};
 
 use crate::redis::connection::{RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
@@ -31,9 +24,6 @@ use crate::redis::replication::{ReplicationStream, TransferProgress};
 
 /// How long [`BackupMethod::File`] waits for `BGSAVE` by default.
 pub const DEFAULT_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Chunks in flight between the stream and the validating parser (memory bound).
-const VALIDATION_CHUNKS: usize = 16;
 
 /// How often `INFO persistence` is polled while `BGSAVE` runs.
 const BGSAVE_POLL: Duration = Duration::from_millis(100);
@@ -90,8 +80,8 @@ struct Running {
     endpoint: String,
     server_version: Option<String>,
     transfer: Option<&'static str>,
-    shared: Arc<Shared>,
-    parser: JoinHandle<Result<RdbSummary, RdbError>>,
+    /// The RDB parser beside the stream.
+    check: Tee<RdbSummary, RdbError>,
     replication: Option<Arc<TransferProgress>>,
     file: Option<(PathBuf, u64)>,
 }
@@ -194,13 +184,14 @@ impl Source for RedisSource {
                 (Box::new(file), None, None, Some((rdb_path.clone(), len)))
             }
         };
-        let (stream, shared, parser) = validate(inner);
+        let (stream, check) = tee_to_validator(inner, "the RDB snapshot", |reader| {
+            Box::pin(RdbSummary::read(reader))
+        });
         self.running = Some(Running {
             endpoint,
             server_version,
             transfer,
-            shared,
-            parser,
+            check,
             replication,
             file,
         });
@@ -212,20 +203,23 @@ impl Source for RedisSource {
             return Err("RedisSource::finish called without a successful open".into());
         };
         let endpoint = running.endpoint.clone();
-        if !running.shared.ended.load(Ordering::SeqCst) {
+        let check = running.check;
+        let streamed = check.bytes();
+        if !check.ended() {
             // The stream failed or was abandoned. A parser that already failed explains why;
             // otherwise it would wait for more data forever.
-            if running.parser.is_finished() || running.shared.parser_error().is_some() {
-                if let Ok(Err(source)) = running.parser.await {
+            let read_error = check.read_error();
+            if check.validator_done() {
+                if let Ok(Err(source)) = check.verdict().await {
                     return Err(Box::new(RedisError::Rdb {
                         context: format!("the RDB snapshot from {endpoint} is invalid"),
                         source,
                     }));
                 }
             } else {
-                running.parser.abort();
+                check.abort();
             }
-            return Err(match running.shared.read_error() {
+            return Err(match read_error {
                 // Already a complete message (e.g. `RedisError::Truncated`).
                 Some(message) => message.into(),
                 None => Box::new(RedisError::Truncated {
@@ -234,7 +228,7 @@ impl Source for RedisSource {
                 }),
             });
         }
-        let summary = match running.parser.await {
+        let summary = match check.verdict().await {
             Ok(Ok(summary)) => summary,
             Ok(Err(source)) => {
                 return Err(Box::new(RedisError::Rdb {
@@ -244,7 +238,6 @@ impl Source for RedisSource {
             }
             Err(e) => return Err(format!("the RDB validation task failed: {e}").into()),
         };
-        let streamed = running.shared.bytes.load(Ordering::SeqCst);
         if let Some(progress) = &running.replication {
             if !progress.complete.load(Ordering::SeqCst) {
                 return Err(Box::new(RedisError::Truncated {
@@ -444,155 +437,6 @@ async fn bgsave(client: &mut RedisClient, timeout: Duration) -> Result<(), Redis
                 info.get("current_save_keys_total")
                     .map_or("?", String::as_str),
             );
-        }
-    }
-}
-
-/// State shared between the validating stream, its parser task and the source.
-#[derive(Debug, Default)]
-struct Shared {
-    /// The consumer read the stream to its end (and the parser got every byte).
-    ended: AtomicBool,
-    /// Bytes that went through.
-    bytes: AtomicU64,
-    /// Why the parser failed.
-    parser_error: Mutex<Option<String>>,
-    /// Why reading the underlying stream failed.
-    read_error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn parser_error(&self) -> Option<String> {
-        self.parser_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    fn set(slot: &Mutex<Option<String>>, message: String) {
-        if let Ok(mut slot) = slot.lock() {
-            slot.get_or_insert(message);
-        }
-    }
-
-    /// Why reading the underlying stream failed, if it did.
-    fn read_error(&self) -> Option<String> {
-        self.read_error.lock().ok().and_then(|e| e.clone())
-    }
-}
-
-/// Wraps `inner` so that every chunk read is also parsed by [`RdbSummary::read`] in a task.
-fn validate(
-    inner: ByteStream,
-) -> (
-    ValidatingStream,
-    Arc<Shared>,
-    JoinHandle<Result<RdbSummary, RdbError>>,
-) {
-    let (tx, rx) = mpsc::channel::<crate::stream::Chunk>(VALIDATION_CHUNKS);
-    let shared = Arc::new(Shared::default());
-    let task_shared = Arc::clone(&shared);
-    let parser = tokio::spawn(async move {
-        let mut reader = ChannelReader::new(rx);
-        let result = RdbSummary::read(&mut reader).await;
-        if let Err(e) = &result {
-            Shared::set(&task_shared.parser_error, e.to_string());
-        }
-        // `reader` (the receiving end) is dropped only now, after the error was recorded, so
-        // that the stream sees the reason when its next send fails.
-        drop(reader);
-        result
-    });
-    let stream = ValidatingStream {
-        inner,
-        sender: PollSender::new(tx),
-        unsent: None,
-        shared: Arc::clone(&shared),
-        done: false,
-    };
-    (stream, shared, parser)
-}
-
-/// The stream handed to the pipeline: passes the bytes through and tees them to the parser.
-struct ValidatingStream {
-    inner: ByteStream,
-    sender: PollSender<crate::stream::Chunk>,
-    /// A chunk already returned to the reader but not yet accepted by the channel.
-    unsent: Option<Bytes>,
-    shared: Arc<Shared>,
-    done: bool,
-}
-
-impl ValidatingStream {
-    fn parser_failed(&self) -> io::Error {
-        let reason = self
-            .shared
-            .parser_error()
-            .unwrap_or_else(|| "the RDB parser stopped early".to_owned());
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the RDB snapshot is invalid: {reason}"),
-        )
-    }
-
-    /// Hands `unsent` to the channel; `Ready(Err)` when the parser is gone.
-    fn poll_push(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.unsent.is_none() {
-            return Poll::Ready(Ok(()));
-        }
-        match self.sender.poll_reserve(cx) {
-            Poll::Ready(Ok(())) => {
-                if let Some(chunk) = self.unsent.take() {
-                    if self.sender.send_item(Ok(chunk)).is_err() {
-                        return Poll::Ready(Err(self.parser_failed()));
-                    }
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(_)) => Poll::Ready(Err(self.parser_failed())),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncRead for ValidatingStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.shared.parser_error().is_some() {
-            return Poll::Ready(Err(this.parser_failed()));
-        }
-        match this.poll_push(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        }
-        if this.done || buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => {
-                Shared::set(&this.shared.read_error, e.to_string());
-                Poll::Ready(Err(e))
-            }
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
-                if n == 0 {
-                    this.done = true;
-                    this.sender.close();
-                    this.shared.ended.store(true, Ordering::SeqCst);
-                    return Poll::Ready(Ok(()));
-                }
-                this.shared.bytes.fetch_add(n as u64, Ordering::SeqCst);
-                this.unsent = Some(Bytes::copy_from_slice(&buf.filled()[before..]));
-                // Try to hand it over right away; otherwise on the next read.
-                match this.poll_push(cx) {
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    _ => Poll::Ready(Ok(())),
-                }
-            }
         }
     }
 }
