@@ -11,6 +11,7 @@
 //! implementation must pass the `conformance` suite (enable the `conformance` feature to use
 //! it from another crate's tests).
 
+pub mod atomic;
 mod cleanup;
 mod error;
 mod key;

@@ -12,7 +12,7 @@
 
 use std::fs::{FileType, Metadata};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
+use crate::atomic::{self, TempFile};
 use crate::error::{Result, StorageError};
 use crate::key::{validate_key, validate_prefix, TEMP_PREFIX};
 use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
@@ -139,23 +140,15 @@ impl Sink for LocalSink {
         let (dir, file_name) = split_file_path(&final_path)?;
         self.create_dirs(dir).await?;
         let temp_path = dir.join(temp_file_name(file_name));
-        // Opened on this thread, not in tokio's blocking pool: an open handed to the pool
-        // still creates the file after this future is cancelled (SIGTERM, a timeout), and
-        // nothing would then remove it. Creating one file is a single short system call.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&temp_path)
-            .map_err(|source| StorageError::io("create", display(&temp_path), source))?;
-        let file = File::from_std(file);
-        tracing::debug!(key, temp = %temp_path.display(), "started local write");
+        let temp_name = display(&temp_path);
+        let (temp, file) = TempFile::create(temp_path, FILE_MODE)
+            .map_err(|source| StorageError::io("create", temp_name, source))?;
+        tracing::debug!(key, temp = %temp.path().display(), "started local write");
         Ok(Box::new(LocalObjectWriter {
             key: key.to_owned(),
             final_path,
-            temp_path,
-            file: Some(BufWriter::with_capacity(BUFFER_SIZE, file)),
-            temp_exists: true,
+            file: Some(BufWriter::with_capacity(BUFFER_SIZE, File::from_std(file))),
+            temp: Some(temp),
             mode,
         }))
     }
@@ -255,15 +248,15 @@ impl Sink for LocalSink {
     }
 }
 
-/// The [`ObjectWriter`] of a [`LocalSink`]: a buffered temporary file renamed on commit.
+/// The [`ObjectWriter`] of a [`LocalSink`]: a buffered [`TempFile`] put in place on commit
+/// (removed by its own drop when the writer is dropped unfinished).
 struct LocalObjectWriter {
     key: String,
     final_path: PathBuf,
-    temp_path: PathBuf,
     /// `None` only while committing or aborting.
     file: Option<BufWriter<File>>,
-    /// Whether `temp_path` is ours to remove (not yet renamed or removed).
-    temp_exists: bool,
+    /// `None` once put in place or removed.
+    temp: Option<TempFile>,
     /// Whether the commit may replace an existing file.
     mode: WriteMode,
 }
@@ -308,55 +301,39 @@ impl AsyncWrite for LocalObjectWriter {
 #[async_trait]
 impl ObjectWriter for LocalObjectWriter {
     async fn commit(mut self: Box<Self>) -> Result<ObjectMeta> {
-        // On any error below the writer is dropped, and `Drop` removes the temporary file.
-        let temp = display(&self.temp_path);
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| StorageError::io("commit", &temp, io::Error::other("no open file")))?;
+        // On any error below the writer is dropped, and the `TempFile` removes itself.
+        let (Some(mut file), Some(temp)) = (self.file.take(), self.temp.take()) else {
+            let error = io::Error::other("the write was already committed or aborted");
+            return Err(StorageError::io("commit", self.key.clone(), error));
+        };
+        let temp_name = display(temp.path());
         file.flush()
             .await
-            .map_err(|source| StorageError::io("write", &temp, source))?;
+            .map_err(|source| StorageError::io("write", &temp_name, source))?;
         let file = file.into_inner();
         file.sync_all()
             .await
-            .map_err(|source| StorageError::io("fsync", &temp, source))?;
+            .map_err(|source| StorageError::io("fsync", &temp_name, source))?;
         let meta = file
             .metadata()
             .await
-            .map_err(|source| StorageError::io("stat", &temp, source))?;
+            .map_err(|source| StorageError::io("stat", &temp_name, source))?;
         drop(file);
+        let target = format!("{temp_name} to {}", self.final_path.display());
         match self.mode {
-            WriteMode::Overwrite => {
-                tokio::fs::rename(&self.temp_path, &self.final_path)
-                    .await
-                    .map_err(|source| {
-                        let target = format!("{temp} to {}", self.final_path.display());
-                        StorageError::io("rename", target, source)
-                    })?;
-                self.temp_exists = false;
-            }
-            WriteMode::Create => {
-                // A hard link is created atomically and only if the name is free; the
-                // temporary name is removed after it (by `Drop` if that fails here).
-                match tokio::fs::hard_link(&self.temp_path, &self.final_path).await {
-                    Ok(()) => {}
-                    Err(source) if source.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(StorageError::AlreadyExists {
-                            key: self.key.clone(),
-                        });
-                    }
-                    Err(source) => {
-                        let target = format!("{temp} to {}", self.final_path.display());
-                        return Err(StorageError::io("link", target, source));
-                    }
+            WriteMode::Overwrite => temp
+                .rename_to(&self.final_path)
+                .map_err(|source| StorageError::io("rename", target, source))?,
+            // A hard link is created atomically and only if the name is free.
+            WriteMode::Create => match temp.link_to(&self.final_path) {
+                Ok(()) => {}
+                Err(source) if source.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(StorageError::AlreadyExists {
+                        key: self.key.clone(),
+                    });
                 }
-                // The object is committed now; a temporary name that cannot be removed is
-                // only litter (`Drop` tries again, `remove_stale_temp_files` later).
-                if tokio::fs::remove_file(&self.temp_path).await.is_ok() {
-                    self.temp_exists = false;
-                }
-            }
+                Err(source) => return Err(StorageError::io("link", target, source)),
+            },
         }
         let (dir, _) = split_file_path(&self.final_path)?;
         sync_dir(dir).await?;
@@ -366,35 +343,13 @@ impl ObjectWriter for LocalObjectWriter {
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
         drop(self.file.take());
-        match tokio::fs::remove_file(&self.temp_path).await {
-            Ok(()) => {}
-            Err(source) if source.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StorageError::io("remove", display(&self.temp_path), source))
-            }
+        if let Some(temp) = self.temp.take() {
+            let path = display(temp.path());
+            temp.remove()
+                .map_err(|source| StorageError::io("remove", path, source))?;
         }
-        self.temp_exists = false;
         tracing::debug!(key = %self.key, "aborted local write");
         Ok(())
-    }
-}
-
-impl Drop for LocalObjectWriter {
-    fn drop(&mut self) {
-        if !self.temp_exists {
-            return;
-        }
-        drop(self.file.take());
-        match std::fs::remove_file(&self.temp_path) {
-            Ok(()) => tracing::debug!(key = %self.key, "discarded unfinished local write"),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => tracing::warn!(
-                temp = %self.temp_path.display(),
-                %error,
-                "could not remove the temporary file of an unfinished write; \
-                 LocalSink::remove_stale_temp_files will remove it later"
-            ),
-        }
     }
 }
 
@@ -486,8 +441,7 @@ async fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 fn sync_dir_blocking(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|handle| handle.sync_all())
+    atomic::sync_dir(dir)
         .map_err(|source| StorageError::io("fsync directory", display(dir), source))
 }
 

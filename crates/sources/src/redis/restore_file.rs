@@ -36,6 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
 use backup_rdb::{RdbError, RdbSummary};
+use backup_storage::atomic::{self, TempFile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::redis::check::summary_notes;
@@ -201,11 +202,11 @@ impl RedisFileRestore {
         if let Some(w) = aof_warning_for_dir(&dir) {
             notes.push(w);
         }
-        let temp = TempFile::new(dir.join(format!(
+        let temp_path = dir.join(format!(
             ".{file_name}{RESTORE_TEMP_INFIX}{}",
             random_suffix()
-        )));
-        let (bytes, summary) = write_verified(stream, &temp.path).await?;
+        ));
+        let (temp, bytes, summary) = write_verified(stream, temp_path).await?;
 
         if let Some(cmd) = &o.stop_cmd {
             run_shell("the stop command", cmd).await?;
@@ -218,7 +219,7 @@ impl RedisFileRestore {
             );
         }
 
-        let replaced = replace_file(&temp, target, &dir, &file_name, &dir_meta, old.as_ref());
+        let replaced = replace_file(temp, target, &dir, &file_name, &dir_meta, old.as_ref());
         let (uid, gid, mode, kept) = match replaced {
             Ok(r) => r,
             Err(e) => {
@@ -231,7 +232,6 @@ impl RedisFileRestore {
                 return Err(e);
             }
         };
-        temp.disarm();
         notes.push(kept.clone());
         notes.push(format!(
             "wrote {bytes} bytes to {} (owner {uid}:{gid}, mode {mode:04o})",
@@ -271,9 +271,8 @@ impl RedisFileRestore {
     ) -> Result<RestoreSummary, RedisError> {
         let o = &self.options;
         let dir = o.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let temp =
-            TempFile::new(dir.join(format!(".dump.rdb{RESTORE_TEMP_INFIX}{}", random_suffix())));
-        let (bytes, summary) = write_verified(stream, &temp.path).await?;
+        let temp_path = dir.join(format!(".dump.rdb{RESTORE_TEMP_INFIX}{}", random_suffix()));
+        let (temp, bytes, summary) = write_verified(stream, temp_path).await?;
         let mut notes = Vec::new();
         let docker = &o.docker_program;
         let inside = format!("{container}:{}", o.docker_rdb_path);
@@ -310,7 +309,7 @@ impl RedisFileRestore {
         };
         notes.push(kept.clone());
 
-        let temp_str = temp.path.to_string_lossy().into_owned();
+        let temp_str = temp.path().to_string_lossy().into_owned();
         if let Err(e) = run_program(docker, &["cp", &temp_str, &inside], "docker cp").await {
             // Bring the container back with whatever it had.
             let restart = match run_program(docker, &["start", container], "docker start").await {
@@ -426,30 +425,6 @@ fn aof_text(evidence: &[String], dir: Option<&Path>) -> String {
     )
 }
 
-/// A temporary file removed on drop unless disarmed.
-struct TempFile {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempFile {
-    fn new(path: PathBuf) -> Self {
-        Self { path, armed: true }
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 fn random_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -468,31 +443,25 @@ fn timestamp() -> String {
     chrono::Local::now().format("%Y%m%d_%H%M%S").to_string()
 }
 
-/// Streams `stream` into a new file at `path` (mode 0600, must not exist) while parsing it;
-/// returns the byte count and the parse summary once the stream ended, the RDB parsed
-/// completely with a matching checksum, and the file was fsynced. The caller's [`TempFile`]
-/// removes the file on error.
+/// Streams `stream` into a new [`TempFile`] at `path` (mode 0600, must not exist) while
+/// parsing it; returns the file, the byte count and the parse summary once the stream ended,
+/// the RDB parsed completely with a matching checksum, and the file was fsynced. On error the
+/// file is gone (the `TempFile` removes itself).
 pub(crate) async fn write_verified(
     stream: ByteStream,
-    path: &Path,
-) -> Result<(u64, RdbSummary), RedisError> {
+    path: PathBuf,
+) -> Result<(TempFile, u64, RdbSummary), RedisError> {
+    let shown = path.display().to_string();
     let file_err = |context: &str| {
         let context = context.to_owned();
-        let path = path.display().to_string();
+        let path = shown.clone();
         move |source| RedisError::File {
             context,
             path,
             source,
         }
     };
-    // Opened on this thread: an open handed to tokio's blocking pool would still create the
-    // file after a cancellation, when the caller's `TempFile` has already been dropped.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(file_err("cannot create"))?;
+    let (temp, file) = TempFile::create(path.clone(), 0o600).map_err(file_err("cannot create"))?;
     let mut file = tokio::fs::File::from_std(file);
     let (mut tee, check) = tee_to_validator(stream, "the RDB backup", |reader| {
         Box::pin(RdbSummary::read(reader))
@@ -537,7 +506,7 @@ pub(crate) async fn write_verified(
     };
     file.flush().await.map_err(file_err("cannot write"))?;
     file.sync_all().await.map_err(file_err("cannot fsync"))?;
-    Ok((bytes, summary))
+    Ok((temp, bytes, summary))
 }
 
 /// Gives the validated temporary file its owner, group and mode (the previous file's, or 0600
@@ -545,16 +514,16 @@ pub(crate) async fn write_verified(
 /// over `target`. Returns `(uid, gid, mode, what happened to the previous file)`. On error
 /// the target is as it was.
 fn replace_file(
-    temp: &TempFile,
+    temp: TempFile,
     target: &Path,
     dir: &Path,
     file_name: &str,
     dir_meta: &std::fs::Metadata,
     old: Option<&std::fs::Metadata>,
 ) -> Result<(u32, u32, u32, String), RedisError> {
-    let temp_meta = std::fs::metadata(&temp.path).map_err(|source| RedisError::File {
+    let temp_meta = std::fs::metadata(temp.path()).map_err(|source| RedisError::File {
         context: "cannot inspect".to_owned(),
-        path: temp.path.display().to_string(),
+        path: temp.path().display().to_string(),
         source,
     })?;
     let (uid, gid, mode) = match old {
@@ -563,7 +532,7 @@ fn replace_file(
         None => (temp_meta.uid(), temp_meta.gid(), 0o600),
     };
     if (uid, gid) != (temp_meta.uid(), temp_meta.gid()) {
-        std::os::unix::fs::chown(&temp.path, Some(uid), Some(gid)).map_err(|source| {
+        std::os::unix::fs::chown(temp.path(), Some(uid), Some(gid)).map_err(|source| {
             RedisError::File {
                 context: format!(
                     "cannot give the restored file to uid {uid} gid {gid} (the owner of the {}; \
@@ -574,15 +543,15 @@ fn replace_file(
                         "directory"
                     }
                 ),
-                path: temp.path.display().to_string(),
+                path: temp.path().display().to_string(),
                 source,
             }
         })?;
     }
-    std::fs::set_permissions(&temp.path, std::fs::Permissions::from_mode(mode)).map_err(
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode)).map_err(
         |source| RedisError::File {
             context: "cannot set the mode of".to_owned(),
-            path: temp.path.display().to_string(),
+            path: temp.path().display().to_string(),
             source,
         },
     )?;
@@ -592,12 +561,13 @@ fn replace_file(
         Some(_) => Some(keep_previous(target, dir, file_name)?),
         None => None,
     };
-    if let Err(source) = std::fs::rename(&temp.path, target) {
+    let temp_shown = temp.path().display().to_string();
+    if let Err(source) = temp.rename_to(target) {
         if let Some(aside) = &aside {
             let _ = std::fs::remove_file(aside);
         }
         return Err(RedisError::File {
-            context: format!("cannot rename {} to", temp.path.display()),
+            context: format!("cannot rename {temp_shown} to"),
             path: target.display().to_string(),
             source,
         });
@@ -670,13 +640,11 @@ fn copy_preserving(from: &Path, to: &Path) -> Result<(), RedisError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), RedisError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| RedisError::File {
-            context: "cannot fsync the directory".to_owned(),
-            path: dir.display().to_string(),
-            source,
-        })
+    atomic::sync_dir(dir).map_err(|source| RedisError::File {
+        context: "cannot fsync the directory".to_owned(),
+        path: dir.display().to_string(),
+        source,
+    })
 }
 
 /// Runs `cmd` with `sh -c`, output captured; an error on a non-zero exit. The command text is
