@@ -95,8 +95,9 @@ impl BackupRun {
         }
     }
 
-    /// The run as one JSON document: the object, its manifest, each destination, the
-    /// `latest/` copy when one was asked for.
+    /// The run as one JSON document: the object, its manifest, each destination, and the
+    /// `latest/` copy (`latest_object`, `null` when none was made or asked for: the same
+    /// fields whatever the flags).
     pub fn to_json(&self) -> serde_json::Value {
         let committed = self.committed();
         let per_destination: Vec<serde_json::Value> = self
@@ -111,16 +112,13 @@ impl BackupRun {
                 })
             })
             .collect();
-        let mut doc = serde_json::json!({
+        serde_json::json!({
             "object": committed.map(|r| r.key.clone()),
             "manifest_object": committed.map(|r| r.manifest_key.clone()),
             "destinations": per_destination,
             "elapsed_seconds": committed.map(|r| r.elapsed.as_secs_f64()),
             "manifest": committed.map(|r| &r.manifest),
-        });
-        if let (true, Some(map)) = (self.latest_requested, doc.as_object_mut()) {
-            map.insert("latest_object".to_owned(), serde_json::json!(self.latest));
-        }
-        doc
+            "latest_object": self.latest,
+        })
     }
 }

@@ -91,6 +91,21 @@ async fn a_run_everywhere_is_success_with_the_latest_copy_on_each_destination() 
     assert_eq!(doc["latest_object"], latest.as_str());
     assert_eq!(doc["destinations"][1]["destination"], "s3");
     assert_eq!(doc["destinations"][1]["ok"], true);
+
+    // Without the copy (--no-latest) the document has the same fields, the copy null.
+    let no_latest = BackupJob {
+        publish_latest: None,
+        ..job()
+    };
+    let run = back_up(&mut source(), &destinations, &no_latest, None)
+        .await
+        .unwrap();
+    let doc = run.to_json();
+    assert!(
+        doc.as_object().unwrap().contains_key("latest_object"),
+        "{doc}"
+    );
+    assert!(doc["latest_object"].is_null(), "{doc}");
 }
 
 #[tokio::test]
