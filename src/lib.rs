@@ -7,9 +7,12 @@
 //! - [`core`]: the pipeline ([`core::run_backup`], [`core::run_backup_to_all`]), restores
 //!   ([`core::fetch_backup`], [`core::restore_backup`]), the `Source` and `RestoreTarget`
 //!   traits, manifests, the catalog, [`core::Destinations`] (listing, choosing and reading
-//!   across several destinations), retention and pruning ([`core::prune`]), configuration;
+//!   across several destinations), retention and pruning ([`core::prune`]), the key layout
+//!   ([`core::layout`]) and typed configuration ([`core::config`]: flags, environment, TOML
+//!   file and defaults layered per component);
 //! - [`orchestrate`]: backup jobs ([`orchestrate::back_up`]): a source into every destination
-//!   with its follow-up steps, and the run's outcome, status and JSON report;
+//!   with its follow-up steps, and the run's outcome, status and JSON report; the list of
+//!   every component's configuration section ([`orchestrate::sections`]);
 //! - [`crypto`]: openssl-compatible AES-256-CBC + PBKDF2 streams, key files, keyrings, key ids;
 //! - [`storage`]: the `Sink` trait with local-disk, S3 (and S3-compatible) and in-memory sinks;
 //! - [`sources`]: sources and targets for PostgreSQL (`pg_dump`; restore by `psql` or

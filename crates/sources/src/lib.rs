@@ -4,8 +4,10 @@
 //! and each restore target [`backup_core::RestoreTarget`] (apply a verified stream, atomically).
 //! Today: [`postgres`] (`pg_dump` / `psql` / `pg_restore`) and [`redis`] (the RDB snapshot by
 //! replication or `BGSAVE`; restore into a data file or, key by key, a running server).
-//! Configuration and log files and WAL archiving slot in as sibling modules with the same
-//! shape.
+//! Each has its typed configuration ([`postgres::PostgresConfig`], [`redis::RedisSettings`]:
+//! a `backup_core::config::Component` that owns its `[table]` and variables). Configuration
+//! and log files and WAL archiving slot in as sibling modules with the same shape, each with
+//! a kind of its own (`backup_core::BackupKind::new`).
 
 pub mod error;
 pub mod postgres;
