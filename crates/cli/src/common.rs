@@ -20,8 +20,8 @@ use crate::exit::{CliError, ExitStatus};
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// TOML config file, one table per component: `[local]`, `[s3]`, `[pipeline]`,
-    /// `[retention]`, `[restore]`, `[postgres]`, `[redis]`, `[notify]` (see --print-config)
-    /// [env: BACKUP_CONFIG]
+    /// `[retention]`, `[restore]`, `[postgres]`, `[redis]`, `[files]`, `[notify]` (see
+    /// --print-config) [env: BACKUP_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

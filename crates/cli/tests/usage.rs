@@ -148,6 +148,8 @@ fn print_config_shows_every_setting_with_its_origin_and_never_a_secret() {
             "[redis]",
             "[s3]",
             "[notify]",
+            "[files]",
+            "log_dir = \"/var/log/randevubu\"",
         ] {
             assert!(
                 text.contains(expected),

@@ -1,6 +1,7 @@
 //! The orchestration's own configuration, and the list of every component's section.
 
 use backup_core::config::{check, Component, Config, Section, Setting};
+use backup_sources::files::FilesConfig;
 use backup_sources::postgres::PostgresConfig;
 use backup_sources::redis::RedisSettings;
 
@@ -40,6 +41,7 @@ pub fn sections() -> Vec<Section> {
     all.extend([
         PostgresConfig::SECTION,
         RedisSettings::SECTION,
+        FilesConfig::SECTION,
         NotifyConfig::SECTION,
     ]);
     all

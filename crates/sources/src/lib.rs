@@ -10,6 +10,7 @@
 //! a kind of its own (`backup_core::BackupKind::new`).
 
 pub mod error;
+pub mod files;
 pub mod postgres;
 mod process;
 pub mod redis;

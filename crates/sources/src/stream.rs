@@ -58,6 +58,66 @@ impl Stream for Chunks {
     }
 }
 
+/// A synchronous `Write` into the channel of a [`ChannelReader`], for producers that run on a
+/// thread of their own (a tar writer walking a directory tree): bytes are sent in chunks of
+/// [`WRITE_CHUNK`], blocking while the channel is full (bounded memory). Writing fails with
+/// `BrokenPipe` once the reader is gone (the backup was abandoned).
+pub(crate) struct ChannelWriter {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<u8>,
+}
+
+/// The chunk size of a [`ChannelWriter`].
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+
+impl ChannelWriter {
+    /// A writer into `tx`. Must not be used on an async runtime thread (it blocks).
+    pub(crate) fn new(tx: mpsc::Sender<Chunk>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(WRITE_CHUNK),
+        }
+    }
+
+    fn send_buffer(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(WRITE_CHUNK),
+        ));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the reader of the stream is gone",
+            )
+        })
+    }
+
+    /// Ends the stream with `error` (the reader sees a read error after the bytes before it).
+    pub(crate) fn fail(mut self, error: io::Error) {
+        let _ = self.send_buffer();
+        let _ = self.tx.blocking_send(Err(error));
+    }
+}
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = WRITE_CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == WRITE_CHUNK {
+            self.send_buffer()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buffer()
+    }
+}
+
 /// A validator's work: reads the copy of the stream, says whether it was good.
 pub(crate) type Validation<'r, V, E> = Pin<Box<dyn Future<Output = Result<V, E>> + Send + 'r>>;
 

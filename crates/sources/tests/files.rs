@@ -1,0 +1,275 @@
+//! The files source: a tar archive of configuration directories and logs, read back with the
+//! `tar` crate and with GNU tar.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use backup_core::{BackupKind, Source};
+use backup_sources::files::{FilesKind, FilesSource};
+use tokio::io::AsyncReadExt;
+
+/// Runs `source` to its end: the archive bytes and the facts (or the first error).
+async fn run(source: &mut FilesSource) -> Result<(Vec<u8>, backup_core::SourceFacts), String> {
+    let mut stream = source.open().await.map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    let read = stream.read_to_end(&mut bytes).await;
+    drop(stream);
+    let facts = source.finish().await.map_err(|e| e.to_string())?;
+    read.map_err(|e| e.to_string())?;
+    Ok((bytes, facts))
+}
+
+/// Every entry of `archive`: name -> (type, mode, mtime, content or link target).
+fn entries(archive: &[u8]) -> BTreeMap<String, (tar::EntryType, u32, u64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut archive = tar::Archive::new(archive);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let header = entry.header().clone();
+        let mut content = Vec::new();
+        if header.entry_type() == tar::EntryType::Symlink {
+            content = entry
+                .link_name()
+                .unwrap()
+                .unwrap()
+                .display()
+                .to_string()
+                .into_bytes();
+        } else {
+            entry.read_to_end(&mut content).unwrap();
+        }
+        out.insert(
+            name,
+            (
+                header.entry_type(),
+                header.mode().unwrap(),
+                header.mtime().unwrap(),
+                content,
+            ),
+        );
+    }
+    out
+}
+
+/// `dir` relative name as stored: the absolute path without its leading `/`.
+fn stored(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .trim_start_matches('/')
+        .to_owned()
+}
+
+fn tree(root: &Path) {
+    std::fs::create_dir_all(root.join("nginx/sites")).unwrap();
+    std::fs::write(root.join("nginx/nginx.conf"), b"worker_processes 4;\n").unwrap();
+    std::fs::set_permissions(
+        root.join("nginx/nginx.conf"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::write(root.join("nginx/sites/app"), b"server { listen 80; }\n").unwrap();
+    std::os::unix::fs::symlink("../nginx.conf", root.join("nginx/sites/link")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", root.join("escaping")).unwrap();
+    // The key and the keyring live under a configured path by mistake.
+    std::fs::write(root.join("encryption.key"), b"secret passphrase\n").unwrap();
+    std::fs::create_dir(root.join("keyring")).unwrap();
+    std::fs::write(root.join("keyring/old.key"), b"old passphrase\n").unwrap();
+}
+
+#[tokio::test]
+async fn a_config_tree_is_archived_with_modes_mtimes_and_links_but_never_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("config");
+    tree(&root);
+    let mut source = FilesSource::new(FilesKind::Config, vec![root.clone()])
+        .excluding(&root.join("encryption.key"))
+        .excluding(&root.join("keyring"));
+    assert_eq!(source.kind(), BackupKind::CONFIG);
+    assert_eq!(source.name_prefix(), Some("config"));
+    let (archive, facts) = run(&mut source).await.unwrap();
+    let found = entries(&archive);
+    let base = stored(&root);
+    let conf = &found[&format!("{base}/nginx/nginx.conf")];
+    assert_eq!(conf.0, tar::EntryType::Regular);
+    assert_eq!(conf.1 & 0o777, 0o640);
+    let mtime = std::fs::metadata(root.join("nginx/nginx.conf"))
+        .unwrap()
+        .mtime() as u64;
+    assert_eq!(conf.2, mtime);
+    assert_eq!(conf.3, b"worker_processes 4;\n");
+    let link = &found[&format!("{base}/nginx/sites/link")];
+    assert_eq!(
+        (link.0, link.3.as_slice()),
+        (tar::EntryType::Symlink, &b"../nginx.conf"[..])
+    );
+    // A link out of the tree is stored as a link; what it points to is not archived.
+    let escaping = &found[&format!("{base}/escaping")];
+    assert_eq!(escaping.0, tar::EntryType::Symlink);
+    assert!(!found.keys().any(|k| k.contains("shadow")), "{found:?}");
+    // Never the key or the keyring.
+    assert!(
+        !found
+            .keys()
+            .any(|k| k.contains("encryption.key") || k.contains("keyring")),
+        "{:?}",
+        found.keys()
+    );
+    assert!(
+        !archive.windows(6).any(|w| w == b"secret"),
+        "key bytes in the archive"
+    );
+    assert_eq!(facts.details["files"], 2);
+    assert_eq!(facts.details["links"], 2);
+    assert_eq!(facts.details["excluded"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn gnu_tar_lists_and_extracts_the_archive_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("config");
+    tree(&root);
+    // A long name (over tar's 100 bytes) and a non-ASCII one.
+    let deep = root.join("d".repeat(60)).join("e".repeat(60));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("Yılmaz-ü.conf"), b"x=1\n").unwrap();
+    let mut source = FilesSource::new(FilesKind::Config, vec![root.clone()]);
+    let (archive, _) = run(&mut source).await.unwrap();
+    let file = dir.path().join("a.tar");
+    std::fs::write(&file, &archive).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xpf")
+        .arg(&file)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let restored = out.join(stored(&root));
+    for rel in ["nginx/nginx.conf", "nginx/sites/app", "encryption.key"] {
+        assert_eq!(
+            std::fs::read(restored.join(rel)).unwrap(),
+            std::fs::read(root.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(
+            restored.join(
+                PathBuf::from("d".repeat(60))
+                    .join("e".repeat(60))
+                    .join("Yılmaz-ü.conf")
+            )
+        )
+        .unwrap(),
+        b"x=1\n"
+    );
+    assert_eq!(
+        std::fs::read_link(restored.join("nginx/sites/link")).unwrap(),
+        PathBuf::from("../nginx.conf")
+    );
+    let mode = std::fs::metadata(restored.join("nginx/nginx.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
+
+#[tokio::test]
+async fn a_log_growing_while_it_is_read_is_stored_consistently_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let live = logs.join("app.log");
+    let mut file = std::fs::File::create(&live).unwrap();
+    let line = [b'x'; 1023];
+    for _ in 0..(32 * 1024) {
+        file.write_all(&line).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    // Keeps appending while the archive is written.
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                file.write_all(b"another line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut source = FilesSource::new(FilesKind::Logs, vec![logs.clone()]);
+    let result = run(&mut source).await;
+    stop.store(true, Ordering::SeqCst);
+    appender.join().unwrap();
+    let (archive, facts) = result.unwrap();
+    let found = entries(&archive);
+    let stored_log = &found[&format!("{}/app.log", stored(&logs))];
+    // A valid archive holding a prefix of the log, whole lines up to the size at open.
+    assert!(stored_log.3.len() >= 32 * 1024 * 1024);
+    assert!(std::fs::read(&live).unwrap().starts_with(&stored_log.3));
+    let warnings = facts.details["warnings"].to_string();
+    assert!(warnings.contains("grew while it was read"), "{warnings}");
+    assert_eq!(source.name_prefix(), Some("logs"));
+}
+
+#[tokio::test]
+async fn a_missing_path_is_an_error_and_special_files_are_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = FilesSource::new(FilesKind::Config, vec![dir.path().join("nope")]);
+    let err = run(&mut source).await.unwrap_err();
+    assert!(
+        err.contains("nope") && err.contains("check the configured paths"),
+        "{err}"
+    );
+    let mut source = FilesSource::new(FilesKind::Config, vec![PathBuf::from("/etc/../etc")]);
+    assert!(run(&mut source).await.unwrap_err().contains(".."));
+    let mut source = FilesSource::new(FilesKind::Config, vec![]);
+    assert!(run(&mut source)
+        .await
+        .unwrap_err()
+        .contains("BACKUP_CONFIG_PATHS"));
+
+    let root = dir.path().join("conf");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.conf"), b"a").unwrap();
+    let fifo = root.join("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut source = FilesSource::new(FilesKind::Config, vec![root.clone()]);
+    let (archive, facts) = run(&mut source).await.unwrap();
+    assert!(entries(&archive).contains_key(&format!("{}/a.conf", stored(&root))));
+    let warnings = facts.details["warnings"].to_string();
+    assert!(
+        warnings.contains("a named pipe, not archived"),
+        "{warnings}"
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_that_stops_early_fails_the_backup_and_stops_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("big");
+    std::fs::create_dir(&root).unwrap();
+    let mut f = std::fs::File::create(root.join("blob")).unwrap();
+    f.write_all(&vec![7u8; 8 * 1024 * 1024]).unwrap();
+    let mut source = FilesSource::new(FilesKind::Config, vec![root]);
+    let mut stream = source.open().await.unwrap();
+    let mut first = vec![0u8; 4096];
+    stream.read_exact(&mut first).await.unwrap();
+    drop(stream);
+    let err = source.finish().await.unwrap_err().to_string();
+    assert!(err.contains("writing the archive failed"), "{err}");
+}
