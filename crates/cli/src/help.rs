@@ -158,3 +158,31 @@ Examples:
 
   # For scripts
   backup-prune --dry-run --json";
+
+/// `backup-files --help`.
+pub const BACKUP_FILES: &str = "\
+Paths: --kind config archives BACKUP_CONFIG_PATHS (files or directories separated by ':', or
+[files] config_paths); --kind logs archives BACKUP_LOG_DIR (default /var/log/randevubu). A
+configured path that does not exist is an error (exit 2). Absolute paths are stored without
+their leading '/', as GNU tar does.
+
+What is kept: file contents, modes, owners, mtimes; symbolic links are stored as links and never
+followed. The encryption key file and the keyring directory are never archived, even under a
+configured path (logged). A file that grows or shrinks while it is read (a live log) is stored
+at the size it had when opened and warned about; unreadable and special files are warnings in
+the log and the manifest, not a failed backup.
+
+Output: DIR/config/config_backup_YYYYMMDD_HHMMSS.tar.gz.enc (or logs/logs_backup_...) and its
+.manifest.json (files, directories, links, bytes, warnings). Readable with stock tools:
+  openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
+      -in FILE.tar.gz.enc | tar -xzf - -C /tmp/restored
+
+Log retention: with BACKUP_LOG_RETENTION_DAYS=N, after a log backup stored on every
+destination, local log files older than N days are deleted, never one a process has open.
+
+Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup failed,
+3 usage or configuration error.
+
+Examples:
+  BACKUP_CONFIG_PATHS=/etc/nginx:/app/config backup-files --kind config
+  BACKUP_LOG_RETENTION_DAYS=14 backup-files --kind logs --compression zstd";

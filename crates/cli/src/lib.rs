@@ -10,6 +10,7 @@
 pub mod common;
 pub mod database;
 pub mod exit;
+pub mod files_backup;
 pub mod help;
 pub mod outcome;
 pub mod prune;

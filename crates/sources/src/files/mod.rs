@@ -10,6 +10,7 @@
 //! that does not exist is an error.
 
 mod archive;
+mod retention;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use archive::{archive_name, ArchiveReport, Exclusions};
+pub use retention::{prune_old_logs, LogPrune};
 
 use crate::stream::{ChannelReader, ChannelWriter};
 

@@ -1,0 +1,104 @@
+//! `backup-files`: configuration files or logs, as a tar archive, to the configured
+//! destinations; after a log backup stored everywhere, local logs past their retention go.
+
+use backup_core::{BackupOptions, CompressionAlgorithm, PipelineConfig};
+use backup_orchestrate::{BackupJob, RunStatus};
+use backup_sources::files::{prune_old_logs, FilesConfig, FilesKind, FilesSource};
+use clap::Parser;
+
+use crate::common::{self, flag, CommonArgs, Loaded};
+use crate::exit::{CliError, ExitStatus};
+use crate::outcome;
+
+/// Back up configuration files or logs: a tar archive (modes, owners, mtimes and links kept;
+/// never the encryption key or keyring) -> gzip/zstd -> AES-256-CBC (openssl-compatible) ->
+/// backup directory and/or S3, with a signed manifest written last.
+#[derive(Debug, Parser)]
+#[command(
+    name = "backup-files",
+    version,
+    after_help = crate::help::BACKUP_FILES,
+    max_term_width = 100
+)]
+pub struct BackupFilesArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// What to back up: the configuration paths (BACKUP_CONFIG_PATHS) or the log directory
+    /// (BACKUP_LOG_DIR)
+    #[arg(long, value_enum)]
+    kind: FilesKind,
+
+    /// Compression: gzip (`.tar.gz.enc`), zstd (`.tar.zst.enc`) or none
+    /// [env: BACKUP_COMPRESSION] [default: gzip]
+    #[arg(long, value_enum, value_name = "ALGO")]
+    compression: Option<CompressionAlgorithm>,
+
+    /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
+    #[arg(long, value_name = "N")]
+    compression_level: Option<i32>,
+
+    /// Print the result as JSON (object name, manifest with the archive's figures and
+    /// warnings, destinations)
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `backup-files` with parsed arguments.
+pub async fn run(args: BackupFilesArgs) -> Result<ExitStatus, CliError> {
+    args.common.init_logging();
+    let flags = vec![
+        flag("BACKUP_COMPRESSION", "--compression", args.compression),
+        flag(
+            "BACKUP_COMPRESSION_LEVEL",
+            "--compression-level",
+            args.compression_level,
+        ),
+    ];
+    let config = match args.common.load(flags)? {
+        Loaded::Run(config) => config,
+        Loaded::Printed(status) => return Ok(status),
+    };
+    let pipeline: PipelineConfig = common::component(&config)?;
+    let files: FilesConfig = common::component(&config)?;
+    let destinations = common::open_destinations(&config, false).await?;
+    let options = BackupOptions {
+        name_prefix: pipeline.name_prefix.clone(),
+        compression: pipeline.compression,
+        key: Some(common::load_key(&pipeline)?),
+        signing_key: None,
+        iterations: pipeline.pbkdf2_iterations,
+    };
+    let mut source =
+        FilesSource::new(args.kind, files.paths(args.kind)).excluding(&pipeline.key_file);
+    if let Some(keyring) = &pipeline.keyring_dir {
+        source = source.excluding(keyring);
+    }
+    let job = BackupJob {
+        options,
+        publish_latest: None,
+    };
+    let label = format!("{} archive", args.kind.name_prefix());
+    let run = outcome::run_job(&args.common, &destinations, &mut source, &job, &label).await?;
+    let status = outcome::report(&run, "tar", args.json);
+    if let (FilesKind::Logs, Some(days), RunStatus::Success) =
+        (args.kind, files.log_retention_days, run.status())
+    {
+        match prune_old_logs(&files.log_dir, days, std::time::SystemTime::now()) {
+            Ok(pruned) => {
+                for path in &pruned.kept_open {
+                    tracing::info!("kept {} (older than {days} days, but open)", path.display());
+                }
+                for failure in &pruned.failed {
+                    tracing::warn!("log retention: {failure}");
+                }
+                tracing::info!(
+                    "log retention: deleted {} local log file(s) older than {days} days",
+                    pruned.removed.len()
+                );
+            }
+            Err(e) => tracing::warn!("log retention: {}: {e}", files.log_dir.display()),
+        }
+    }
+    status
+}

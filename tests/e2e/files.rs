@@ -1,0 +1,136 @@
+//! `backup-files`: configuration and log archives end to end, read back with openssl, gunzip
+//! and GNU tar; the key never in them; log retention after a log backup.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::harness::*;
+
+#[test]
+fn a_config_backup_opens_with_stock_tools_and_never_holds_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("app-config");
+    std::fs::create_dir_all(config.join("nginx")).unwrap();
+    std::fs::write(config.join("nginx/nginx.conf"), b"worker_processes 4;\n").unwrap();
+    std::os::unix::fs::symlink("nginx/nginx.conf", config.join("main.conf")).unwrap();
+    // The key lies under the configured path by mistake.
+    let key = config.join("encryption.key");
+    write_key(&key, "correct horse battery staple\n");
+    let backups = dir.path().join("backups");
+    let mut env = BTreeMap::new();
+    env.insert("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string());
+    env.insert(
+        "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
+        key.display().to_string(),
+    );
+    env.insert(
+        "BACKUP_CONFIG_PATHS".to_owned(),
+        config.display().to_string(),
+    );
+    let out = clean_command("backup-files", &env)
+        .args(["--kind", "config", "--json"])
+        .output()
+        .unwrap();
+    assert_success(&out, "backup-files --kind config");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let object = doc["object"].as_str().unwrap().to_owned();
+    assert!(
+        object.starts_with("config/config_backup_") && object.ends_with(".tar.gz.enc"),
+        "{object}"
+    );
+    assert_eq!(doc["manifest"]["source"]["files"], 1, "{doc}");
+    assert!(
+        stderr(&out).contains("left out of the archive"),
+        "{}",
+        stderr(&out)
+    );
+
+    let extracted = dir.path().join("extracted");
+    std::fs::create_dir(&extracted).unwrap();
+    let script = format!(
+        "openssl enc -d -aes-256-cbc -pbkdf2 -pass file:{key} -in {obj} | gunzip | tar -xf - -C {to}",
+        key = key.display(),
+        obj = backups.join(&object).display(),
+        to = extracted.display()
+    );
+    let out = sh(&script, &BTreeMap::new());
+    assert_success(&out, "openssl | gunzip | tar -x");
+    let restored = extracted.join(config.display().to_string().trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read(restored.join("nginx/nginx.conf")).unwrap(),
+        b"worker_processes 4;\n"
+    );
+    assert_eq!(
+        std::fs::read_link(restored.join("main.conf")).unwrap(),
+        std::path::PathBuf::from("nginx/nginx.conf")
+    );
+    assert!(!restored.join("encryption.key").exists());
+
+    // A configured path that does not exist is a failed backup, with nothing left behind.
+    env.insert(
+        "BACKUP_CONFIG_PATHS".to_owned(),
+        format!("{}:/nonexistent/conf", config.display()),
+    );
+    let out = clean_command("backup-files", &env)
+        .args(["--kind", "config"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2, "missing configured path");
+    assert!(
+        stderr(&out).contains("/nonexistent/conf"),
+        "{}",
+        stderr(&out)
+    );
+    let objects: Vec<_> = std::fs::read_dir(backups.join("config"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        objects.len(),
+        2,
+        "only the first backup and its manifest: {objects:?}"
+    );
+}
+
+#[test]
+fn a_log_backup_then_deletes_old_local_logs_but_not_recent_or_open_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for name in ["old.log", "today.log", "open.log"] {
+        std::fs::write(logs.join(name), b"line\n").unwrap();
+    }
+    let old = SystemTime::now() - Duration::from_secs(20 * 24 * 60 * 60);
+    for name in ["old.log", "open.log"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(logs.join(name))
+            .unwrap();
+        file.set_modified(old).unwrap();
+    }
+    let held = std::fs::File::open(logs.join("open.log")).unwrap();
+    let key = dir.path().join("k");
+    write_key(&key, "correct horse battery staple\n");
+    let backups = dir.path().join("backups");
+    let mut env = BTreeMap::new();
+    env.insert("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string());
+    env.insert(
+        "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
+        key.display().to_string(),
+    );
+    env.insert("BACKUP_LOG_DIR".to_owned(), logs.display().to_string());
+    env.insert("BACKUP_LOG_RETENTION_DAYS".to_owned(), "14".to_owned());
+    let out = clean_command("backup-files", &env)
+        .args(["--kind", "logs"])
+        .output()
+        .unwrap();
+    assert_success(&out, "backup-files --kind logs");
+    let object = stdout(&out).trim().to_owned();
+    assert!(object.starts_with("logs/logs_backup_"), "{object}");
+    assert!(backups.join(&object).is_file());
+    assert!(!logs.join("old.log").exists(), "deleted after the backup");
+    assert!(logs.join("today.log").exists());
+    assert!(logs.join("open.log").exists(), "open: kept");
+    drop(held);
+}
