@@ -186,3 +186,22 @@ Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup faile
 Examples:
   BACKUP_CONFIG_PATHS=/etc/nginx:/app/config backup-files --kind config
   BACKUP_LOG_RETENTION_DAYS=14 backup-files --kind logs --compression zstd";
+
+/// `restore-files --help`.
+pub const RESTORE_FILES: &str = "\
+Selection (exactly one): --list, --latest, --date YYYY-MM-DD, --file NAME; --kind config|logs.
+
+Safety: the backup is read once into a private copy and verified (size, SHA-256, signed
+manifest); the whole archive is then checked before anything is written. Refused, with nothing
+written: absolute names, '..', links whose target leaves the target directory, anything reached
+through a link (in the archive or already on disk), hard links and special files, and, without
+--overwrite, any file that already exists (all of them are listed). Each file is written to a
+temporary name beside its place and renamed; modes, mtimes and (as root) owners are restored.
+A failure half-way (a full disk) leaves the files restored until then, each one whole.
+
+Exit codes: 0 success, 2 restore failed or refused, 3 usage or configuration error.
+
+Examples:
+  restore-files --kind config --list
+  restore-files --kind config --latest --target-dir /tmp/config-restore --dry-run
+  restore-files --kind config --date 2024-01-15 --target-dir / --overwrite   # back in place";

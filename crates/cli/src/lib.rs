@@ -11,6 +11,7 @@ pub mod common;
 pub mod database;
 pub mod exit;
 pub mod files_backup;
+pub mod files_restore;
 pub mod help;
 pub mod outcome;
 pub mod prune;

@@ -27,6 +27,9 @@ fn help_teaches_with_examples_and_exit_codes() {
         "restore-database",
         "backup-redis",
         "restore-redis",
+        "backup-files",
+        "restore-files",
+        "backup-prune",
     ] {
         let out = bin(name).arg("--help").output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{name}");
@@ -117,9 +120,15 @@ fn print_config_shows_every_setting_with_its_origin_and_never_a_secret() {
         "restore-database",
         "backup-redis",
         "restore-redis",
+        "backup-files",
+        "restore-files",
         "backup-prune",
     ] {
-        let out = bin(name)
+        let mut cmd = bin(name);
+        if name.ends_with("-files") {
+            cmd.args(["--kind", "config"]);
+        }
+        let out = cmd
             .args(["--print-config", "--key-file", "/etc/other.key"])
             .arg("--config")
             .arg(&file)

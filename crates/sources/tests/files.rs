@@ -273,3 +273,253 @@ async fn a_consumer_that_stops_early_fails_the_backup_and_stops_the_writer() {
     let err = source.finish().await.unwrap_err().to_string();
     assert!(err.contains("writing the archive failed"), "{err}");
 }
+
+mod restore {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    use backup_core::{ByteStream, RestoreTarget};
+    use backup_sources::files::{
+        FilesCheck, FilesExtract, FilesKind, FilesRestoreOptions, FilesSource, Planned,
+    };
+
+    use super::run;
+
+    fn stream(bytes: &[u8]) -> ByteStream {
+        Box::new(std::io::Cursor::new(bytes.to_vec()))
+    }
+
+    fn options(target: &Path, overwrite: bool) -> FilesRestoreOptions {
+        FilesRestoreOptions {
+            target_dir: target.to_path_buf(),
+            overwrite,
+        }
+    }
+
+    /// A check, then (when it passed) the extraction, as `check_then_extract` runs them.
+    async fn restore(
+        archive: &[u8],
+        target: &Path,
+        overwrite: bool,
+    ) -> Result<Vec<Planned>, String> {
+        let mut check = FilesCheck::new(options(target, overwrite));
+        check
+            .restore(stream(archive))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut extract = FilesExtract::new(options(target, overwrite));
+        extract
+            .restore(stream(archive))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(check.plan)
+    }
+
+    /// One raw tar entry: the name (and link) bytes as given, unchecked, as a hostile archive
+    /// would carry them.
+    fn raw_entry(out: &mut Vec<u8>, name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    fn finish(mut out: Vec<u8>) -> Vec<u8> {
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn files_under(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+                if p.is_dir() && !p.is_symlink() {
+                    stack.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_backup_restores_with_contents_modes_mtimes_owners_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("conf");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.conf"), b"a=1\n").unwrap();
+        std::fs::set_permissions(
+            root.join("sub/a.conf"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o640),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("sub/a.conf", root.join("a-link")).unwrap();
+        // As root (the CI runs as root) an owner is restored; otherwise the files stay ours.
+        let as_root = nix_uid() == 0;
+        if as_root {
+            std::os::unix::fs::chown(root.join("sub/a.conf"), Some(1234), Some(2345)).unwrap();
+        }
+        let mut source = FilesSource::new(FilesKind::Config, vec![root.clone()]);
+        let (archive, _) = run(&mut source).await.unwrap();
+        let target = dir.path().join("target");
+        let plan = restore(&archive, &target, false).await.unwrap();
+        assert!(
+            plan.iter().any(|p| matches!(p, Planned::Link(..))),
+            "{plan:?}"
+        );
+        let base = target.join(root.display().to_string().trim_start_matches('/'));
+        let restored = std::fs::metadata(base.join("sub/a.conf")).unwrap();
+        let original = std::fs::metadata(root.join("sub/a.conf")).unwrap();
+        assert_eq!(std::fs::read(base.join("sub/a.conf")).unwrap(), b"a=1\n");
+        assert_eq!(restored.mode() & 0o7777, 0o640);
+        assert_eq!(restored.mtime(), original.mtime());
+        if as_root {
+            assert_eq!((restored.uid(), restored.gid()), (1234, 2345));
+        }
+        assert_eq!(
+            std::fs::read_link(base.join("a-link")).unwrap(),
+            std::path::PathBuf::from("sub/a.conf")
+        );
+        // No temporary names left.
+        assert!(!files_under(&target).iter().any(|f| f.contains(".restore-")));
+
+        // Again: every file exists now. Without --overwrite nothing is written and all are
+        // named; with it, they are replaced.
+        std::fs::write(base.join("sub/a.conf"), b"changed\n").unwrap();
+        let err = restore(&archive, &target, false).await.unwrap_err();
+        assert!(
+            err.contains("--overwrite") && err.contains("a.conf"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(base.join("sub/a.conf")).unwrap(),
+            b"changed\n"
+        );
+        restore(&archive, &target, true).await.unwrap();
+        assert_eq!(std::fs::read(base.join("sub/a.conf")).unwrap(), b"a=1\n");
+    }
+
+    fn nix_uid() -> u32 {
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX)
+    }
+
+    #[tokio::test]
+    async fn hostile_archives_are_refused_with_nothing_written_anywhere() {
+        use tar::EntryType::{Link, Regular, Symlink};
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "absolute",
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"/tmp/evil", Regular, b"", b"x");
+                    finish(a)
+                },
+                "absolute",
+            ),
+            (
+                "dot-dot",
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"ok.txt", Regular, b"", b"fine");
+                    raw_entry(&mut a, b"a/../../evil", Regular, b"", b"x");
+                    finish(a)
+                },
+                "'..'",
+            ),
+            (
+                "escaping link",
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"link", Symlink, b"../../etc", b"");
+                    finish(a)
+                },
+                "outside the target",
+            ),
+            (
+                "absolute link",
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"link", Symlink, b"/etc", b"");
+                    finish(a)
+                },
+                "absolute path",
+            ),
+            (
+                "link then a file through it",
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"dir", Symlink, b"sub", b"");
+                    raw_entry(&mut a, b"dir/file", Regular, b"", b"x");
+                    finish(a)
+                },
+                "a link in the archive",
+            ),
+            (
+                "hard link",
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"hard", Link, b"ok.txt", b"");
+                    finish(a)
+                },
+                "only files, directories and symbolic links",
+            ),
+        ];
+        for (what, archive, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("target");
+            std::fs::create_dir(&target).unwrap();
+            let err = restore(&archive, &target, true).await.unwrap_err();
+            assert!(
+                err.contains(expected) && err.contains("nothing was written"),
+                "{what}: {err}"
+            );
+            assert!(
+                files_under(&target).is_empty(),
+                "{what}: {:?}",
+                files_under(&target)
+            );
+            assert!(
+                files_under(dir.path()) == vec!["target".to_owned()],
+                "{what}"
+            );
+        }
+        assert!(!Path::new("/tmp/evil").exists());
+
+        // A link already on disk inside the target is not followed either.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("etc")).unwrap();
+        let mut a = Vec::new();
+        raw_entry(&mut a, b"etc/passwd", Regular, b"", b"root::0:0\n");
+        let err = restore(&finish(a), &target, true).await.unwrap_err();
+        assert!(err.contains("a link on disk"), "{err}");
+        assert!(files_under(&outside).is_empty());
+
+        // A truncated archive fails the check: nothing written.
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Vec::new();
+        raw_entry(&mut a, b"big", Regular, b"", &vec![1u8; 4096]);
+        a.truncate(2048);
+        let target = dir.path().join("t");
+        assert!(restore(&a, &target, true).await.is_err());
+        assert!(files_under(&target).is_empty());
+    }
+}

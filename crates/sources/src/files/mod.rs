@@ -10,6 +10,7 @@
 //! that does not exist is an error.
 
 mod archive;
+mod restore;
 mod retention;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use archive::{archive_name, ArchiveReport, Exclusions};
+pub use restore::{check_then_extract, FilesCheck, FilesExtract, FilesRestoreOptions, Planned};
 pub use retention::{prune_old_logs, LogPrune};
 
 use crate::stream::{ChannelReader, ChannelWriter};

@@ -1,0 +1,435 @@
+//! Restoring a files archive into a directory, safely: nothing is written until the whole
+//! archive has been read and every entry checked ([`check_then_extract`]: a first pass over
+//! the verified private copy checks, a second writes). Refused: absolute names, `..`, links
+//! whose target leaves the directory, an entry reached through a link (in the archive or on
+//! disk), hard links and special files, and (without `overwrite`) any file that exists.
+//! Each file is written to a temporary name and renamed into place, with its mode, mtime and
+//! (as root) owner.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use backup_core::{BoxError, ByteStream, FetchedBackup, ProgressFn, RestoreSummary, RestoreTarget};
+use backup_crypto::Keyring;
+use backup_storage::atomic::TempFile;
+use tokio_util::io::SyncIoBridge;
+
+/// How a files restore writes.
+#[derive(Debug, Clone)]
+pub struct FilesRestoreOptions {
+    /// The directory the archive's names are restored under (created if missing).
+    pub target_dir: PathBuf,
+    /// Replace files that exist (otherwise an existing file stops the restore before anything
+    /// is written, listing them).
+    pub overwrite: bool,
+}
+
+/// One entry of the plan: what would be written where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// A directory.
+    Directory(PathBuf),
+    /// A file of this many bytes; `true` when it replaces an existing one.
+    File(PathBuf, u64, bool),
+    /// A symbolic link to the target.
+    Link(PathBuf, PathBuf),
+}
+
+impl std::fmt::Display for Planned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Directory(p) => write!(f, "directory {}", p.display()),
+            Self::File(p, n, false) => write!(f, "file {} ({n} bytes)", p.display()),
+            Self::File(p, n, true) => write!(f, "file {} ({n} bytes, replacing)", p.display()),
+            Self::Link(p, t) => write!(f, "link {} -> {}", p.display(), t.display()),
+        }
+    }
+}
+
+/// Checks a whole archive without writing: the plan, or the first reason to refuse it.
+pub struct FilesCheck {
+    options: FilesRestoreOptions,
+    /// The plan, once the archive was read to its end.
+    pub plan: Vec<Planned>,
+}
+
+impl FilesCheck {
+    /// A check against `options` (its target and overwrite rule).
+    pub fn new(options: FilesRestoreOptions) -> Self {
+        Self {
+            options,
+            plan: Vec::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl RestoreTarget for FilesCheck {
+    async fn restore(&mut self, stream: ByteStream) -> Result<RestoreSummary, BoxError> {
+        let options = self.options.clone();
+        let (plan, bytes) =
+            tokio::task::spawn_blocking(move || walk(SyncIoBridge::new(stream), &options, None))
+                .await??;
+        let replacing = plan
+            .iter()
+            .filter(|p| matches!(p, Planned::File(_, _, true)))
+            .count();
+        let mut notes = vec![format!(
+            "{} entries checked: every name stays inside {}",
+            plan.len(),
+            self.options.target_dir.display()
+        )];
+        if replacing > 0 {
+            notes.push(format!("{replacing} existing file(s) would be replaced"));
+        }
+        self.plan = plan;
+        Ok(RestoreSummary {
+            plain_bytes: bytes,
+            notes,
+        })
+    }
+}
+
+/// Writes an archive that [`FilesCheck`] accepted.
+pub struct FilesExtract {
+    options: FilesRestoreOptions,
+}
+
+impl FilesExtract {
+    /// An extraction into `options.target_dir`.
+    pub fn new(options: FilesRestoreOptions) -> Self {
+        Self { options }
+    }
+}
+
+#[async_trait]
+impl RestoreTarget for FilesExtract {
+    async fn restore(&mut self, stream: ByteStream) -> Result<RestoreSummary, BoxError> {
+        let options = self.options.clone();
+        let target = options.target_dir.clone();
+        let (plan, bytes) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&options.target_dir)?;
+            let mut dirs = Vec::new();
+            let result = walk(SyncIoBridge::new(stream), &options, Some(&mut dirs));
+            // Directory modes last (a read-only directory would refuse its own files).
+            for (dir, mode) in dirs.iter().rev() {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode));
+            }
+            result
+        })
+        .await??;
+        let files = plan
+            .iter()
+            .filter(|p| matches!(p, Planned::File(..)))
+            .count();
+        Ok(RestoreSummary {
+            plain_bytes: bytes,
+            notes: vec![format!(
+                "{files} files, {} entries in all, restored under {}",
+                plan.len(),
+                target.display()
+            )],
+        })
+    }
+}
+
+/// Checks the whole archive (nothing written), then extracts it: two passes over the fetched
+/// private copy. `progress` counts the stored bytes of both passes.
+///
+/// # Errors
+/// The check's (nothing written) or the extraction's (the files written until then stay,
+/// each complete: files are renamed into place whole).
+pub async fn check_then_extract(
+    fetched: &mut FetchedBackup,
+    keyring: Option<&Keyring>,
+    options: FilesRestoreOptions,
+    progress: Option<ProgressFn>,
+) -> backup_core::Result<RestoreSummary> {
+    let mut check = FilesCheck::new(options.clone());
+    fetched
+        .restore_into(keyring, &mut check, progress.clone())
+        .await?;
+    let mut extract = FilesExtract::new(options);
+    fetched.restore_into(keyring, &mut extract, progress).await
+}
+
+/// Reads every entry: checks it, and with `write` (the directories created, with their modes,
+/// collected there) writes it. Returns the plan and the archive's size.
+fn walk<R: Read>(
+    input: R,
+    options: &FilesRestoreOptions,
+    mut write: Option<&mut Vec<(PathBuf, u32)>>,
+) -> io::Result<(Vec<Planned>, u64)> {
+    let mut counted = Counted { inner: input, n: 0 };
+    let mut archive = tar::Archive::new(&mut counted);
+    let mut plan = Vec::new();
+    let mut links: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut existing = Vec::new();
+    let root = &options.target_dir;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.into_owned();
+        let name = safe_name(&raw)?;
+        // Nothing may be reached through a link the archive made.
+        if let Some(link) = name.ancestors().skip(1).find(|a| links.contains(*a)) {
+            return Err(refused(format!(
+                "{} lies under {}, a link in the archive",
+                raw.display(),
+                link.display()
+            )));
+        }
+        let dest = root.join(&name);
+        check_ancestors_on_disk(root, &name)?;
+        let header = entry.header().clone();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        match header.entry_type() {
+            tar::EntryType::Directory => {
+                if let Some(dirs) = write.as_deref_mut() {
+                    create_dir(&dest)?;
+                    dirs.push((dest.clone(), mode));
+                }
+                plan.push(Planned::Directory(name));
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()?
+                    .ok_or_else(|| refused(format!("{}: a link without a target", raw.display())))?
+                    .into_owned();
+                check_link(&name, &target)?;
+                links.insert(name.clone());
+                let exists = std::fs::symlink_metadata(&dest).is_ok();
+                if exists && !options.overwrite {
+                    existing.push(name.clone());
+                }
+                if let Some(_dirs) = write.as_deref_mut() {
+                    write_link(&dest, &target, options.overwrite)?;
+                }
+                plan.push(Planned::Link(name, target));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = header.size()?;
+                let exists = std::fs::symlink_metadata(&dest).is_ok();
+                if exists && !options.overwrite {
+                    existing.push(name.clone());
+                }
+                if write.is_some() {
+                    write_file(&mut entry, &dest, &header, options.overwrite)?;
+                } else {
+                    io::copy(&mut entry, &mut io::sink())?;
+                }
+                plan.push(Planned::File(name, size, exists));
+            }
+            other => {
+                return Err(refused(format!(
+                    "{}: a {other:?} entry; only files, directories and symbolic links are \
+                     restored",
+                    raw.display()
+                )))
+            }
+        }
+    }
+    // The whole stream, to its verified end.
+    io::copy(&mut counted, &mut io::sink())?;
+    if !existing.is_empty() {
+        let shown: Vec<String> = existing
+            .iter()
+            .take(10)
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} file(s) exist under {} ({}{}); nothing was written: pass --overwrite to \
+                 replace them, or restore into an empty directory",
+                existing.len(),
+                root.display(),
+                shown.join(", "),
+                if existing.len() > 10 { ", ..." } else { "" }
+            ),
+        ));
+    }
+    Ok((plan, counted.n))
+}
+
+fn refused(detail: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("refused: {detail}; nothing was written"),
+    )
+}
+
+/// `raw` as a relative path of normal components only.
+fn safe_name(raw: &Path) -> io::Result<PathBuf> {
+    let mut name = PathBuf::new();
+    for part in raw.components() {
+        match part {
+            Component::Normal(p) => name.push(p),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(refused(format!("{} is an absolute name", raw.display())))
+            }
+            Component::ParentDir => {
+                return Err(refused(format!("{} contains '..'", raw.display())))
+            }
+        }
+    }
+    if name.as_os_str().is_empty() {
+        return Err(refused(format!("{:?} names nothing", raw.display())));
+    }
+    Ok(name)
+}
+
+/// A link's target must be relative and stay inside the target directory, resolved from the
+/// link's own folder.
+fn check_link(name: &Path, target: &Path) -> io::Result<()> {
+    if target.is_absolute() {
+        return Err(refused(format!(
+            "{} links to the absolute path {}",
+            name.display(),
+            target.display()
+        )));
+    }
+    let mut depth: i64 = name.components().count() as i64 - 1;
+    for part in target.components() {
+        match part {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(refused(format!(
+                "{} links to {}, outside the target directory",
+                name.display(),
+                target.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// No existing folder on the way to `name` under `root` may be a link (it could lead anywhere).
+fn check_ancestors_on_disk(root: &Path, name: &Path) -> io::Result<()> {
+    let mut path = root.to_path_buf();
+    let parts: Vec<_> = name.components().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(refused(format!(
+                    "{} is a link on disk; {} would be written through it",
+                    path.display(),
+                    name.display()
+                )))
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return Err(refused(format!(
+                    "{} exists and is not a directory",
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn create_dir(dest: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(refused(format!(
+            "{} exists and is not a directory",
+            dest.display()
+        ))),
+        Err(_) => std::fs::DirBuilder::new().recursive(true).create(dest),
+    }
+}
+
+fn parent_of(dest: &Path) -> io::Result<&Path> {
+    dest.parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no folder", dest.display())))
+}
+
+fn temp_name(dest: &Path) -> io::Result<PathBuf> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} has no name", dest.display())))?;
+    Ok(parent_of(dest)?.join(format!(
+        ".{}.restore-{:016x}",
+        name.to_string_lossy(),
+        rand_u64()
+    )))
+}
+
+fn rand_u64() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+fn write_file<R: Read>(
+    entry: &mut R,
+    dest: &Path,
+    header: &tar::Header,
+    overwrite: bool,
+) -> io::Result<()> {
+    std::fs::create_dir_all(parent_of(dest)?)?;
+    let (temp, mut file) = TempFile::create(temp_name(dest)?, 0o600)?;
+    io::copy(entry, &mut file)?;
+    file.sync_all()?;
+    let mode = header.mode().unwrap_or(0o644) & 0o7777;
+    // As root the owner is the archived one; otherwise the file stays ours.
+    if let (Ok(uid), Ok(gid)) = (header.uid(), header.gid()) {
+        let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
+        let _ = std::os::unix::fs::fchown(&file, uid, gid);
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Ok(mtime) = header.mtime() {
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime))?;
+    }
+    drop(file);
+    if overwrite {
+        temp.rename_to(dest)
+    } else {
+        temp.link_to(dest)
+    }
+}
+
+fn write_link(dest: &Path, target: &Path, overwrite: bool) -> io::Result<()> {
+    std::fs::create_dir_all(parent_of(dest)?)?;
+    let temp = temp_name(dest)?;
+    std::os::unix::fs::symlink(target, &temp)?;
+    let placed = if overwrite {
+        std::fs::rename(&temp, dest)
+    } else if std::fs::symlink_metadata(dest).is_ok() {
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", dest.display()),
+        ))
+    } else {
+        std::fs::rename(&temp, dest)
+    };
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    placed
+}
+
+/// Counts the bytes read.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
