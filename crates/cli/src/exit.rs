@@ -82,7 +82,12 @@ fn is_configuration(error: &anyhow::Error) -> bool {
 /// Parses arguments like `Parser::parse`, but exits 3 (not clap's 2) on a usage error, since 2
 /// means "the backup failed" to the cron jobs and monitors that call these binaries.
 pub fn parse_args<T: Parser>() -> T {
-    match T::try_parse() {
+    parse_args_from(std::env::args_os())
+}
+
+/// [`parse_args`] over `args` (the first one is the program's name).
+pub fn parse_args_from<T: Parser>(args: impl IntoIterator<Item = std::ffi::OsString>) -> T {
+    match T::try_parse_from(args) {
         Ok(args) => args,
         Err(e) => {
             use clap::error::ErrorKind;

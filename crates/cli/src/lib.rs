@@ -13,6 +13,7 @@ pub mod exit;
 pub mod files_backup;
 pub mod files_restore;
 pub mod help;
+pub mod multicall;
 pub mod outcome;
 pub mod prune;
 pub mod redis_backup;

@@ -235,3 +235,57 @@ fn a_secret_in_the_config_file_is_refused_without_echoing_it() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn every_command_is_one_program_started_under_its_name() {
+    // The multi-call program, by first argument.
+    let out = bin("backup-tool")
+        .args(["backup-prune", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("Usage: backup-prune"));
+    let out = bin("backup-tool").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("restore-files"));
+    let out = bin("backup-tool")
+        .arg("backup-everything")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+
+    // A launcher alone (no backup-tool beside it or on PATH) says what is missing, exit 3.
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = assert_cmd::cargo::cargo_bin("backup-database");
+    let alone = dir.path().join("backup-database");
+    std::fs::copy(&launcher, &alone).unwrap();
+    let out = std::process::Command::new(&alone)
+        .arg("--version")
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("backup-tool") && err.contains("beside it or on PATH"),
+        "{err}"
+    );
+    // Beside it, through a link: it runs as the command it was started as.
+    std::os::unix::fs::symlink(
+        assert_cmd::cargo::cargo_bin("backup-tool"),
+        dir.path().join("backup-tool"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&alone)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("backup-database "));
+}

@@ -1,11 +1,10 @@
-//! `backup-database`: drop-in replacement for `backup-database.sh`.
+//! `backup-database`: starts `backup-tool` as `backup-database` (see `src/launch.rs`).
 
 use std::process::ExitCode;
 
-use backup_cli::database::{run, BackupDatabaseArgs};
-use backup_cli::exit::{parse_args, run_interruptible};
+#[path = "../launch.rs"]
+mod launch;
 
 fn main() -> ExitCode {
-    let args: BackupDatabaseArgs = parse_args();
-    run_interruptible(run(args))
+    launch::exec_as("backup-database")
 }

@@ -1,11 +1,10 @@
-//! `backup-files`: configuration files and logs, as the old setup's "configs" and "logs".
+//! `backup-files`: starts `backup-tool` as `backup-files` (see `src/launch.rs`).
 
 use std::process::ExitCode;
 
-use backup_cli::exit::{parse_args, run_interruptible};
-use backup_cli::files_backup::{run, BackupFilesArgs};
+#[path = "../launch.rs"]
+mod launch;
 
 fn main() -> ExitCode {
-    let args: BackupFilesArgs = parse_args();
-    run_interruptible(run(args))
+    launch::exec_as("backup-files")
 }

@@ -1,11 +1,10 @@
-//! `backup-prune`: delete old backups by the retention policy.
+//! `backup-prune`: starts `backup-tool` as `backup-prune` (see `src/launch.rs`).
 
 use std::process::ExitCode;
 
-use backup_cli::exit::{parse_args, run_interruptible};
-use backup_cli::prune::{run, BackupPruneArgs};
+#[path = "../launch.rs"]
+mod launch;
 
 fn main() -> ExitCode {
-    let args: BackupPruneArgs = parse_args();
-    run_interruptible(run(args))
+    launch::exec_as("backup-prune")
 }

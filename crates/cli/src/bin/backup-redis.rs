@@ -1,11 +1,10 @@
-//! `backup-redis`: drop-in replacement for `backup-redis.sh`.
+//! `backup-redis`: starts `backup-tool` as `backup-redis` (see `src/launch.rs`).
 
 use std::process::ExitCode;
 
-use backup_cli::exit::{parse_args, run_interruptible};
-use backup_cli::redis_backup::{run, BackupRedisArgs};
+#[path = "../launch.rs"]
+mod launch;
 
 fn main() -> ExitCode {
-    let args: BackupRedisArgs = parse_args();
-    run_interruptible(run(args))
+    launch::exec_as("backup-redis")
 }

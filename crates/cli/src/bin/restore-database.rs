@@ -1,11 +1,10 @@
-//! `restore-database`: drop-in replacement for `restore-database.sh`.
+//! `restore-database`: starts `backup-tool` as `restore-database` (see `src/launch.rs`).
 
 use std::process::ExitCode;
 
-use backup_cli::exit::{parse_args, run_interruptible};
-use backup_cli::restore::{run, RestoreDatabaseArgs};
+#[path = "../launch.rs"]
+mod launch;
 
 fn main() -> ExitCode {
-    let args: RestoreDatabaseArgs = parse_args();
-    run_interruptible(run(args))
+    launch::exec_as("restore-database")
 }

@@ -1,11 +1,10 @@
-//! `restore-files`: configuration and log backups back into a directory.
+//! `restore-files`: starts `backup-tool` as `restore-files` (see `src/launch.rs`).
 
 use std::process::ExitCode;
 
-use backup_cli::exit::{parse_args, run_interruptible};
-use backup_cli::files_restore::{run, RestoreFilesArgs};
+#[path = "../launch.rs"]
+mod launch;
 
 fn main() -> ExitCode {
-    let args: RestoreFilesArgs = parse_args();
-    run_interruptible(run(args))
+    launch::exec_as("restore-files")
 }

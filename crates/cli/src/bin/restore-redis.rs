@@ -1,11 +1,10 @@
-//! `restore-redis`: safe replacement for the manual Redis restore procedure.
+//! `restore-redis`: starts `backup-tool` as `restore-redis` (see `src/launch.rs`).
 
 use std::process::ExitCode;
 
-use backup_cli::exit::{parse_args, run_interruptible};
-use backup_cli::redis_restore::{run, RestoreRedisArgs};
+#[path = "../launch.rs"]
+mod launch;
 
 fn main() -> ExitCode {
-    let args: RestoreRedisArgs = parse_args();
-    run_interruptible(run(args))
+    launch::exec_as("restore-redis")
 }
