@@ -3,7 +3,7 @@
 
 use backup_core::{BackupOptions, CompressionAlgorithm, PipelineConfig};
 use backup_orchestrate::{BackupJob, RunStatus};
-use backup_sources::files::{prune_old_logs, FilesConfig, FilesKind, FilesSource};
+use backup_sources::files::{prune_old_logs, FilesConfig, FilesKind};
 use clap::Parser;
 
 use crate::common::{self, flag, CommonArgs, Loaded};
@@ -69,8 +69,10 @@ pub async fn run(args: BackupFilesArgs) -> Result<ExitStatus, CliError> {
         signing_key: None,
         iterations: pipeline.pbkdf2_iterations,
     };
-    let mut source =
-        FilesSource::new(args.kind, files.paths(args.kind)).excluding(&pipeline.key_file);
+    let source = files
+        .source(args.kind)
+        .map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
+    let mut source = source.excluding(&pipeline.key_file);
     if let Some(keyring) = &pipeline.keyring_dir {
         source = source.excluding(keyring);
     }

@@ -164,7 +164,9 @@ pub const BACKUP_FILES: &str = "\
 Paths: --kind config archives BACKUP_CONFIG_PATHS (files or directories separated by ':', or
 [files] config_paths); --kind logs archives BACKUP_LOG_DIR (default /var/log/randevubu). A
 configured path that does not exist is an error (exit 2). Absolute paths are stored without
-their leading '/', as GNU tar does.
+their leading '/', as GNU tar does. BACKUP_CONFIG_INCLUDE / BACKUP_CONFIG_EXCLUDE (globs over
+full paths, separated by ':'; '*' stays in one folder, '**' crosses them) choose what of the
+configuration paths goes in, e.g. BACKUP_CONFIG_EXCLUDE='**/cache/**:**/*.bak'.
 
 What is kept: file contents, modes, owners, mtimes; symbolic links are stored as links and never
 followed. The encryption key file and the keyring directory are never archived, even under a

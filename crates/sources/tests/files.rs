@@ -131,6 +131,30 @@ async fn a_config_tree_is_archived_with_modes_mtimes_and_links_but_never_the_key
 }
 
 #[tokio::test]
+async fn include_and_exclude_globs_choose_what_is_archived() {
+    use backup_sources::files::Filter;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("config");
+    tree(&root);
+    std::fs::create_dir_all(root.join("cache/x")).unwrap();
+    std::fs::write(root.join("cache/x/big.conf"), b"cached").unwrap();
+    let filter = Filter::new(&["**/*.conf".to_owned()], &["**/cache/**".to_owned()]).unwrap();
+    let mut source = FilesSource::new(FilesKind::Config, vec![root.clone()]).with_filter(filter);
+    let (archive, facts) = run(&mut source).await.unwrap();
+    let files: Vec<String> = entries(&archive)
+        .into_iter()
+        .filter(|(_, e)| e.0 != tar::EntryType::Directory)
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(files, vec![format!("{}/nginx/nginx.conf", stored(&root))]);
+    assert!(
+        facts.details["filtered"].as_u64().unwrap() >= 5,
+        "{:?}",
+        facts.details
+    );
+}
+
+#[tokio::test]
 async fn gnu_tar_lists_and_extracts_the_archive_identically() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("config");

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tar::{EntryType, Header, HeaderMode};
 
 /// What was archived, and what was not and why.
@@ -26,6 +27,53 @@ pub struct ArchiveReport {
     pub warnings: Vec<String>,
     /// Paths left out on purpose (the encryption key, the keyring).
     pub excluded: Vec<PathBuf>,
+    /// Files, links and directories left out by the include/exclude globs.
+    pub filtered: u64,
+}
+
+/// Include and exclude globs over full paths: `*` and `?` stay within one path component,
+/// `**` crosses them (`/etc/**/*.conf`, `**/*.pem`). A path matching an exclude glob is left
+/// out (a directory with everything under it); with include globs, only files and links
+/// matching one are archived (directories are still walked).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+impl Filter {
+    /// A filter of `include` and `exclude` globs (either may be empty).
+    ///
+    /// # Errors
+    /// The first glob that does not parse, and why.
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
+        let set = |globs: &[String]| -> Result<Option<GlobSet>, String> {
+            if globs.is_empty() {
+                return Ok(None);
+            }
+            let mut builder = GlobSetBuilder::new();
+            for glob in globs {
+                let compiled = GlobBuilder::new(glob)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| format!("{glob:?} is not a glob: {e}"))?;
+                builder.add(compiled);
+            }
+            builder.build().map(Some).map_err(|e| e.to_string())
+        };
+        Ok(Self {
+            include: set(include)?,
+            exclude: set(exclude)?,
+        })
+    }
+
+    fn excludes(&self, path: &Path) -> bool {
+        self.exclude.as_ref().is_some_and(|set| set.is_match(path))
+    }
+
+    fn includes(&self, path: &Path) -> bool {
+        self.include.as_ref().is_none_or(|set| set.is_match(path))
+    }
 }
 
 /// Files and directories never archived, by device and inode (so a second path or a hard
@@ -78,23 +126,31 @@ pub fn write_archive<W: Write>(
     out: W,
     roots: &[PathBuf],
     exclusions: &Exclusions,
+    filter: &Filter,
 ) -> io::Result<ArchiveReport> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut report = ArchiveReport::default();
+    let skip = Skip { exclusions, filter };
     for root in roots {
         let name = archive_name(root)?;
-        add_tree(&mut builder, root, &name, exclusions, &mut report)?;
+        add_tree(&mut builder, root, &name, &skip, &mut report)?;
     }
     builder.into_inner()?.flush()?;
     Ok(report)
+}
+
+/// What is left out.
+struct Skip<'a> {
+    exclusions: &'a Exclusions,
+    filter: &'a Filter,
 }
 
 fn add_tree<W: Write>(
     builder: &mut tar::Builder<W>,
     path: &Path,
     name: &Path,
-    exclusions: &Exclusions,
+    skip: &Skip<'_>,
     report: &mut ArchiveReport,
 ) -> io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -107,7 +163,7 @@ fn add_tree<W: Write>(
             return Ok(());
         }
     };
-    if exclusions.contains(&meta) {
+    if skip.exclusions.contains(&meta) {
         tracing::info!(
             "{} left out of the archive: it is the encryption key or the keyring",
             path.display()
@@ -116,6 +172,10 @@ fn add_tree<W: Write>(
         return Ok(());
     }
     let file_type = meta.file_type();
+    if skip.filter.excludes(path) || (!file_type.is_dir() && !skip.filter.includes(path)) {
+        report.filtered += 1;
+        return Ok(());
+    }
     if file_type.is_symlink() {
         let target = std::fs::read_link(path)?;
         let mut header = header_for(&meta, EntryType::Symlink);
@@ -144,7 +204,7 @@ fn add_tree<W: Write>(
                 builder,
                 &path.join(&child),
                 &name.join(&child),
-                exclusions,
+                skip,
                 report,
             )?;
         }
@@ -247,5 +307,34 @@ impl Read for Exactly {
         };
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_whole_paths_with_single_and_double_stars() {
+        let filter = Filter::new(
+            &["/etc/**/*.conf".to_owned(), "**/*.pem".to_owned()],
+            &["**/cache/**".to_owned(), "/etc/nginx/*.bak".to_owned()],
+        )
+        .unwrap();
+        assert!(filter.includes(Path::new("/etc/nginx/nginx.conf")));
+        assert!(filter.includes(Path::new("/etc/a.conf")));
+        assert!(filter.includes(Path::new("/app/tls/key.pem")));
+        assert!(!filter.includes(Path::new("/etc/nginx/mime.types")));
+        assert!(filter.excludes(Path::new("/app/cache/x/y")));
+        assert!(filter.excludes(Path::new("/etc/nginx/old.bak")));
+        assert!(
+            !filter.excludes(Path::new("/etc/nginx/sub/old.bak")),
+            "* stays in one folder"
+        );
+        assert!(Filter::new(&["a[".to_owned()], &[])
+            .unwrap_err()
+            .contains("a["));
+        let none = Filter::default();
+        assert!(none.includes(Path::new("/x")) && !none.excludes(Path::new("/x")));
     }
 }

@@ -21,7 +21,7 @@ use backup_core::{BackupKind, BoxError, ByteStream, CoreError, Source, SourceFac
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use archive::{archive_name, ArchiveReport, Exclusions};
+pub use archive::{archive_name, ArchiveReport, Exclusions, Filter};
 pub use restore::{check_then_extract, FilesCheck, FilesExtract, FilesRestoreOptions, Planned};
 pub use retention::{prune_old_logs, LogPrune};
 
@@ -67,6 +67,10 @@ impl FilesKind {
 pub struct FilesConfig {
     /// The configuration paths (files or directories); empty: no config backup.
     pub config_paths: Vec<PathBuf>,
+    /// Globs a configuration file must match to be archived (empty: every file).
+    pub config_include: Vec<String>,
+    /// Globs of configuration files and folders left out.
+    pub config_exclude: Vec<String>,
     /// The log directory.
     pub log_dir: PathBuf,
     /// Local log files older than this many days are deleted after a successful log backup;
@@ -82,6 +86,25 @@ impl FilesConfig {
             FilesKind::Logs => vec![self.log_dir.clone()],
         }
     }
+
+    /// The include/exclude filter for `kind` (the globs apply to the configuration backup).
+    ///
+    /// # Errors
+    /// A glob that does not parse (checked when the configuration is read).
+    pub fn filter(&self, kind: FilesKind) -> Result<Filter, String> {
+        match kind {
+            FilesKind::Config => Filter::new(&self.config_include, &self.config_exclude),
+            FilesKind::Logs => Ok(Filter::default()),
+        }
+    }
+
+    /// A source for `kind` with these paths and globs.
+    ///
+    /// # Errors
+    /// As [`filter`](Self::filter).
+    pub fn source(&self, kind: FilesKind) -> Result<FilesSource, String> {
+        Ok(FilesSource::new(kind, self.paths(kind)).with_filter(self.filter(kind)?))
+    }
 }
 
 impl Component for FilesConfig {
@@ -93,6 +116,18 @@ impl Component for FilesConfig {
                 "BACKUP_CONFIG_PATHS",
                 "config_paths",
                 "configuration files and directories to back up, separated by ':'",
+            ),
+            Setting::new(
+                "BACKUP_CONFIG_INCLUDE",
+                "config_include",
+                "globs a configuration file must match to be archived, separated by ':' \
+                 (e.g. /etc/**/*.conf)",
+            ),
+            Setting::new(
+                "BACKUP_CONFIG_EXCLUDE",
+                "config_exclude",
+                "globs of configuration files and folders left out, separated by ':' \
+                 (e.g. **/cache/**:**/*.bak)",
             ),
             Setting::new("BACKUP_LOG_DIR", "log_dir", "the log directory to back up")
                 .default(DEFAULT_LOG_DIR),
@@ -116,6 +151,26 @@ impl Component for FilesConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let globs = |name: &str| -> Vec<String> {
+            config
+                .get(name)
+                .map(|v| {
+                    v.split(':')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (config_include, config_exclude) = (
+            globs("BACKUP_CONFIG_INCLUDE"),
+            globs("BACKUP_CONFIG_EXCLUDE"),
+        );
+        Filter::new(&config_include, &[])
+            .map_err(|e| CoreError::Config(format!("BACKUP_CONFIG_INCLUDE: {e}")))?;
+        Filter::new(&[], &config_exclude)
+            .map_err(|e| CoreError::Config(format!("BACKUP_CONFIG_EXCLUDE: {e}")))?;
         for path in &config_paths {
             archive_name(path)
                 .map_err(|e| CoreError::Config(format!("BACKUP_CONFIG_PATHS: {e}")))?;
@@ -126,6 +181,8 @@ impl Component for FilesConfig {
         archive_name(&log_dir).map_err(|e| CoreError::Config(format!("BACKUP_LOG_DIR: {e}")))?;
         Ok(Self {
             config_paths,
+            config_include,
+            config_exclude,
             log_dir,
             log_retention_days: config.number("BACKUP_LOG_RETENTION_DAYS")?,
         })
@@ -137,6 +194,7 @@ pub struct FilesSource {
     kind: FilesKind,
     roots: Vec<PathBuf>,
     exclusions: Exclusions,
+    filter: Filter,
     running: Option<JoinHandle<std::io::Result<ArchiveReport>>>,
 }
 
@@ -147,8 +205,15 @@ impl FilesSource {
             kind,
             roots,
             exclusions: Exclusions::default(),
+            filter: Filter::default(),
             running: None,
         }
+    }
+
+    /// Archives only what `filter` lets through.
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// Never archives `path` (a file, or a directory and everything under it), even when it
@@ -199,10 +264,10 @@ impl Source for FilesSource {
         }
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let roots = self.roots.clone();
-        let exclusions = self.exclusions.clone();
+        let (exclusions, filter) = (self.exclusions.clone(), self.filter.clone());
         self.running = Some(tokio::task::spawn_blocking(move || {
             let mut writer = ChannelWriter::new(tx);
-            match archive::write_archive(&mut writer, &roots, &exclusions) {
+            match archive::write_archive(&mut writer, &roots, &exclusions, &filter) {
                 Ok(report) => Ok(report),
                 Err(e) => {
                     let message = e.to_string();
@@ -255,6 +320,7 @@ impl Source for FilesSource {
             serde_json::json!(report.directories),
         );
         details.insert("links".to_owned(), serde_json::json!(report.links));
+        details.insert("filtered".to_owned(), serde_json::json!(report.filtered));
         details.insert(
             "content_bytes".to_owned(),
             serde_json::json!(report.content_bytes),
@@ -298,6 +364,10 @@ mod tests {
         assert_eq!(files.log_retention_days, None);
         let err = config(&[("BACKUP_CONFIG_PATHS", "/etc/../root")]).unwrap_err();
         assert!(err.to_string().contains("BACKUP_CONFIG_PATHS"), "{err}");
+        let err = config(&[("BACKUP_CONFIG_EXCLUDE", "**/cache/**:a[")]).unwrap_err();
+        assert!(err.to_string().contains("BACKUP_CONFIG_EXCLUDE"), "{err}");
+        let files = config(&[("BACKUP_CONFIG_INCLUDE", "**/*.conf: **/*.pem")]).unwrap();
+        assert_eq!(files.config_include, vec!["**/*.conf", "**/*.pem"]);
         let err = config(&[("BACKUP_LOG_RETENTION_DAYS", "a week")]).unwrap_err();
         assert!(
             err.to_string().contains("BACKUP_LOG_RETENTION_DAYS"),
