@@ -238,3 +238,56 @@ fn restore_files_lists_checks_and_restores_a_config_backup() {
     let out = run(&["restore-files", "--kind", "config", "--latest"]);
     assert_exit(&out, 3, "no target dir");
 }
+
+#[test]
+fn an_unreadable_file_is_a_warning_in_the_manifest_not_a_failed_backup() {
+    use std::os::unix::fs::PermissionsExt;
+    // Run as an unprivileged user (root reads every file): nobody, through setpriv, which
+    // needs root itself (the CI machine runs as root; see also the owner test).
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("conf");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("readable.conf"), b"ok\n").unwrap();
+    std::fs::write(config.join("secret.conf"), b"root only\n").unwrap();
+    std::fs::set_permissions(
+        config.join("secret.conf"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let key = dir.path().join("k");
+    write_key(&key, "correct horse battery staple\n");
+    std::os::unix::fs::chown(&key, Some(NOBODY), Some(NOBODY)).unwrap();
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    std::os::unix::fs::chown(&backups, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut env = BTreeMap::new();
+    env.insert("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string());
+    env.insert(
+        "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
+        key.display().to_string(),
+    );
+    env.insert(
+        "BACKUP_CONFIG_PATHS".to_owned(),
+        config.display().to_string(),
+    );
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("backup-files"))
+        .args(["--kind", "config", "--json"])
+        .env_clear()
+        .envs(&env)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_success(&out, "backup-files as nobody");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["manifest"]["source"]["files"], 1, "{doc}");
+    let warnings = doc["manifest"]["source"]["warnings"].to_string();
+    assert!(
+        warnings.contains("secret.conf") && warnings.contains("cannot read it"),
+        "{warnings}"
+    );
+    assert!(stderr(&out).contains("secret.conf"), "{}", stderr(&out));
+}
