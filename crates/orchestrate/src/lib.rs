@@ -7,9 +7,13 @@
 //! notifications, status) grows; each binary and each embedding service runs its jobs through
 //! it, so they all behave and report alike.
 
+mod components;
 mod config;
 mod job;
 
 pub use backup_core::RunStatus;
+pub use components::{
+    overall, run_stages, Component, ComponentResult, ComponentWork, Outcome, Plan,
+};
 pub use config::{sections, NotifyConfig};
 pub use job::{back_up, BackupJob, BackupRun};
