@@ -48,6 +48,33 @@ pub struct CommonArgs {
     pub quiet: bool,
 }
 
+/// The compression flags of the backup commands.
+#[derive(Debug, Clone, Args)]
+pub struct CompressionArgs {
+    /// Compression: gzip (`.gz`, the old scripts' format), zstd (`.zst`, faster and smaller) or
+    /// none [env: BACKUP_COMPRESSION] [default: gzip]
+    #[arg(long, value_enum, value_name = "ALGO")]
+    pub compression: Option<backup_core::CompressionAlgorithm>,
+
+    /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<i32>,
+}
+
+impl CompressionArgs {
+    /// The settings these flags set.
+    pub fn flags(&self) -> Vec<FlagValue> {
+        vec![
+            flag("BACKUP_COMPRESSION", "--compression", self.compression),
+            flag(
+                "BACKUP_COMPRESSION_LEVEL",
+                "--compression-level",
+                self.compression_level,
+            ),
+        ]
+    }
+}
+
 /// A flag that sets a setting: its variable, the flag's name, and its value when given.
 pub type FlagValue = (&'static str, &'static str, Option<String>);
 

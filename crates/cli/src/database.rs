@@ -1,11 +1,11 @@
 //! `backup-database`: one PostgreSQL backup to the configured destination.
 
-use backup_core::{BackupOptions, CompressionAlgorithm, PipelineConfig};
+use backup_core::PipelineConfig;
 use backup_orchestrate::BackupJob;
 use backup_sources::postgres::{DumpFormat, PostgresConfig};
 use clap::Parser;
 
-use crate::common::{self, flag, CommonArgs, Loaded};
+use crate::common::{self, flag, CommonArgs, CompressionArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
@@ -22,14 +22,8 @@ pub struct BackupDatabaseArgs {
     #[command(flatten)]
     common: CommonArgs,
 
-    /// Compression: gzip (`.sql.gz.enc`), zstd (faster, `.sql.zst.enc`) or none
-    /// [env: BACKUP_COMPRESSION] [default: gzip]
-    #[arg(long, value_enum, value_name = "ALGO")]
-    compression: Option<CompressionAlgorithm>,
-
-    /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
-    #[arg(long, value_name = "N")]
-    compression_level: Option<i32>,
+    #[command(flatten)]
+    compression: CompressionArgs,
 
     /// pg_dump output format: plain SQL (default, `.sql`) or custom archive (`.dump`)
     #[arg(long, value_enum, default_value_t = DumpFormat::Plain)]
@@ -51,20 +45,15 @@ pub struct BackupDatabaseArgs {
 /// Runs `backup-database` with parsed arguments.
 pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let flags = vec![
-        flag("BACKUP_COMPRESSION", "--compression", args.compression),
-        flag(
-            "BACKUP_COMPRESSION_LEVEL",
-            "--compression-level",
-            args.compression_level,
-        ),
+    let mut flags = args.compression.flags();
+    flags.extend([
         flag("POSTGRES_DB", "--database", args.database.as_ref()),
         flag(
             "BACKUP_NAME_PREFIX",
             "--name-prefix",
             args.name_prefix.as_ref(),
         ),
-    ];
+    ]);
     let config = match args.common.load(flags)? {
         Loaded::Run(config) => config,
         Loaded::Printed(status) => return Ok(status),
@@ -72,13 +61,9 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
     let pipeline: PipelineConfig = common::component(&config)?;
     let postgres: PostgresConfig = common::component(&config)?;
     let destinations = common::open_destinations(&config, false).await?;
-    let options = BackupOptions {
-        name_prefix: pipeline.name_prefix.clone(),
-        compression: pipeline.compression,
-        key: Some(common::load_key(&pipeline)?),
-        signing_key: None,
-        iterations: pipeline.pbkdf2_iterations,
-    };
+    let options = pipeline
+        .backup_options()
+        .encrypted_with(common::load_key(&pipeline)?);
     // The flag names the database even when DATABASE_URL names another.
     let connection = match &args.database {
         Some(db) => postgres.connection.with_dbname(db),

@@ -1,12 +1,12 @@
 //! `backup-files`: configuration files or logs, as a tar archive, to the configured
 //! destinations; after a log backup stored everywhere, local logs past their retention go.
 
-use backup_core::{BackupOptions, CompressionAlgorithm, PipelineConfig};
+use backup_core::PipelineConfig;
 use backup_orchestrate::{BackupJob, RunStatus};
 use backup_sources::files::{prune_old_logs, FilesConfig, FilesKind};
 use clap::Parser;
 
-use crate::common::{self, flag, CommonArgs, Loaded};
+use crate::common::{self, CommonArgs, CompressionArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
@@ -29,14 +29,8 @@ pub struct BackupFilesArgs {
     #[arg(long, value_enum)]
     kind: FilesKind,
 
-    /// Compression: gzip (`.tar.gz.enc`), zstd (`.tar.zst.enc`) or none
-    /// [env: BACKUP_COMPRESSION] [default: gzip]
-    #[arg(long, value_enum, value_name = "ALGO")]
-    compression: Option<CompressionAlgorithm>,
-
-    /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
-    #[arg(long, value_name = "N")]
-    compression_level: Option<i32>,
+    #[command(flatten)]
+    compression: CompressionArgs,
 
     /// Print the result as JSON (object name, manifest with the archive's figures and
     /// warnings, destinations)
@@ -47,14 +41,7 @@ pub struct BackupFilesArgs {
 /// Runs `backup-files` with parsed arguments.
 pub async fn run(args: BackupFilesArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
-    let flags = vec![
-        flag("BACKUP_COMPRESSION", "--compression", args.compression),
-        flag(
-            "BACKUP_COMPRESSION_LEVEL",
-            "--compression-level",
-            args.compression_level,
-        ),
-    ];
+    let flags = args.compression.flags();
     let config = match args.common.load(flags)? {
         Loaded::Run(config) => config,
         Loaded::Printed(status) => return Ok(status),
@@ -62,13 +49,9 @@ pub async fn run(args: BackupFilesArgs) -> Result<ExitStatus, CliError> {
     let pipeline: PipelineConfig = common::component(&config)?;
     let files: FilesConfig = common::component(&config)?;
     let destinations = common::open_destinations(&config, false).await?;
-    let options = BackupOptions {
-        name_prefix: pipeline.name_prefix.clone(),
-        compression: pipeline.compression,
-        key: Some(common::load_key(&pipeline)?),
-        signing_key: None,
-        iterations: pipeline.pbkdf2_iterations,
-    };
+    let options = pipeline
+        .backup_options()
+        .encrypted_with(common::load_key(&pipeline)?);
     let source = files
         .source(args.kind)
         .map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use backup_core::{BackupKind, BackupOptions, CompressionAlgorithm, PipelineConfig};
+use backup_core::{BackupKind, PipelineConfig};
 use backup_orchestrate::BackupJob;
 use backup_sources::redis::{BackupMethod, RedisMethod, RedisSettings, RedisSource};
 use clap::Parser;
 
-use crate::common::{self, flag, CommonArgs, Loaded};
+use crate::common::{self, flag, CommonArgs, CompressionArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
 use crate::outcome;
 
@@ -37,14 +37,8 @@ pub struct BackupRedisArgs {
     #[arg(long, value_name = "PATH")]
     rdb_path: Option<PathBuf>,
 
-    /// Compression: gzip (`.rdb.gz.enc`), zstd (`.rdb.zst.enc`) or none
-    /// [env: BACKUP_COMPRESSION] [default: gzip]
-    #[arg(long, value_enum, value_name = "ALGO")]
-    compression: Option<CompressionAlgorithm>,
-
-    /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
-    #[arg(long, value_name = "N")]
-    compression_level: Option<i32>,
+    #[command(flatten)]
+    compression: CompressionArgs,
 
     /// Store the backup unencrypted (`.rdb.gz`), as the old script did
     /// [env: BACKUP_REDIS_ENCRYPT=false]
@@ -64,13 +58,8 @@ pub struct BackupRedisArgs {
 pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
     args.common.init_logging();
     let rdb_path = args.rdb_path.as_ref().map(|p| p.display());
-    let flags = vec![
-        flag("BACKUP_COMPRESSION", "--compression", args.compression),
-        flag(
-            "BACKUP_COMPRESSION_LEVEL",
-            "--compression-level",
-            args.compression_level,
-        ),
+    let mut flags = args.compression.flags();
+    flags.extend([
         flag("BACKUP_REDIS_METHOD", "--method", args.method),
         flag("REDIS_RDB_PATH", "--rdb-path", rdb_path),
         flag(
@@ -78,7 +67,7 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
             "--no-encrypt",
             args.no_encrypt.then_some(false),
         ),
-    ];
+    ]);
     let config = match args.common.load(flags)? {
         Loaded::Run(config) => config,
         Loaded::Printed(status) => return Ok(status),
@@ -102,14 +91,10 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
         }
         (None, signing)
     };
-    let options = BackupOptions {
-        // The Redis source names its backups redis_backup_..., as the old script did.
-        name_prefix: pipeline.name_prefix.clone(),
-        compression: pipeline.compression,
-        key,
-        signing_key,
-        iterations: pipeline.pbkdf2_iterations,
-    };
+    // The Redis source names its backups redis_backup_..., as the old script did.
+    let mut options = pipeline.backup_options();
+    options.key = key;
+    options.signing_key = signing_key;
     tracing::info!(
         "backing up Redis at {} ({}) to {}",
         redis.connection.endpoint(),

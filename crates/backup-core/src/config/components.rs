@@ -160,6 +160,19 @@ impl Component for PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// The backup options these settings give: name prefix, compression and PBKDF2
+    /// iterations; no key yet (add one with
+    /// [`BackupOptions::encrypted_with`](crate::BackupOptions::encrypted_with) or
+    /// [`signed_with`](crate::BackupOptions::signed_with)).
+    pub fn backup_options(&self) -> crate::BackupOptions {
+        crate::BackupOptions::default()
+            .with_name_prefix(self.name_prefix.clone())
+            .with_compression(self.compression)
+            .with_iterations(self.pbkdf2_iterations)
+    }
+}
+
 /// A name prefix may only hold letters, digits, `-`, `_` and `.`, and not start with `.`.
 fn check_name_prefix(prefix: &str) -> Result<()> {
     let ok = !prefix.is_empty()
