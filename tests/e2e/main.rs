@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config_file;
+mod entry_points;
 mod files;
 mod harness;
 mod redis_e2e;
