@@ -6,6 +6,17 @@ use std::time::{Duration, SystemTime};
 
 use crate::harness::*;
 
+/// The environment of a files command: the backup directory and the key file.
+fn env_for(backups: &std::path::Path, key: &std::path::Path) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string()),
+        (
+            "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
+            key.display().to_string(),
+        ),
+    ])
+}
+
 #[test]
 fn a_config_backup_opens_with_stock_tools_and_never_holds_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -17,12 +28,7 @@ fn a_config_backup_opens_with_stock_tools_and_never_holds_the_key() {
     let key = config.join("encryption.key");
     write_key(&key, "correct horse battery staple\n");
     let backups = dir.path().join("backups");
-    let mut env = BTreeMap::new();
-    env.insert("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string());
-    env.insert(
-        "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
-        key.display().to_string(),
-    );
+    let mut env = env_for(&backups, &key);
     env.insert(
         "BACKUP_CONFIG_PATHS".to_owned(),
         config.display().to_string(),
@@ -113,12 +119,7 @@ fn a_log_backup_then_deletes_old_local_logs_but_not_recent_or_open_ones() {
     let key = dir.path().join("k");
     write_key(&key, "correct horse battery staple\n");
     let backups = dir.path().join("backups");
-    let mut env = BTreeMap::new();
-    env.insert("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string());
-    env.insert(
-        "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
-        key.display().to_string(),
-    );
+    let mut env = env_for(&backups, &key);
     env.insert("BACKUP_LOG_DIR".to_owned(), logs.display().to_string());
     env.insert("BACKUP_LOG_RETENTION_DAYS".to_owned(), "14".to_owned());
     let out = clean_command("backup-files", &env)
@@ -144,12 +145,7 @@ fn restore_files_lists_checks_and_restores_a_config_backup() {
     let key = dir.path().join("encryption.key");
     write_key(&key, "correct horse battery staple\n");
     let backups = dir.path().join("backups");
-    let mut env = BTreeMap::new();
-    env.insert("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string());
-    env.insert(
-        "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
-        key.display().to_string(),
-    );
+    let mut env = env_for(&backups, &key);
     env.insert(
         "BACKUP_CONFIG_PATHS".to_owned(),
         config.display().to_string(),
@@ -262,12 +258,7 @@ fn an_unreadable_file_is_a_warning_in_the_manifest_not_a_failed_backup() {
     let backups = dir.path().join("backups");
     std::fs::create_dir(&backups).unwrap();
     std::os::unix::fs::chown(&backups, Some(NOBODY), Some(NOBODY)).unwrap();
-    let mut env = BTreeMap::new();
-    env.insert("BACKUP_LOCAL_DIR".to_owned(), backups.display().to_string());
-    env.insert(
-        "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
-        key.display().to_string(),
-    );
+    let mut env = env_for(&backups, &key);
     env.insert(
         "BACKUP_CONFIG_PATHS".to_owned(),
         config.display().to_string(),
