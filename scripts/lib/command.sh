@@ -12,7 +12,7 @@ run_command() {
     if [ -x "$root/target/release/$name" ]; then
         exec "$root/target/release/$name" "$@"
     fi
-    echo "error: $name is not installed: put it on PATH (see the README, \"Build\"), or build" \
+    echo "error: $name is not installed: put it on PATH (see the README, \"Install on a server\"), or build" \
         "it here with: cargo build --release -p backup-cli" >&2
     exit 3
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backup_all;
 mod config_file;
 mod entry_points;
 mod files;

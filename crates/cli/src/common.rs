@@ -131,16 +131,21 @@ impl CommonArgs {
         )))
     }
 
-    /// Starts logging to stderr at the level the flags ask for.
-    pub fn init_logging(&self) {
+    /// The level the flags ask for (`RUST_LOG` overrides).
+    pub fn log_filter(&self) -> tracing_subscriber::EnvFilter {
         let default = match (self.quiet, self.verbose) {
             (true, _) => "error",
             (false, 0) => "info",
             (false, 1) => "debug",
             (false, _) => "trace",
         };
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    }
+
+    /// Starts logging to stderr at the level the flags ask for.
+    pub fn init_logging(&self) {
+        let filter = self.log_filter();
         // A second initialisation (tests calling twice) is harmless: keep the first.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)

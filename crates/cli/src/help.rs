@@ -207,3 +207,61 @@ Examples:
   restore-files --kind config --list
   restore-files --kind config --latest --target-dir /tmp/config-restore --dry-run
   restore-files --kind config --date 2024-01-15 --target-dir / --overwrite   # back in place";
+
+/// `backup-all --help`.
+pub const BACKUP_ALL: &str = "\
+Components: database (POSTGRES_* or DATABASE_URL) and redis (REDIS_HOST or REDIS_URL) run at
+the same time, then config (BACKUP_CONFIG_PATHS) and logs (BACKUP_LOG_DIR). A component whose
+server or paths are not configured is reported as skipped, not failed. Each has its own
+result, error and timeout (--timeout-per-component); one that fails or hangs never stops the
+others. Objects are named as by backup-database, backup-redis and backup-files.
+
+After the backups: each stored copy is verified (--verify), PostgreSQL (SELECT 1) and Redis
+(PING) are checked, the backup and log disks are measured (warning above
+BACKUP_DISK_WARN_PERCENT, default 85), and retention is applied (unless --no-prune).
+
+Report: reports/orchestration/backup_report_YYYYMMDD_HHMMSS.json and the run's log
+logs/orchestration/backup_YYYYMMDD_HHMMSS.log on every destination; the log is also appended
+to BACKUP_LOG_DIR/backup_YYYYMMDD_HHMMSS.log. backup-status reads the newest report.
+
+Notification: with BACKUP_NOTIFICATION_URL, a JSON POST with status (success, partial,
+failure), a one-paragraph text (a Slack or Mattermost message) and the components; 10 s
+timeout, 3 tries; BACKUP_NOTIFY_ON=failure announces only partial and failed runs. A failed
+notification is a warning; it never changes the exit code.
+
+One run at a time: a second run exits 3 naming the PID of the running one. The lock
+(BACKUP_LOCK_FILE, default DIR/.backup-all.lock) is an flock: a crashed run never leaves it
+held.
+
+Exit codes: 0 every configured component succeeded, 1 some failed, 2 all failed, 3 nothing
+configured, configuration error, or another run in progress.
+
+Examples:
+  # The nightly job (cron: 0 2 * * * cd /app && bash scripts/backup-all.sh)
+  BACKUP_CONFIG=/etc/backup/backup.toml backup-all
+
+  # Check the configuration first
+  backup-all --config /etc/backup/backup.toml --print-config
+
+  # Decrypt and parse every backup after writing it; keep everything
+  backup-all --verify full --no-prune --json";
+
+/// `backup-status --help`.
+pub const BACKUP_STATUS: &str = "\
+Reads the newest reports/orchestration/backup_report_*.json from the first destination that
+can be listed (local, then S3) and prints its verdict and components.
+
+Exit codes: 0 the newest run succeeded and ended less than --max-age ago, 1 it was partial,
+2 it failed, is stale or there is none, 3 configuration error.
+
+Prometheus: --prometheus FILE writes backup_status_exit_code, backup_last_run_timestamp_seconds,
+backup_last_success_timestamp_seconds, backup_last_run_exit_code,
+backup_last_run_duration_seconds and per component backup_component_success,
+backup_component_raw_bytes, backup_component_stored_bytes and
+backup_component_duration_seconds, replacing FILE atomically (for node_exporter's textfile
+collector). Alert on time() - backup_last_success_timestamp_seconds > 93600.
+
+Examples:
+  backup-status
+  backup-status --max-age 8d --json
+  backup-status --prometheus /var/lib/prometheus/node-exporter/backup.prom";

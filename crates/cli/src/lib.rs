@@ -7,6 +7,7 @@
 //! arguments into library objects and calls the library: what a backup, a restore or a prune
 //! does lives in `backup-core` and `backup-sources`, where a service can embed it.
 
+pub mod backup_all;
 pub mod common;
 pub mod database;
 pub mod exit;
@@ -19,6 +20,8 @@ pub mod prune;
 pub mod redis_backup;
 pub mod redis_restore;
 pub mod restore;
+pub mod runlog;
 pub mod select;
+pub mod status;
 
 pub use exit::{CliError, ExitStatus};

@@ -17,6 +17,8 @@ pub const COMMANDS: &[&str] = &[
     "backup-files",
     "restore-files",
     "backup-prune",
+    "backup-all",
+    "backup-status",
 ];
 
 /// Runs the command `args` name (see the module docs).
@@ -50,6 +52,8 @@ fn run(command: &str, args: Vec<OsString>) -> ExitCode {
         "backup-files" => run_interruptible(crate::files_backup::run(parse_args_from(args))),
         "restore-files" => run_interruptible(crate::files_restore::run(parse_args_from(args))),
         "backup-prune" => run_interruptible(crate::prune::run(parse_args_from(args))),
+        "backup-all" => run_interruptible(crate::backup_all::run(parse_args_from(args))),
+        "backup-status" => run_interruptible(crate::status::run(parse_args_from(args))),
         _ => usage(),
     }
 }

@@ -1,5 +1,6 @@
 //! One backup job: a source into every destination, then its follow-up steps.
 
+use crate::checks::Verification;
 use backup_core::{
     run_backup_to_all, BackupKind, BackupOptions, BackupReport, CoreError, DestinationResult,
     Destinations, ProgressFn, RunStatus, Source,
@@ -26,6 +27,11 @@ pub struct BackupRun {
     pub step_failures: Vec<String>,
     /// Whether the job asked for a `latest/` copy.
     pub latest_requested: bool,
+    /// The re-read of each stored copy, when the job's caller verified them
+    /// ([`verify_run`](crate::verify_run)).
+    pub verification: Vec<Verification>,
+    /// Warnings of the follow-up steps (a log file retention could not delete).
+    pub warnings: Vec<String>,
 }
 
 /// Runs `job` with `source` into every destination (one pass over the source), then its
@@ -62,6 +68,8 @@ pub async fn back_up(
         latest,
         step_failures,
         latest_requested: job.publish_latest.is_some(),
+        verification: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -119,6 +127,8 @@ impl BackupRun {
             "elapsed_seconds": committed.map(|r| r.elapsed.as_secs_f64()),
             "manifest": committed.map(|r| &r.manifest),
             "latest_object": self.latest,
+            "verification": self.verification,
+            "warnings": self.warnings,
         })
     }
 }

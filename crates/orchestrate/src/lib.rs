@@ -7,13 +7,37 @@
 //! notifications, status) grows; each binary and each embedding service runs its jobs through
 //! it, so they all behave and report alike.
 
+mod checks;
 mod components;
 mod config;
 mod job;
+mod lock;
+mod nightly;
+mod notify;
+mod report;
+mod run_config;
+mod status;
 
 pub use backup_core::RunStatus;
+pub use checks::{
+    disk_usage, postgres_health, redis_health, verify_run, Disk, Health, Verification,
+};
 pub use components::{
     overall, run_stages, Component, ComponentResult, ComponentWork, Outcome, Plan,
 };
-pub use config::{sections, NotifyConfig};
+pub use config::{sections, NotifyConfig, NotifyOn};
 pub use job::{back_up, BackupJob, BackupRun};
+pub use lock::{LockError, RunLock};
+pub use nightly::{Nightly, ProgressFactory};
+pub use notify::{Delivery, Notification, Notifier, NotifyStatus};
+pub use report::{
+    append_run_log, host_name, report_key, run_id, run_log_key, status_word, ComponentReport,
+    RunReport, REPORT_FORMAT_VERSION, REPORT_SIZE_LIMIT,
+};
+pub use run_config::{
+    format_duration, parse_duration, RunConfig, VerifyMode, COMPONENTS, DEFAULT_COMPONENT_TIMEOUT,
+    LOCK_FILE_NAME,
+};
+pub use status::{
+    judge, newest_report, prometheus, Found, Verdict, DEFAULT_MAX_AGE, SUCCESS_LOOKBACK,
+};

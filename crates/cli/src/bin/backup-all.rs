@@ -1,0 +1,10 @@
+//! `backup-all`: starts `backup-tool` as `backup-all` (see `src/launch.rs`).
+
+use std::process::ExitCode;
+
+#[path = "../launch.rs"]
+mod launch;
+
+fn main() -> ExitCode {
+    launch::exec_as("backup-all")
+}

@@ -1,0 +1,519 @@
+//! The nightly job (`backup-all`): database and Redis at the same time, then configuration
+//! files and logs, each backup verified on every destination; then the services' health, the
+//! disks, and retention; the whole as one [`RunReport`].
+
+use std::time::SystemTime;
+
+use backup_core::config::Config;
+use backup_core::prune::PruneKind;
+use backup_core::{
+    BackupKind, CoreError, Destinations, LocalConfig, PipelineConfig, ProgressFn, RestoreConfig,
+    RestoreTarget, RetentionConfig, RunStatus,
+};
+use backup_crypto::Keyring;
+use backup_sources::files::{
+    prune_old_logs, FilesCheck, FilesConfig, FilesKind, FilesRestoreOptions,
+};
+use backup_sources::postgres::{DumpFormat, PostgresConfig};
+use backup_sources::redis::{RdbCheck, RedisSettings, RedisSource};
+use chrono::Utc;
+
+use crate::checks::{self, Disk, Health};
+use crate::components::{overall, run_stages, Component, ComponentResult};
+use crate::job::{back_up, BackupJob, BackupRun};
+use crate::report::{self, ComponentReport, RunReport, REPORT_FORMAT_VERSION};
+use crate::run_config::RunConfig;
+
+/// Makes the progress callback of one component (by its name), e.g. a progress bar.
+pub type ProgressFactory<'a> = &'a (dyn Fn(&str) -> Option<ProgressFn> + Sync);
+
+/// Everything the nightly job needs, read from one [`Config`].
+#[derive(Debug, Clone)]
+pub struct Nightly {
+    /// Compression, key file, names.
+    pub pipeline: PipelineConfig,
+    /// The database, or why it is skipped.
+    pub postgres: Result<PostgresConfig, String>,
+    /// Redis, or why it is skipped.
+    pub redis: Result<RedisSettings, String>,
+    /// Configuration paths and the log directory.
+    pub files: FilesConfig,
+    /// Why the configuration backup is skipped (no paths configured).
+    pub config_skip: Option<String>,
+    /// Why the log backup is skipped (no log directory).
+    pub logs_skip: Option<String>,
+    /// Timeouts, verification, drill, retention, lock.
+    pub run: RunConfig,
+    /// What retention keeps.
+    pub retention: RetentionConfig,
+    /// The local directory (disk check, spool of verifications).
+    pub local: LocalConfig,
+    /// Where full verifications keep their private copy.
+    pub restore: RestoreConfig,
+}
+
+/// Whether any of `envs` is set other than by its default.
+fn named(config: &Config, envs: &[&str]) -> bool {
+    envs.iter().any(|env| {
+        !matches!(
+            config.origin(env),
+            None | Some(backup_core::config::Origin::Default)
+        )
+    })
+}
+
+impl Nightly {
+    /// Reads every component from `config`. A component whose server or paths are not named
+    /// at all is skipped (with the reason); one that is named but misconfigured is an error.
+    ///
+    /// # Errors
+    /// [`CoreError::Config`] naming the setting.
+    pub fn from_config(config: &Config) -> Result<Self, CoreError> {
+        let postgres = if named(config, &["DATABASE_URL", "POSTGRES_DB", "POSTGRES_HOST"]) {
+            Ok(config.component::<PostgresConfig>()?)
+        } else {
+            Err("no database configured (set POSTGRES_DB, POSTGRES_HOST or DATABASE_URL)".into())
+        };
+        let redis_settings: RedisSettings = config.component()?;
+        let redis = if redis_settings.server_named {
+            redis_settings
+                .backup_method()
+                .map_err(|e| CoreError::Config(e.to_string()))?;
+            Ok(redis_settings)
+        } else {
+            Err("no Redis server configured (set REDIS_HOST or REDIS_URL)".into())
+        };
+        let files: FilesConfig = config.component()?;
+        let run: RunConfig = config.component()?;
+        if run.drill {
+            return Err(CoreError::Config(
+                "BACKUP_DRILL: the restore drill is not built yet; unset BACKUP_DRILL (use \
+                 --verify full to parse every backup)"
+                    .to_owned(),
+            ));
+        }
+        let skipped = |name: &str| run.skip.iter().any(|s| s == name);
+        let left_out = |name: &str| format!("left out by BACKUP_SKIP_COMPONENTS / --skip {name}");
+        let postgres = if skipped("database") {
+            Err(left_out("database"))
+        } else {
+            postgres
+        };
+        let redis = if skipped("redis") {
+            Err(left_out("redis"))
+        } else {
+            redis
+        };
+        let config_skip = files
+            .config_paths
+            .is_empty()
+            .then(|| "no configuration paths configured (set BACKUP_CONFIG_PATHS)".to_owned());
+        let logs_skip =
+            (!named(config, &["BACKUP_LOG_DIR"]) && !files.log_dir.is_dir()).then(|| {
+                format!(
+                    "BACKUP_LOG_DIR is not set and {} does not exist",
+                    files.log_dir.display()
+                )
+            });
+        let config_skip = if skipped("config") {
+            Some(left_out("config"))
+        } else {
+            config_skip
+        };
+        let logs_skip = if skipped("logs") {
+            Some(left_out("logs"))
+        } else {
+            logs_skip
+        };
+        Ok(Self {
+            pipeline: config.component()?,
+            postgres,
+            redis,
+            files,
+            config_skip,
+            logs_skip,
+            run,
+            retention: config.component()?,
+            local: config.component()?,
+            restore: config.component()?,
+        })
+    }
+
+    /// Runs the job into `destinations` with `keyring` (its current key encrypts), each
+    /// component's progress told to `progress`. Never fails: every failure is in the report,
+    /// whose `exit_code` is 0 (all succeeded), 1 (some failed), 2 (all failed) or 3 (nothing
+    /// is configured).
+    pub async fn run(
+        &self,
+        destinations: &Destinations,
+        keyring: &Keyring,
+        progress: ProgressFactory<'_>,
+    ) -> RunReport {
+        let started = Utc::now();
+        let mut warnings = self.space_before(destinations).await;
+        let spool = self.restore.spool_dir(&self.local);
+        let stages = vec![
+            vec![
+                self.database(destinations, keyring, progress, &spool),
+                self.redis(destinations, keyring, progress, &spool),
+            ],
+            vec![
+                self.files_component(FilesKind::Config, destinations, keyring, progress, &spool),
+                self.files_component(FilesKind::Logs, destinations, keyring, progress, &spool),
+            ],
+        ];
+        let results = run_stages(stages, self.run.component_timeout).await;
+        let health = self.health().await;
+        for h in health.iter().filter(|h| !h.ok) {
+            warnings.push(format!(
+                "{} at {} is unhealthy: {}",
+                h.service,
+                h.endpoint,
+                h.error.as_deref().unwrap_or("no answer")
+            ));
+        }
+        let disks = self.disks();
+        for d in &disks {
+            tracing::info!(
+                "{} disk {}: {:.0}% used, {} free",
+                d.role,
+                d.path.display(),
+                d.used_percent,
+                backup_core::human_bytes(d.available_bytes)
+            );
+        }
+        for d in disks.iter().filter(|d| d.warning) {
+            warnings.push(format!(
+                "the {} disk ({}) is {:.0}% full, above the {}% of BACKUP_DISK_WARN_PERCENT",
+                d.role,
+                d.path.display(),
+                d.used_percent,
+                self.run.disk_warn_percent
+            ));
+        }
+        let retention = if self.run.prune {
+            let report = destinations
+                .prune(&PruneKind::ALL, &self.retention.policy, Utc::now(), false)
+                .await;
+            let text = report.text();
+            for line in text.lines() {
+                tracing::info!("retention: {}", line.trim());
+            }
+            if report.result() != RunStatus::Success {
+                let failed: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.contains("FAILED") || l.contains("failed"))
+                    .collect();
+                warnings.push(format!("retention did not complete: {}", failed.join("; ")));
+            }
+            Some(report.to_json())
+        } else {
+            tracing::info!("retention skipped (--no-prune)");
+            None
+        };
+        let status = overall(&results);
+        let exit_code = status.map_or(3, |s| i32::from(s.exit_code()));
+        if status.is_none() {
+            warnings.push(
+                "nothing is configured to back up: set POSTGRES_DB, REDIS_HOST, \
+                 BACKUP_CONFIG_PATHS or BACKUP_LOG_DIR"
+                    .to_owned(),
+            );
+        }
+        let components: Vec<ComponentReport> = results
+            .iter()
+            .map(|r: &ComponentResult| ComponentReport::new(r, None))
+            .collect();
+        for c in &components {
+            warnings.extend(c.warnings.iter().map(|w| format!("{}: {w}", c.component)));
+        }
+        let finished = Utc::now();
+        RunReport {
+            format_version: REPORT_FORMAT_VERSION,
+            run_id: report::run_id(started),
+            host: report::host_name(),
+            tool: format!("backup-all {}", env!("CARGO_PKG_VERSION")),
+            started_at: started,
+            finished_at: finished,
+            duration_seconds: (finished - started)
+                .to_std()
+                .map_or(0.0, |d| d.as_secs_f64()),
+            status: report::status_word(status).to_owned(),
+            exit_code,
+            components,
+            health,
+            disks,
+            retention,
+            warnings,
+            notification: None,
+        }
+    }
+
+    fn database<'a>(
+        &'a self,
+        destinations: &'a Destinations,
+        keyring: &'a Keyring,
+        progress: ProgressFactory<'a>,
+        spool: &'a std::path::Path,
+    ) -> Component<'a> {
+        let postgres = match &self.postgres {
+            Ok(postgres) => postgres,
+            Err(why) => return Component::skip("database", why),
+        };
+        Component::run("database", async move {
+            tracing::info!(
+                "database: backing up {} on {}",
+                postgres.connection.dbname(),
+                postgres.connection.endpoint()
+            );
+            let mut source = postgres
+                .source(DumpFormat::Plain)
+                .map_err(|e| CoreError::Config(e.to_string()))?;
+            let job = BackupJob {
+                options: self
+                    .pipeline
+                    .backup_options()
+                    .encrypted_with(keyring.current().clone()),
+                publish_latest: None,
+            };
+            let mut run = back_up(&mut source, destinations, &job, progress("database")).await?;
+            let check = || -> Box<dyn RestoreTarget> {
+                match postgres.dump_check() {
+                    Ok(check) => Box::new(check),
+                    Err(_) => Box::new(backup_sources::postgres::PgDumpCheck::new()),
+                }
+            };
+            self.verify(
+                &mut run,
+                destinations,
+                BackupKind::DATABASE,
+                keyring,
+                spool,
+                &check,
+            )
+            .await;
+            Ok(run)
+        })
+    }
+
+    fn redis<'a>(
+        &'a self,
+        destinations: &'a Destinations,
+        keyring: &'a Keyring,
+        progress: ProgressFactory<'a>,
+        spool: &'a std::path::Path,
+    ) -> Component<'a> {
+        let redis = match &self.redis {
+            Ok(redis) => redis,
+            Err(why) => return Component::skip("redis", why),
+        };
+        Component::run("redis", async move {
+            let method = redis
+                .backup_method()
+                .map_err(|e| CoreError::Config(e.to_string()))?;
+            tracing::info!(
+                "redis: backing up {} ({})",
+                redis.connection.endpoint(),
+                method.name()
+            );
+            let mut options = self.pipeline.backup_options();
+            if redis.encrypt {
+                options = options.encrypted_with(keyring.current().clone());
+            } else {
+                options.signing_key = Some(keyring.current().clone());
+            }
+            let job = BackupJob {
+                options,
+                publish_latest: Some(BackupKind::REDIS),
+            };
+            let mut source = RedisSource::new(redis.connection.clone(), method);
+            let mut run = back_up(&mut source, destinations, &job, progress("redis")).await?;
+            let check = || -> Box<dyn RestoreTarget> { Box::new(RdbCheck::default()) };
+            self.verify(
+                &mut run,
+                destinations,
+                BackupKind::REDIS,
+                keyring,
+                spool,
+                &check,
+            )
+            .await;
+            Ok(run)
+        })
+    }
+
+    fn files_component<'a>(
+        &'a self,
+        kind: FilesKind,
+        destinations: &'a Destinations,
+        keyring: &'a Keyring,
+        progress: ProgressFactory<'a>,
+        spool: &'a std::path::Path,
+    ) -> Component<'a> {
+        let name = kind.name_prefix();
+        let skip = match kind {
+            FilesKind::Config => &self.config_skip,
+            FilesKind::Logs => &self.logs_skip,
+        };
+        if let Some(why) = skip {
+            return Component::skip(name, why);
+        }
+        Component::run(name, async move {
+            let source = self
+                .files
+                .source(kind)
+                .map_err(CoreError::Config)?
+                .excluding(&self.pipeline.key_file);
+            let mut source = match &self.pipeline.keyring_dir {
+                Some(dir) => source.excluding(dir),
+                None => source,
+            };
+            tracing::info!(
+                "{name}: archiving {}",
+                self.files
+                    .paths(kind)
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let job = BackupJob {
+                options: self
+                    .pipeline
+                    .backup_options()
+                    .encrypted_with(keyring.current().clone()),
+                publish_latest: None,
+            };
+            let mut run = back_up(&mut source, destinations, &job, progress(name)).await?;
+            let target = spool.join(".backup-all-verify");
+            let check = move || -> Box<dyn RestoreTarget> {
+                Box::new(FilesCheck::new(FilesRestoreOptions {
+                    target_dir: target.clone(),
+                    overwrite: true,
+                }))
+            };
+            self.verify(
+                &mut run,
+                destinations,
+                kind.backup_kind(),
+                keyring,
+                spool,
+                &check,
+            )
+            .await;
+            if kind == FilesKind::Logs && run.status() == RunStatus::Success {
+                self.log_retention(&mut run);
+            }
+            Ok(run)
+        })
+    }
+
+    async fn verify(
+        &self,
+        run: &mut BackupRun,
+        destinations: &Destinations,
+        kind: BackupKind,
+        keyring: &Keyring,
+        spool: &std::path::Path,
+        check: &(dyn Fn() -> Box<dyn RestoreTarget> + Sync),
+    ) {
+        checks::verify_run(
+            run,
+            destinations,
+            kind,
+            self.run.verify,
+            Some(keyring),
+            spool,
+            check,
+        )
+        .await;
+    }
+
+    /// Deletes local logs past `BACKUP_LOG_RETENTION_DAYS` (after a log backup stored
+    /// everywhere), never open ones.
+    fn log_retention(&self, run: &mut BackupRun) {
+        let Some(days) = self.files.log_retention_days else {
+            return;
+        };
+        match prune_old_logs(&self.files.log_dir, days, SystemTime::now()) {
+            Ok(pruned) => {
+                for path in &pruned.kept_open {
+                    tracing::info!("kept {} (older than {days} days, but open)", path.display());
+                }
+                run.warnings
+                    .extend(pruned.failed.iter().map(|f| format!("log retention: {f}")));
+                tracing::info!(
+                    "log retention: deleted {} local log file(s) older than {days} days",
+                    pruned.removed.len()
+                );
+            }
+            Err(e) => run.warnings.push(format!(
+                "log retention: {}: {e}",
+                self.files.log_dir.display()
+            )),
+        }
+    }
+
+    /// `SELECT 1` and `PING` on the configured servers, at the same time.
+    async fn health(&self) -> Vec<Health> {
+        let postgres = async {
+            match &self.postgres {
+                Ok(pg) => Some(checks::postgres_health(&pg.connection).await),
+                Err(_) => None,
+            }
+        };
+        let redis = async {
+            match &self.redis {
+                Ok(redis) => Some(checks::redis_health(&redis.connection).await),
+                Err(_) => None,
+            }
+        };
+        let (postgres, redis) = tokio::join!(postgres, redis);
+        postgres.into_iter().chain(redis).collect()
+    }
+
+    /// The local backup disk and the log disk.
+    fn disks(&self) -> Vec<Disk> {
+        let percent = self.run.disk_warn_percent;
+        let backups = self
+            .local
+            .dir
+            .as_deref()
+            .and_then(|dir| checks::disk_usage("backups", dir, percent));
+        let logs = checks::disk_usage("logs", &self.files.log_dir, percent)
+            .filter(|_| self.files.log_dir.is_dir());
+        backups.into_iter().chain(logs).collect()
+    }
+
+    /// Before the run: whether the local backup directory can hold at least what the previous
+    /// backups of each kind took.
+    async fn space_before(&self, destinations: &Destinations) -> Vec<String> {
+        let Some(dir) = &self.local.dir else {
+            return Vec::new();
+        };
+        let Some(local) = destinations.iter().find(|d| d.name() == "local") else {
+            return Vec::new();
+        };
+        let mut previous = 0u64;
+        for kind in BackupKind::BUILT_IN {
+            if let Ok(entries) = backup_core::list_backups(local.sink(), kind).await {
+                previous += entries.last().map_or(0, |e| e.size);
+            }
+        }
+        match checks::disk_usage("backups", dir, self.run.disk_warn_percent) {
+            Some(disk) if disk.available_bytes < previous => {
+                let warning = format!(
+                    "the local backup directory {} has {} free, less than the {} the previous \
+                     backups took: this run may fill the disk",
+                    dir.display(),
+                    backup_core::human_bytes(disk.available_bytes),
+                    backup_core::human_bytes(previous)
+                );
+                tracing::warn!("{warning}");
+                vec![warning]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
