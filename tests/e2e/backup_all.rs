@@ -539,3 +539,137 @@ async fn verify_full_parses_every_backup_and_status_judges_stale_and_missing() {
     let out = site.run("backup-status", &["--max-age", "2d"], &[]);
     assert_success(&out, "report within --max-age 2d");
 }
+
+#[tokio::test]
+async fn the_drill_restores_into_a_scratch_database_compares_and_drops_it() {
+    let site = Site::new().await;
+    let out = site.run("backup-all", &["--json", "--drill"], &[]);
+    assert_success(&out, "backup-all --drill");
+    let report = json(&out);
+    let drill = &component(&report, "database")["drill"];
+    assert_eq!(drill["ok"], true, "{drill:#}");
+    let rows: u64 = site
+        .w
+        .checksums(SOURCE_DB)
+        .await
+        .values()
+        .map(|t| t.rows as u64)
+        .sum();
+    assert_eq!(drill["found"], rows, "{drill:#}");
+    assert!(drill["compared"].as_u64().unwrap() >= 3, "{drill:#}");
+    let scratch = drill["scratch_database"].as_str().unwrap();
+    assert!(scratch.starts_with("randevubu_drill_"), "{scratch}");
+    assert!(
+        !site.w.databases().await.contains(&scratch.to_owned()),
+        "the scratch database was not dropped"
+    );
+    let manifest = &component(&report, "database")["manifest"];
+    assert!(manifest["source"]["table_rows"].is_object(), "{manifest:#}");
+    let redis = &component(&report, "redis")["drill"];
+    assert_eq!(redis["ok"], true, "{redis:#}");
+    assert_eq!(redis["found"], 50);
+}
+
+/// The drill through the library, with recorded counts that differ from what the backup
+/// holds (as if rows had been lost between the dump and its record): the component fails and
+/// the scratch database is still dropped.
+#[tokio::test]
+async fn a_drill_whose_restored_counts_differ_from_the_record_fails_the_component() {
+    use backup::core::{Destination, Destinations};
+    use backup::orchestrate::{back_up, database_drill, recorded_row_counts, BackupJob};
+    use backup::sources::postgres::{DumpFormat, PgConnection, PostgresConfig};
+
+    let w = World::new(1).await;
+    let env = w.env();
+    let connection = PgConnection::from_env_map(&|k: &str| env.get(k).cloned()).unwrap();
+    let postgres = PostgresConfig {
+        connection: connection.clone(),
+        bin_dir: None,
+    };
+    std::fs::create_dir_all(&w.backups).unwrap();
+    let sink = backup::storage::LocalSink::new(&w.backups).unwrap();
+    let destinations = Destinations::new(vec![Destination::new("local", Box::new(sink))]);
+    let keyring = backup::crypto::Keyring::new(
+        backup::crypto::EncryptionKey::from_file(&w.key_file).unwrap(),
+    );
+    let mut job = BackupJob::default();
+    job.options = job.options.encrypted_with(keyring.current().clone());
+    let mut source = PostgresConfig::source(&postgres, DumpFormat::Plain)
+        .unwrap()
+        .with_row_counts();
+    let mut run = back_up(&mut source, &destinations, &job, None)
+        .await
+        .unwrap();
+    let mut recorded = recorded_row_counts(&run.committed().unwrap().manifest).unwrap();
+    assert!(!recorded.is_empty());
+    let table = recorded.keys().next().unwrap().clone();
+    *recorded.get_mut(&table).unwrap() += 1;
+    let spool = w.dir.path().to_path_buf();
+    database_drill(
+        &mut run,
+        &destinations,
+        &postgres,
+        &keyring,
+        &spool,
+        Some(recorded),
+    )
+    .await;
+    let drill = run.drill.clone().unwrap();
+    assert!(!drill.ok);
+    assert_eq!(drill.differences.len(), 1, "{:?}", drill.differences);
+    assert!(
+        drill.differences[0].starts_with(&table),
+        "{:?}",
+        drill.differences
+    );
+    assert_eq!(run.status(), backup::core::RunStatus::Failed);
+    assert!(run.failures().iter().any(|f| f.contains("restore drill")));
+    let scratch = drill.scratch_database.unwrap();
+    assert!(!w.databases().await.contains(&scratch));
+}
+
+/// `--verify hash` through the library: a copy damaged right after it was stored (between the
+/// commit and the check) fails that destination, and with it the run.
+#[tokio::test]
+async fn verify_hash_catches_an_object_damaged_right_after_it_was_stored() {
+    use backup::core::{BackupKind, Destination, Destinations, MemorySource, RunStatus};
+    use backup::orchestrate::{back_up, verify_run, BackupJob, VerifyMode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let destinations = Destinations::new(vec![Destination::new(
+        "local",
+        Box::new(backup::storage::LocalSink::new(&root).unwrap()),
+    )]);
+    let data = vec![7u8; 256 * 1024];
+    let mut source = MemorySource::new(BackupKind::CONFIG, "tar", data);
+    let mut run = back_up(&mut source, &destinations, &BackupJob::default(), None)
+        .await
+        .unwrap();
+    let key = run.committed().unwrap().key.clone();
+    let path = root.join(&key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let no_check = || -> Box<dyn backup::core::RestoreTarget> { unreachable!("hash only") };
+    verify_run(
+        &mut run,
+        &destinations,
+        BackupKind::CONFIG,
+        VerifyMode::Hash,
+        None,
+        dir.path(),
+        &no_check,
+    )
+    .await;
+    assert_eq!(run.verification.len(), 1);
+    assert!(!run.verification[0].ok);
+    assert!(
+        run.verification[0].detail.contains("SHA-256"),
+        "{}",
+        run.verification[0].detail
+    );
+    assert_eq!(run.status(), RunStatus::Failed);
+}

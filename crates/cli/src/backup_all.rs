@@ -42,6 +42,13 @@ pub struct BackupAllArgs {
     #[arg(long, value_name = "COMPONENT", value_parser = clap::builder::PossibleValuesParser::new(backup_orchestrate::COMPONENTS))]
     skip: Vec<String>,
 
+    /// Restore drill: restore the database backup into a scratch database `<db>_drill_<time>`
+    /// (dropped afterwards) and compare every table's row count with the counts taken in the
+    /// dump's own snapshot; parse the Redis backup and compare its keys per database with its
+    /// manifest. A mismatch fails the component [env: BACKUP_DRILL]
+    #[arg(long)]
+    drill: bool,
+
     /// Do not apply the retention policy after the backups [env: BACKUP_PRUNE=false]
     #[arg(long)]
     no_prune: bool,
@@ -62,6 +69,7 @@ pub async fn run(args: BackupAllArgs) -> Result<ExitStatus, CliError> {
             args.timeout_per_component.as_ref(),
         ),
         flag("BACKUP_VERIFY", "--verify", args.verify),
+        flag("BACKUP_DRILL", "--drill", args.drill.then_some(true)),
         flag("BACKUP_PRUNE", "--no-prune", args.no_prune.then_some(false)),
         flag(
             "BACKUP_SKIP_COMPONENTS",

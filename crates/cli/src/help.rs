@@ -220,6 +220,12 @@ After the backups: each stored copy is verified (--verify), PostgreSQL (SELECT 1
 (PING) are checked, the backup and log disks are measured (warning above
 BACKUP_DISK_WARN_PERCENT, default 85), and retention is applied (unless --no-prune).
 
+Drill (--drill, BACKUP_DRILL=true): the database backup is restored into a scratch database
+DB_drill_YYYYMMDD_HHMMSS, dropped afterwards, and every table's row count is compared with the
+counts taken in the dump's own snapshot (exported to pg_dump --snapshot); the Redis backup is
+parsed to its end and its keys per database compared with its manifest. A mismatch, or a
+restore that fails, fails the component.
+
 Report: reports/orchestration/backup_report_YYYYMMDD_HHMMSS.json and the run's log
 logs/orchestration/backup_YYYYMMDD_HHMMSS.log on every destination; the log is also appended
 to BACKUP_LOG_DIR/backup_YYYYMMDD_HHMMSS.log. backup-status reads the newest report.
@@ -244,7 +250,10 @@ Examples:
   backup-all --config /etc/backup/backup.toml --print-config
 
   # Decrypt and parse every backup after writing it; keep everything
-  backup-all --verify full --no-prune --json";
+  backup-all --verify full --no-prune --json
+
+  # Prove the database backup restores (a scratch database, dropped afterwards)
+  backup-all --drill";
 
 /// `backup-status --help`.
 pub const BACKUP_STATUS: &str = "\

@@ -1,6 +1,7 @@
 //! One backup job: a source into every destination, then its follow-up steps.
 
 use crate::checks::Verification;
+use crate::drill::Drill;
 use backup_core::{
     run_backup_to_all, BackupKind, BackupOptions, BackupReport, CoreError, DestinationResult,
     Destinations, ProgressFn, RunStatus, Source,
@@ -32,6 +33,9 @@ pub struct BackupRun {
     pub verification: Vec<Verification>,
     /// Warnings of the follow-up steps (a log file retention could not delete).
     pub warnings: Vec<String>,
+    /// The restore drill, when one ran ([`database_drill`](crate::database_drill),
+    /// [`redis_drill`](crate::redis_drill)); a failed one fails the run.
+    pub drill: Option<Box<Drill>>,
 }
 
 /// Runs `job` with `source` into every destination (one pass over the source), then its
@@ -70,6 +74,7 @@ pub async fn back_up(
         latest_requested: job.publish_latest.is_some(),
         verification: Vec::new(),
         warnings: Vec::new(),
+        drill: None,
     })
 }
 
@@ -90,12 +95,20 @@ impl BackupRun {
                 .err()
                 .map(|e| format!("{name} ({}): {e}", r.destination))
         });
-        failed.chain(self.step_failures.iter().cloned()).collect()
+        let drill = self.drill.as_ref().filter(|d| !d.ok).map(|d| d.summary());
+        failed
+            .chain(self.step_failures.iter().cloned())
+            .chain(drill)
+            .collect()
     }
 
     /// [`RunStatus::Success`] when committed everywhere with every follow-up step done,
-    /// [`RunStatus::Partial`] when committed somewhere, [`RunStatus::Failed`] when nowhere.
+    /// [`RunStatus::Partial`] when committed somewhere, [`RunStatus::Failed`] when nowhere
+    /// or when the restore drill failed (the backup does not restore as it should).
     pub fn status(&self) -> RunStatus {
+        if self.drill.as_ref().is_some_and(|d| !d.ok) {
+            return RunStatus::Failed;
+        }
         match (self.committed(), self.failures().is_empty()) {
             (Some(_), true) => RunStatus::Success,
             (Some(_), false) => RunStatus::Partial,
@@ -129,6 +142,7 @@ impl BackupRun {
             "latest_object": self.latest,
             "verification": self.verification,
             "warnings": self.warnings,
+            "drill": self.drill,
         })
     }
 }

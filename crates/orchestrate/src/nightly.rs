@@ -20,6 +20,7 @@ use chrono::Utc;
 
 use crate::checks::{self, Disk, Health};
 use crate::components::{overall, run_stages, Component, ComponentResult};
+use crate::drill::{database_drill, recorded_keys_per_db, recorded_row_counts, redis_drill};
 use crate::job::{back_up, BackupJob, BackupRun};
 use crate::report::{self, ComponentReport, RunReport, REPORT_FORMAT_VERSION};
 use crate::run_config::RunConfig;
@@ -85,13 +86,6 @@ impl Nightly {
         };
         let files: FilesConfig = config.component()?;
         let run: RunConfig = config.component()?;
-        if run.drill {
-            return Err(CoreError::Config(
-                "BACKUP_DRILL: the restore drill is not built yet; unset BACKUP_DRILL (use \
-                 --verify full to parse every backup)"
-                    .to_owned(),
-            ));
-        }
         let skipped = |name: &str| run.skip.iter().any(|s| s == name);
         let left_out = |name: &str| format!("left out by BACKUP_SKIP_COMPONENTS / --skip {name}");
         let postgres = if skipped("database") {
@@ -223,7 +217,7 @@ impl Nightly {
         }
         let components: Vec<ComponentReport> = results
             .iter()
-            .map(|r: &ComponentResult| ComponentReport::new(r, None))
+            .map(|r: &ComponentResult| ComponentReport::new(r))
             .collect();
         for c in &components {
             warnings.extend(c.warnings.iter().map(|w| format!("{}: {w}", c.component)));
@@ -270,6 +264,9 @@ impl Nightly {
             let mut source = postgres
                 .source(DumpFormat::Plain)
                 .map_err(|e| CoreError::Config(e.to_string()))?;
+            if self.run.drill {
+                source = source.with_row_counts();
+            }
             let job = BackupJob {
                 options: self
                     .pipeline
@@ -293,6 +290,12 @@ impl Nightly {
                 &check,
             )
             .await;
+            if self.run.drill && run.committed().is_some() {
+                let recorded = run
+                    .committed()
+                    .and_then(|r| recorded_row_counts(&r.manifest));
+                database_drill(&mut run, destinations, postgres, keyring, spool, recorded).await;
+            }
             Ok(run)
         })
     }
@@ -339,6 +342,12 @@ impl Nightly {
                 &check,
             )
             .await;
+            if self.run.drill && run.committed().is_some() {
+                let recorded = run
+                    .committed()
+                    .and_then(|r| recorded_keys_per_db(&r.manifest));
+                redis_drill(&mut run, destinations, keyring, spool, recorded).await;
+            }
             Ok(run)
         })
     }

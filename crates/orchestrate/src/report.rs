@@ -104,8 +104,8 @@ pub struct ComponentReport {
 }
 
 impl ComponentReport {
-    /// The report of `result`, with its drill.
-    pub fn new(result: &ComponentResult, drill: Option<serde_json::Value>) -> Self {
+    /// The report of `result`.
+    pub fn new(result: &ComponentResult) -> Self {
         let mut report = Self {
             component: result.name.clone(),
             status: result.status_name().to_owned(),
@@ -118,7 +118,7 @@ impl ComponentReport {
             objects: BTreeMap::new(),
             failed_destinations: BTreeMap::new(),
             verification: Vec::new(),
-            drill,
+            drill: None,
             manifest: None,
             warnings: Vec::new(),
         };
@@ -127,6 +127,10 @@ impl ComponentReport {
             Outcome::Ran(run) => {
                 report.verification.clone_from(&run.verification);
                 report.warnings.clone_from(&run.warnings);
+                report.drill = run
+                    .drill
+                    .as_ref()
+                    .and_then(|d| serde_json::to_value(d).ok());
                 for (name, outcome) in &run.results {
                     match &outcome.result {
                         Ok(stored) => {

@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod dump;
 mod restore;
+mod rows;
 mod tools;
 
 pub use apply::{pg_restore_args, psql_args};
@@ -23,6 +24,7 @@ pub use restore::{
     derived_db_name, quote_ident, validate_db_name, PostgresRestore, RestoreOptions, ASIDE_INFIX,
     MAX_DB_NAME_BYTES, SCRATCH_INFIX,
 };
+pub use rows::{compare_row_counts, row_counts};
 pub use tools::{PgTools, DEBIAN_ROOT};
 
 /// The comment `pg_dump` writes at the end of a complete plain dump (and `pg_restore` at the

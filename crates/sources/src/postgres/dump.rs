@@ -9,6 +9,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::connection::PgConnection;
+use super::rows::CountedSnapshot;
 use super::tools::{discover_async, PgTools};
 use super::DUMP_COMPLETE_MARKER;
 use crate::error::SourceError;
@@ -66,6 +67,8 @@ struct Running {
     check: Tee<(), String>,
     server_version: String,
     tools: PgTools,
+    /// The snapshot pg_dump dumps, with the row counts taken in it (when asked for).
+    snapshot: Option<CountedSnapshot>,
 }
 
 /// A PostgreSQL database dumped by `pg_dump` (kind [`BackupKind::DATABASE`]).
@@ -79,6 +82,7 @@ pub struct PostgresSource {
     conn: PgConnection,
     format: DumpFormat,
     tools: Option<PgTools>,
+    row_counts: bool,
     running: Option<Running>,
 }
 
@@ -103,8 +107,19 @@ impl PostgresSource {
             conn,
             format,
             tools: None,
+            row_counts: false,
             running: None,
         }
+    }
+
+    /// Also records the row count of every table (`table_rows` in the manifest's source
+    /// facts), counted in the snapshot `pg_dump` dumps: the source exports a snapshot from a
+    /// repeatable-read transaction and gives it to `pg_dump --snapshot`, so the counts are
+    /// exactly those of the dump, for the restore drill to compare with. Counting reads every
+    /// table once more.
+    pub fn with_row_counts(mut self) -> Self {
+        self.row_counts = true;
+        self
     }
 
     /// Uses these tools instead of discovering them.
@@ -169,7 +184,15 @@ impl PostgresSource {
             source,
         };
         let (pipe_out, pipe_in) = std::io::pipe().map_err(spawn_error)?;
+        let snapshot = if self.row_counts {
+            Some(CountedSnapshot::export(&self.conn).await?)
+        } else {
+            None
+        };
         let mut cmd = Command::new(tools.pg_dump());
+        if let Some(snapshot) = &snapshot {
+            cmd.arg(format!("--snapshot={}", snapshot.id));
+        }
         cmd.args(pg_dump_args(self.format))
             .stdin(Stdio::null())
             .stdout(pipe_in);
@@ -194,6 +217,7 @@ impl PostgresSource {
             check,
             server_version,
             tools,
+            snapshot,
         });
         Ok(Box::new(reader))
     }
@@ -250,6 +274,15 @@ impl PostgresSource {
         }
         tracing::info!("pg_dump finished: {bytes} bytes");
         let mut details = BTreeMap::new();
+        if let Some(snapshot) = run.snapshot.take() {
+            let counts = snapshot.finish().await?;
+            tracing::info!(
+                "counted {} rows in {} tables in the dump's snapshot",
+                counts.values().sum::<u64>(),
+                counts.len()
+            );
+            details.insert("table_rows".to_owned(), serde_json::json!(counts));
+        }
         details.insert(
             "dump_format".to_owned(),
             serde_json::Value::from(self.format.name()),
