@@ -5,13 +5,16 @@
 //! into a new database and compares every table with the original. Then the same for Redis:
 //! a throwaway `redis-server` with every type and encoding, a backup over the replication
 //! protocol, a dry run that parses every key, and an online restore into a second server,
-//! compared key by key.
+//! compared key by key. Last, the nightly job: the `backup-all` program over both servers, a
+//! sample config directory and a log directory, announced to a webhook receiver started here,
+//! then `backup-status`.
 //!
 //! Run: `bash scripts/quickstart.sh` (installs what is missing), or
 //! `cargo run --example quickstart -- [--scale N]`.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use backup::core::{
@@ -194,9 +197,131 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("   {} keys identical (type, value, TTL)", after.len());
 
+    println!(
+        "10. The nightly job: backup-all over both servers, a sample config directory and a log"
+    );
+    println!("    directory, announced to a webhook receiver on this machine; then backup-status:");
+    nightly(&pg, &redis, key_path)?;
+
     println!("Done. Backups are in ./quickstart-backups; try:");
     println!(
         "   BACKUP_LOCAL_DIR=quickstart-backups BACKUP_ENCRYPTION_KEY_FILE=quickstart.key \\\n     cargo run -p backup-cli --bin restore-database -- --list   (or restore-redis)"
     );
     Ok(())
+}
+
+/// Runs the installed-style `backup-all` binary (built beside this example) over the
+/// throwaway servers, with a webhook receiver that prints what it is sent, then `backup-status`.
+fn nightly(pg: &PgCluster, redis: &RedisServer, key: &Path) -> anyhow::Result<()> {
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("no target directory")?;
+    let program = |name: &str| -> anyhow::Result<PathBuf> {
+        let path = bin_dir.join(name);
+        anyhow::ensure!(
+            path.is_file(),
+            "{} is not built: run `cargo build -p backup-cli --bins` (scripts/quickstart.sh does)",
+            path.display()
+        );
+        Ok(path)
+    };
+    let config_dir = Path::new("quickstart-config");
+    std::fs::create_dir_all(config_dir.join("nginx"))?;
+    std::fs::write(
+        config_dir.join("nginx/site.conf"),
+        "server { listen 443 ssl; }\n",
+    )?;
+    std::fs::write(config_dir.join("app.env.example"), "BOOKING_SLOTS=48\n")?;
+    let log_dir = Path::new("quickstart-logs");
+    std::fs::create_dir_all(log_dir)?;
+    std::fs::write(log_dir.join("app.log"), "booking service started\n")?;
+    let webhook = start_webhook()?;
+
+    let mut env: Vec<(String, String)> = pg.env("randevubu");
+    env.extend(redis.env());
+    env.extend([
+        (
+            "BACKUP_LOCAL_DIR".to_owned(),
+            "quickstart-backups".to_owned(),
+        ),
+        (
+            "BACKUP_ENCRYPTION_KEY_FILE".to_owned(),
+            key.display().to_string(),
+        ),
+        (
+            "BACKUP_CONFIG_PATHS".to_owned(),
+            config_dir.display().to_string(),
+        ),
+        ("BACKUP_LOG_DIR".to_owned(), log_dir.display().to_string()),
+        ("BACKUP_NOTIFICATION_URL".to_owned(), webhook),
+    ]);
+    let run = |name: &str, args: &[&str]| -> anyhow::Result<std::process::Output> {
+        let mut cmd = std::process::Command::new(program(name)?);
+        // Only this environment: nothing of the caller's shell points elsewhere.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BACKUP_") || k.starts_with("POSTGRES_") || k.starts_with("REDIS_") {
+                cmd.env_remove(k);
+            }
+        }
+        Ok(cmd.envs(env.iter().cloned()).args(args).output()?)
+    };
+    let out = run("backup-all", &["--verify", "full", "--drill"])?;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        // The summary lines, without their timestamps.
+        if let Some(rest) = line.split_once(" INFO ").map(|(_, r)| r) {
+            let status = rest.split_whitespace().nth(1).unwrap_or("");
+            let summary = ["success", "partial", "failed", "skipped"].contains(&status);
+            if summary || rest.contains("restore drill") {
+                println!("    {rest}");
+            }
+        }
+    }
+    anyhow::ensure!(
+        out.status.success(),
+        "backup-all failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("backup-status", &[])?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("    backup-status: {line}");
+    }
+    anyhow::ensure!(out.status.success(), "backup-status: {}", out.status);
+    Ok(())
+}
+
+/// A webhook receiver on 127.0.0.1 that prints the `text` of each notification.
+fn start_webhook() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hooks/quickstart", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let Ok(clone) = stream.try_clone() else {
+                continue;
+            };
+            let mut reader = BufReader::new(clone);
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(note) = serde_json::from_slice::<serde_json::Value>(&body) {
+                    println!(
+                        "    webhook received: {}",
+                        note["text"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    Ok(url)
 }
