@@ -5,6 +5,10 @@
 # on a throwaway PostgreSQL filled with generated data of a chosen dump size.
 #
 # Usage: bash scripts/bench.sh [--size-mb N] [--runs N] [--keep] [-h|--help]
+#        bash scripts/bench.sh --backup-all [OPTIONS]
+#   --backup-all runs scripts/bench-all.sh with the OPTIONS after it instead (backup-all over a
+#                generated database and Redis data set against backup-database and
+#                backup-redis alone; see bash scripts/bench-all.sh --help); must come first
 #   --size-mb N  size of the database's plain pg_dump output in MB (10^6 bytes), default 500;
 #                the data generator's scale is calibrated from a scale-1 load
 #   --runs N     timed runs per command (hyperfine --runs), default $RUNS or 3
@@ -34,6 +38,8 @@ set -euo pipefail
 
 usage() { sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
+if [ "${1:-}" = --backup-all ]; then shift; exec bash "$(dirname "$0")/bench-all.sh" "$@"; fi
+
 SIZE_MB=500
 RUNS=${RUNS:-3}
 KEEP=0
@@ -45,6 +51,7 @@ while [ $# -gt 0 ]; do
     --runs=*) RUNS=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
+    --backup-all) echo "bench: --backup-all must be the first argument (see --help)" >&2; exit 2 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

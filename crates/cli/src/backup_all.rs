@@ -97,7 +97,7 @@ pub async fn run(args: BackupAllArgs) -> Result<ExitStatus, CliError> {
     if let Some(notifier) = Notifier::new(&notify) {
         report.announce(&notifier).await;
     }
-    for line in summary(&report) {
+    for line in report.summary_lines() {
         tracing::info!("{line}");
     }
     // The log as it stands now: everything but the storing of itself.
@@ -124,40 +124,4 @@ pub async fn run(args: BackupAllArgs) -> Result<ExitStatus, CliError> {
         2 => ExitStatus::Failure,
         _ => ExitStatus::Usage,
     })
-}
-
-/// The closing lines: one per component, then the overall status.
-fn summary(report: &backup_orchestrate::RunReport) -> Vec<String> {
-    let mut lines: Vec<String> = report
-        .components
-        .iter()
-        .map(|c| {
-            let what = match (&c.skipped_because, &c.error, c.stored_bytes) {
-                (Some(why), ..) => why.clone(),
-                (None, Some(error), _) => error.clone(),
-                (None, None, Some(bytes)) => format!(
-                    "{} stored ({})",
-                    backup_core::human_bytes(bytes),
-                    c.objects.values().next().map_or("", String::as_str)
-                ),
-                (None, None, None) => String::new(),
-            };
-            format!(
-                "{:<8} {:<8} {:>6.1}s  {what}",
-                c.component, c.status, c.elapsed_seconds
-            )
-        })
-        .collect();
-    lines.push(format!(
-        "backup-all {} in {:.1}s (exit {}){}",
-        report.status,
-        report.duration_seconds,
-        report.exit_code,
-        if report.warnings.is_empty() {
-            String::new()
-        } else {
-            format!(", {} warning(s)", report.warnings.len())
-        }
-    ));
-    lines
 }

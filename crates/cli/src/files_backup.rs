@@ -3,7 +3,7 @@
 
 use backup_core::PipelineConfig;
 use backup_orchestrate::{BackupJob, RunStatus};
-use backup_sources::files::{prune_old_logs, FilesConfig, FilesKind};
+use backup_sources::files::{apply_log_retention, FilesConfig, FilesKind};
 use clap::Parser;
 
 use crate::common::{self, CommonArgs, CompressionArgs, Loaded};
@@ -69,20 +69,9 @@ pub async fn run(args: BackupFilesArgs) -> Result<ExitStatus, CliError> {
     if let (FilesKind::Logs, Some(days), RunStatus::Success) =
         (args.kind, files.log_retention_days, run.status())
     {
-        match prune_old_logs(&files.log_dir, days, std::time::SystemTime::now()) {
-            Ok(pruned) => {
-                for path in &pruned.kept_open {
-                    tracing::info!("kept {} (older than {days} days, but open)", path.display());
-                }
-                for failure in &pruned.failed {
-                    tracing::warn!("log retention: {failure}");
-                }
-                tracing::info!(
-                    "log retention: deleted {} local log file(s) older than {days} days",
-                    pruned.removed.len()
-                );
-            }
-            Err(e) => tracing::warn!("log retention: {}: {e}", files.log_dir.display()),
+        let now = std::time::SystemTime::now();
+        for warning in apply_log_retention(&files.log_dir, days, now) {
+            tracing::warn!("{warning}");
         }
     }
     status

@@ -108,8 +108,9 @@ impl ComponentResult {
             Outcome::Ran(_) | Outcome::Skipped(_) => None,
             Outcome::Failed(e) => Some(e.clone()),
             Outcome::TimedOut(after) => Some(format!(
-                "stopped after the timeout of {} s; nothing of it was committed",
-                after.as_secs()
+                "stopped after the timeout of {} (BACKUP_TIMEOUT_PER_COMPONENT); a backup it \
+                 had not committed is discarded",
+                crate::run_config::format_duration(*after)
             )),
         }
     }

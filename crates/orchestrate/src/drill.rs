@@ -108,6 +108,12 @@ pub async fn database_drill(
     let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S").to_string();
     let scratch = derived_db_name(postgres.connection.dbname(), "drill", &stamp, 0);
     drill.scratch_database = Some(scratch.clone());
+    // Dropped even when the drill is cancelled half-way (the component's timeout).
+    let mut guard = ScratchGuard {
+        postgres: postgres.clone(),
+        name: scratch.clone(),
+        armed: true,
+    };
     let outcome = async {
         let recorded = recorded
             .ok_or("the backup recorded no row counts to compare with (made without the drill)")?;
@@ -145,6 +151,7 @@ pub async fn database_drill(
         }
         Err(e) => drill.error = Some(e),
     }
+    guard.armed = false;
     if let Err(e) = drop_database(postgres, &scratch).await {
         tracing::warn!("database: could not drop the drill database {scratch}: {e}; drop it");
         run.warnings.push(format!(
@@ -229,6 +236,30 @@ fn finish(run: &mut BackupRun, mut drill: Drill, started: Instant, component: &s
         tracing::error!("{component}: {}", drill.summary());
     }
     run.drill = Some(Box::new(drill));
+}
+
+/// Drops the scratch database in the background if the drill is dropped before it could.
+struct ScratchGuard {
+    postgres: PostgresConfig,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (postgres, name) = (self.postgres.clone(), std::mem::take(&mut self.name));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            tracing::warn!("the drill was stopped; dropping its database {name}");
+            runtime.spawn(async move {
+                if let Err(e) = drop_database(&postgres, &name).await {
+                    tracing::warn!("could not drop the drill database {name}: {e}; drop it");
+                }
+            });
+        }
+    }
 }
 
 /// Drops `name`, waiting for the sessions of the drill to go (they end as their clients are

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -56,7 +56,12 @@ impl RunLock {
             source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            // Mode 0700, as the backup directory it usually is would be made by a backup.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
         }
         let file = OpenOptions::new()
             .read(true)
@@ -109,6 +114,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/run.lock");
         let first = RunLock::acquire(&path).unwrap();
+        let mode = std::fs::metadata(dir.path().join("sub")).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
         let contents = std::fs::read_to_string(&path).unwrap();
         assert_eq!(contents.trim(), std::process::id().to_string());
         match RunLock::acquire(&path) {

@@ -12,7 +12,7 @@ use backup_core::{
 };
 use backup_crypto::Keyring;
 use backup_sources::files::{
-    prune_old_logs, FilesCheck, FilesConfig, FilesKind, FilesRestoreOptions,
+    apply_log_retention, FilesCheck, FilesConfig, FilesKind, FilesRestoreOptions,
 };
 use backup_sources::postgres::{DumpFormat, PostgresConfig};
 use backup_sources::redis::{RdbCheck, RedisSettings, RedisSource};
@@ -445,23 +445,8 @@ impl Nightly {
         let Some(days) = self.files.log_retention_days else {
             return;
         };
-        match prune_old_logs(&self.files.log_dir, days, SystemTime::now()) {
-            Ok(pruned) => {
-                for path in &pruned.kept_open {
-                    tracing::info!("kept {} (older than {days} days, but open)", path.display());
-                }
-                run.warnings
-                    .extend(pruned.failed.iter().map(|f| format!("log retention: {f}")));
-                tracing::info!(
-                    "log retention: deleted {} local log file(s) older than {days} days",
-                    pruned.removed.len()
-                );
-            }
-            Err(e) => run.warnings.push(format!(
-                "log retention: {}: {e}",
-                self.files.log_dir.display()
-            )),
-        }
+        let warnings = apply_log_retention(&self.files.log_dir, days, SystemTime::now());
+        run.warnings.extend(warnings);
     }
 
     /// `SELECT 1` and `PING` on the configured servers, at the same time.

@@ -265,6 +265,43 @@ impl RunReport {
         text
     }
 
+    /// The closing lines of a run: one per component (status, time, size and object, or the
+    /// error or why it was skipped), then the overall status.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .components
+            .iter()
+            .map(|c| {
+                let what = match (&c.skipped_because, &c.error, c.stored_bytes) {
+                    (Some(why), ..) => why.clone(),
+                    (None, Some(error), _) => error.clone(),
+                    (None, None, Some(bytes)) => format!(
+                        "{} stored ({})",
+                        backup_core::human_bytes(bytes),
+                        c.objects.values().next().map_or("", String::as_str)
+                    ),
+                    (None, None, None) => String::new(),
+                };
+                format!(
+                    "{:<8} {:<8} {:>6.1}s  {what}",
+                    c.component, c.status, c.elapsed_seconds
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "backup-all {} in {:.1}s (exit {}){}",
+            self.status,
+            self.duration_seconds,
+            self.exit_code,
+            if self.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", {} warning(s)", self.warnings.len())
+            }
+        ));
+        lines
+    }
+
     /// The webhook message: the status, [`text`](Self::text), and per component its status,
     /// figures, objects and error.
     pub fn notification(&self) -> Notification {

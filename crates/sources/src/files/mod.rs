@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 pub use archive::{archive_name, ArchiveReport, Exclusions, Filter};
 pub use restore::{check_then_extract, FilesCheck, FilesExtract, FilesRestoreOptions, Planned};
-pub use retention::{prune_old_logs, LogPrune};
+pub use retention::{apply_log_retention, prune_old_logs, LogPrune};
 
 use crate::stream::{ChannelReader, ChannelWriter};
 

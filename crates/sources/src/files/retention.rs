@@ -18,6 +18,29 @@ pub struct LogPrune {
     pub failed: Vec<String>,
 }
 
+/// Runs [`prune_old_logs`] on `dir` and logs what it did: each file kept because it is open,
+/// and how many were deleted. Returns the warnings (files that could not be deleted, or `dir`
+/// unreadable), one line each, for the caller's report.
+pub fn apply_log_retention(dir: &Path, days: u32, now: SystemTime) -> Vec<String> {
+    match prune_old_logs(dir, days, now) {
+        Ok(pruned) => {
+            for path in &pruned.kept_open {
+                tracing::info!("kept {} (older than {days} days, but open)", path.display());
+            }
+            tracing::info!(
+                "log retention: deleted {} local log file(s) older than {days} days",
+                pruned.removed.len()
+            );
+            pruned
+                .failed
+                .iter()
+                .map(|f| format!("log retention: {f}"))
+                .collect()
+        }
+        Err(e) => vec![format!("log retention: {}: {e}", dir.display())],
+    }
+}
+
 /// Deletes regular files under `dir` (recursively, never following links) last modified more
 /// than `days` days before `now`, except those some process has open (found through
 /// `/proc/*/fd`). `days` of 0 deletes nothing: today's logs are never pruned.
