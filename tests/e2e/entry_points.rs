@@ -26,6 +26,7 @@ fn the_old_entry_points_run_the_new_commands_with_their_exit_codes() {
     let built_dir = built.parent().unwrap().display().to_string();
     let path = format!("{built_dir}:/usr/bin:/bin");
     for (script, command) in [
+        ("backup-all.sh", "backup-all"),
         ("backup-database.sh", "backup-database"),
         ("backup-redis.sh", "backup-redis"),
         ("restore-database.sh", "restore-database"),
@@ -73,4 +74,48 @@ fn the_old_entry_points_run_the_new_commands_with_their_exit_codes() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The old crontab's schedule, kept in `backup/backup-schedule.cron`: each job line has five
+/// time fields and runs an entry point that exists; the systemd units start programs this
+/// workspace builds (or the scan, until it lands, its placeholder's name).
+#[test]
+fn the_schedule_and_the_units_run_what_exists() {
+    let cron = std::fs::read_to_string(repo().join("backup/backup-schedule.cron")).unwrap();
+    let jobs: Vec<&str> = cron
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.contains('='))
+        .collect();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    for (job, when, script) in [
+        (jobs[0], "0 2 * * *", "scripts/backup-all.sh"),
+        (jobs[1], "0 3 * * 0", "scripts/security-scan.sh"),
+    ] {
+        assert!(job.starts_with(when), "{job}");
+        assert!(job.contains(&format!("bash {script}")), "{job}");
+        assert!(repo().join(script).is_file(), "{script}");
+        assert!(
+            !job.contains('%') || job.contains("\\%"),
+            "unescaped % in {job}"
+        );
+    }
+    for (unit, program) in [
+        ("backup-all.service", "backup-all"),
+        ("backup-status.service", "backup-status"),
+    ] {
+        let text = std::fs::read_to_string(repo().join("deploy").join(unit)).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("ExecStart=/usr/local/bin/{program}"))),
+            "{unit}"
+        );
+        bin(program);
+        for hardening in [
+            "ProtectSystem=strict",
+            "NoNewPrivileges=true",
+            "User=backup",
+        ] {
+            assert!(text.contains(hardening), "{unit} lacks {hardening}");
+        }
+    }
 }

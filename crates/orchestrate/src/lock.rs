@@ -114,8 +114,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/run.lock");
         let first = RunLock::acquire(&path).unwrap();
-        let mode = std::fs::metadata(dir.path().join("sub")).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+        let mode = std::fs::metadata(dir.path().join("sub"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
         let contents = std::fs::read_to_string(&path).unwrap();
         assert_eq!(contents.trim(), std::process::id().to_string());
         match RunLock::acquire(&path) {
