@@ -543,9 +543,25 @@ async fn verify_full_parses_every_backup_and_status_judges_stale_and_missing() {
 #[tokio::test]
 async fn the_drill_restores_into_a_scratch_database_compares_and_drops_it() {
     let site = Site::new().await;
+    // Left behind by a drill that was killed, and a database that only looks like one.
+    let leftover = "randevubu_drill_20200101_000000";
+    site.w.pg.create_database(leftover).await.unwrap();
+    site.w
+        .pg
+        .create_database("randevubu_drill_keep")
+        .await
+        .unwrap();
     let out = site.run("backup-all", &["--json", "--drill"], &[]);
     assert_success(&out, "backup-all --drill");
     let report = json(&out);
+    let databases = site.w.databases().await;
+    assert!(!databases.contains(&leftover.to_owned()), "{databases:?}");
+    assert!(databases.contains(&"randevubu_drill_keep".to_owned()));
+    assert!(report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains(leftover)));
     let drill = &component(&report, "database")["drill"];
     assert_eq!(drill["ok"], true, "{drill:#}");
     let rows: u64 = site

@@ -104,6 +104,9 @@ pub async fn database_drill(
     let Some((destination, key)) = committed(run) else {
         return;
     };
+    for left in drop_leftover_drills(postgres).await {
+        run.warnings.push(left);
+    }
     let mut drill = Drill::new(&destination, &key);
     let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S").to_string();
     let scratch = derived_db_name(postgres.connection.dbname(), "drill", &stamp, 0);
@@ -238,6 +241,58 @@ fn finish(run: &mut BackupRun, mut drill: Drill, started: Instant, component: &s
     run.drill = Some(Box::new(drill));
 }
 
+/// Whether `name` is a drill database of `db`: `<db>_drill_YYYYMMDD_HHMMSS` (or the shortened
+/// form [`derived_db_name`] makes for long names, with a `_N` suffix).
+fn is_drill_of(name: &str, db: &str) -> bool {
+    let stamp_of = |name: &str| -> bool {
+        name.len() == 15
+            && name
+                .char_indices()
+                .all(|(i, c)| if i == 8 { c == '_' } else { c.is_ascii_digit() })
+    };
+    (0..4).any(|n| {
+        let example = derived_db_name(db, "drill", "00000000_000000", n);
+        let prefix_len =
+            example.len() - "_drill_00000000_000000".len() - if n == 0 { 0 } else { 2 };
+        name.len() == example.len()
+            && name.starts_with(&example[..prefix_len])
+            && name[prefix_len..].starts_with("_drill_")
+            && stamp_of(&name[prefix_len + 7..prefix_len + 22])
+            && (n == 0 || name[prefix_len + 22..] == example[prefix_len + 22..])
+    })
+}
+
+/// Drops the drill databases an interrupted run left behind (killed before it could drop its
+/// own); the run's lock keeps other drills of this configuration away. Returns a warning per
+/// database dropped, or that could not be.
+async fn drop_leftover_drills(postgres: &PostgresConfig) -> Vec<String> {
+    let db = postgres.connection.dbname().to_owned();
+    let names: Vec<String> = match postgres.connection.connect().await {
+        Ok(client) => match client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE '%\\_drill\\_%'",
+                &[],
+            )
+            .await
+        {
+            Ok(rows) => rows.iter().map(|r| r.get::<_, String>(0)).collect(),
+            Err(_) => return Vec::new(),
+        },
+        Err(_) => return Vec::new(),
+    };
+    let mut warnings = Vec::new();
+    for name in names.into_iter().filter(|n| is_drill_of(n, &db)) {
+        tracing::warn!("database: dropping {name}, left behind by an interrupted drill");
+        warnings.push(match drop_database(postgres, &name).await {
+            Ok(()) => format!("dropped {name}, left behind by an interrupted drill"),
+            Err(e) => {
+                format!("{name}, left behind by an interrupted drill, could not be dropped: {e}")
+            }
+        });
+    }
+    warnings
+}
+
 /// Drops the scratch database in the background if the drill is dropped before it could.
 struct ScratchGuard {
     postgres: PostgresConfig,
@@ -284,4 +339,31 @@ async fn drop_database(postgres: &PostgresConfig, name: &str) -> Result<(), Stri
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_the_drill_makes_count_as_leftovers() {
+        assert!(is_drill_of("randevubu_drill_20261126_020000", "randevubu"));
+        assert!(!is_drill_of("randevubu_drill_20261126_02000", "randevubu"));
+        assert!(!is_drill_of("randevubu_drill_2026112x_020000", "randevubu"));
+        assert!(!is_drill_of("other_drill_20261126_020000", "randevubu"));
+        assert!(!is_drill_of(
+            "randevubu_drill_20261126_020000_keep",
+            "randevubu"
+        ));
+        assert!(!is_drill_of(
+            "randevubu_restore_20261126_020000",
+            "randevubu"
+        ));
+        assert!(!is_drill_of("randevubu", "randevubu"));
+        let long = "a".repeat(60);
+        let made = derived_db_name(&long, "drill", "20261126_020000", 0);
+        assert!(is_drill_of(&made, &long), "{made}");
+        let second = derived_db_name("randevubu", "drill", "20261126_020000", 2);
+        assert!(is_drill_of(&second, "randevubu"), "{second}");
+    }
 }
