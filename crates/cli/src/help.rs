@@ -199,7 +199,9 @@ written: absolute names, '..', links whose target leaves the target directory, a
 through a link (in the archive or already on disk), hard links and special files, and, without
 --overwrite, any file that already exists (all of them are listed). Each file is written to a
 temporary name beside its place and renamed; modes, mtimes and (as root) owners are restored.
-A failure half-way (a full disk) leaves the files restored until then, each one whole.
+A failure half-way (a full disk) leaves the files restored until then, each one whole; the
+temporary file a killed restore leaves (.NAME.restore-PID-RANDOM) goes with the next restore of
+that file.
 
 Exit codes: 0 success, 2 restore failed or refused, 3 usage or configuration error.
 

@@ -432,8 +432,22 @@ mod restore {
             std::fs::read(base.join("sub/a.conf")).unwrap(),
             b"changed\n"
         );
+        // What a restore killed half-way through a.conf left (its process is gone), beside
+        // names that only look alike: the first goes, the others stay.
+        let sub = base.join("sub");
+        let stale = sub.join(".a.conf.restore-999999999-0123456789abcdef");
+        let live = sub.join(format!(
+            ".a.conf.restore-{}-0123456789abcdef",
+            std::process::id()
+        ));
+        let foreign = sub.join(".a.conf.restore-notes");
+        for path in [&stale, &live, &foreign] {
+            std::fs::write(path, b"partial").unwrap();
+        }
         restore(&archive, &target, true).await.unwrap();
         assert_eq!(std::fs::read(base.join("sub/a.conf")).unwrap(), b"a=1\n");
+        assert!(!stale.exists(), "a dead restore's leftover stays");
+        assert!(live.exists() && foreign.exists());
     }
 
     fn nix_uid() -> u32 {

@@ -353,15 +353,53 @@ fn parent_of(dest: &Path) -> io::Result<&Path> {
         .ok_or_else(|| io::Error::other(format!("{} has no folder", dest.display())))
 }
 
+/// `.NAME.restore-PID-RANDOM` beside `dest`; the leftovers of earlier restores of `dest` whose
+/// process is gone (killed half-way through the file) are removed first.
 fn temp_name(dest: &Path) -> io::Result<PathBuf> {
     let name = dest
         .file_name()
-        .ok_or_else(|| io::Error::other(format!("{} has no name", dest.display())))?;
-    Ok(parent_of(dest)?.join(format!(
-        ".{}.restore-{:016x}",
-        name.to_string_lossy(),
+        .ok_or_else(|| io::Error::other(format!("{} has no name", dest.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let dir = parent_of(dest)?;
+    remove_stale_temps(dir, &name);
+    Ok(dir.join(format!(
+        ".{name}.restore-{}-{:016x}",
+        std::process::id(),
         rand_u64()
     )))
+}
+
+/// Removes `.NAME.restore-PID-RANDOM` files in `dir` whose process no longer runs: what a
+/// restore killed while writing `NAME` left behind. Anything else is never touched.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.restore-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, random)) = rest.split_once('-') else {
+            continue;
+        };
+        let ours = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let running = Path::new("/proc").join(pid.to_string()).exists();
+        let is_file = entry
+            .file_type()
+            .is_ok_and(|t| t.is_file() || t.is_symlink());
+        if ours && !running && is_file && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(
+                "removed {}, left by a restore that was stopped",
+                entry.path().display()
+            );
+        }
+    }
 }
 
 fn rand_u64() -> u64 {
