@@ -98,8 +98,11 @@ impl Default for RunConfig {
 impl RunConfig {
     /// The lock file: [`lock_file`](Self::lock_file), else `.backup-all.lock` in the local
     /// backup directory, else `backup-all.lock` in `$RUNTIME_DIRECTORY` (systemd's
-    /// `RuntimeDirectory=`), `$XDG_RUNTIME_DIR`, or `/run/lock` (never a world-writable
-    /// directory such as `/tmp`, where another user could plant it).
+    /// `RuntimeDirectory=`), `$XDG_RUNTIME_DIR`, or `/run/lock`. `/run/lock` is shared (mode
+    /// 1777 on Debian): a file another user planted there is never followed (no symbolic
+    /// links) and at worst makes the run fail with exit 3 naming the lock file, so set
+    /// `BACKUP_LOCK_FILE` or run from the systemd unit (`RuntimeDirectory=`) on shared
+    /// machines.
     pub fn lock_path(&self, local: &LocalConfig) -> PathBuf {
         if let Some(path) = &self.lock_file {
             return path.clone();
