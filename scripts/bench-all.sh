@@ -33,10 +33,10 @@
 #                                                  the two components at once, nothing after
 #   (d) backup-all --skip config --skip logs      verify hash + retention (informational)
 # plus one more run of (c) under /usr/bin/time -v while sampling VmHWM of backup-tool and of
-# its children (pg_dump), for peak RSS; prints the run's timeline from its log in
-# BACKUP_LOG_DIR and a summary with PASS/FAIL: (c) / max((a), (b)) <= 1.15x, whole-run peak
-# RSS < 96 MiB. Exit status: 0 when every step ran (a missed target is reported, not an
-# error), non-zero when a step failed.
+# its children (pg_dump), for peak RSS, and the CPU of backup-tool's main thread and of the
+# machine; prints that run's timeline from its log in BACKUP_LOG_DIR and a summary with
+# PASS/FAIL: (c) / max((a), (b)) <= 1.15x, whole-run peak RSS < 96 MiB. Exit status: 0 when
+# every step ran (a missed target is reported, not an error), non-zero when a step failed.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
@@ -345,23 +345,42 @@ TPID=$!
 declare -A HWM=() NAME=()
 TOOL_PID=
 NOW_MAX=0   # the largest sum of VmRSS of backup-tool and its children seen at one moment
-status_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status" 2>/dev/null || true; }
+CPU_MAIN=0  # backup-tool's CPU ticks: its main thread, and the whole process
+CPU_PROC=0
+# Sampling with shell builtins where it can, so as not to take CPU from the measured run.
+proc_kb() { # pid: sets P_HWM and P_RSS (kB) from /proc/PID/status
+  local k v rest
+  P_HWM=; P_RSS=
+  while read -r k v rest; do
+    case $k in VmHWM:) P_HWM=$v ;; VmRSS:) P_RSS=$v ;; esac
+  done < "/proc/$1/status"
+}
+ticks_of() { # /proc/.../stat: sets TICKS to utime + stime (the name has no spaces here)
+  local st
+  read -r -a st < "$1"
+  TICKS=$(( st[13] + st[14] ))
+}
+busy_ticks() { local c; read -r -a c < /proc/stat; echo $(( c[1] + c[2] + c[3] + c[6] + c[7] + c[8] )); }
+BUSY_START=$(busy_ticks)
 while kill -0 "$TPID" 2>/dev/null; do
   [ -n "$TOOL_PID" ] || TOOL_PID=$(pgrep -P "$TPID" 2>/dev/null | head -n 1 || true)
   if [ -n "$TOOL_PID" ]; then
     now=0
     for pid in "$TOOL_PID" $(pgrep -P "$TOOL_PID" 2>/dev/null || true); do
-      hwm=$(status_kb "$pid" VmHWM); rss=$(status_kb "$pid" VmRSS)
-      [ -n "$hwm" ] || continue
+      { proc_kb "$pid"; } 2>/dev/null || continue
+      [ -n "$P_HWM" ] || continue
       # The name after exec (a child caught between fork and exec still has its parent's).
       { read -r comm < "/proc/$pid/comm"; } 2>/dev/null && NAME[$pid]=$comm
-      [ "$hwm" -gt "${HWM[$pid]:-0}" ] && HWM[$pid]=$hwm
-      now=$((now + ${rss:-0}))
+      [ "$P_HWM" -gt "${HWM[$pid]:-0}" ] && HWM[$pid]=$P_HWM
+      now=$((now + ${P_RSS:-0}))
     done
     [ "$now" -gt "$NOW_MAX" ] && NOW_MAX=$now
+    { ticks_of "/proc/$TOOL_PID/task/$TOOL_PID/stat"; } 2>/dev/null && CPU_MAIN=$TICKS
+    { ticks_of "/proc/$TOOL_PID/stat"; } 2>/dev/null && CPU_PROC=$TICKS
   fi
   sleep 0.05
 done
+BUSY=$(( $(busy_ticks) - BUSY_START ))
 wait "$TPID" || { tail -n 25 "$W/rss/all.out" >&2; die "backup-all failed in its /usr/bin/time run"; }
 maxrss() { sed -n 's/.*Maximum resident set size (kbytes): *\([0-9]*\).*/\1/p' "$1"; }
 RSS_TREE=$(maxrss "$W/rss/all.time")
@@ -436,6 +455,8 @@ verdict() { # "ratio error" limit
   awk -v r="${1%% *}" -v e="${1##* }" -v t="$2" 'BEGIN {
     if (r <= t) print "PASS"; else if (r - e <= t) print "FAIL (within 1 sigma)"; else print "FAIL" }'
 }
+HZ=$(getconf CLK_TCK)
+secs() { awk -v t="$1" -v h="$HZ" 'BEGIN { printf "%.2f", t / h }'; }
 kb_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 
@@ -469,6 +490,9 @@ BENCH_END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
   echo
   echo "  the /usr/bin/time run of (c): components (from its report)"
   echo "$COMPONENTS"
+  echo "  its CPU: backup-tool's main thread $(secs "$CPU_MAIN") s, its other threads $(secs $((CPU_PROC - CPU_MAIN))) s (sampled);"
+  echo "    the machine was busy $(secs "$BUSY") s in all (every process: pg_dump, the servers, other"
+  echo "    load), so on $NPROC cores no overlap could have made this run shorter than $(awk -v b="$BUSY" -v n="$NPROC" -v h="$HZ" 'BEGIN { printf "%.2f", b / h / n }') s"
   echo "  its log ($(basename "$RUN_LOG") in BACKUP_LOG_DIR):"
   echo "$TIMELINE" | sed 's/^/    /'
   echo
@@ -501,6 +525,8 @@ launcher execs it: same PID) and of its child pg_dump, which run at the same tim
 bound of what the run holds at once. /usr/bin/time -v alone reports only the largest single
 process. Not counted: the PostgreSQL backend serving pg_dump and redis-server's fork that
 produces the RDB (the servers' processes, there without backup-all too). user+sys includes
-pg_dump's, not the servers'.
+pg_dump's, not the servers'. backup-tool's main thread: when it is busy for about the whole
+run, the compression, encryption and hashing of both components ran on that one thread, one
+after the other, whatever the number of cores.
 EOF
 } | tee "$W/results/summary.txt"

@@ -92,7 +92,11 @@ pub async fn run(args: BackupAllArgs) -> Result<ExitStatus, CliError> {
         lock.path().display()
     );
     let progress = |name: &str| log.progress(name);
-    let mut report = nightly.run(&destinations, &keyring, &progress).await;
+    let destinations = std::sync::Arc::new(destinations);
+    let keyring = std::sync::Arc::new(keyring);
+    let mut report = nightly
+        .run(std::sync::Arc::clone(&destinations), keyring, &progress)
+        .await;
     log.clear_progress();
     if let Some(notifier) = Notifier::new(&notify) {
         report.announce(&notifier).await;

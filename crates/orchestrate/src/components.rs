@@ -134,10 +134,12 @@ impl ComponentResult {
     }
 }
 
-/// Runs `stages` in order, the components of each at the same time, each stopped after
-/// `timeout`. Results come in the order the components were given.
+/// Runs `stages` in order, the components of each at the same time, each as a task of its own
+/// (so they run on as many cores as the runtime has) and stopped after `timeout`. Results come
+/// in the order the components were given. Dropping the returned future stops every
+/// component still running.
 pub async fn run_stages(
-    stages: Vec<Vec<Component<'_>>>,
+    stages: Vec<Vec<Component<'static>>>,
     timeout: Duration,
 ) -> Vec<ComponentResult> {
     let mut results = Vec::new();
@@ -147,22 +149,47 @@ pub async fn run_stages(
     results
 }
 
-async fn run_one(component: Component<'_>, timeout: Duration) -> ComponentResult {
+/// Aborts the task when dropped (the run was stopped, or the component timed out).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_one(component: Component<'static>, timeout: Duration) -> ComponentResult {
     let started = Instant::now();
     let outcome = match component.plan {
         Plan::Skip(why) => Outcome::Skipped(why),
         Plan::Run(work) => {
-            // A panic fails this component only.
+            // A panic fails this component only (the task's, or one caught in it).
             let guarded = AssertUnwindSafe(work).catch_unwind();
-            match tokio::time::timeout(timeout, guarded).await {
-                Err(_) => Outcome::TimedOut(timeout),
-                Ok(Err(panic)) => Outcome::Failed(format!(
+            let mut task = AbortOnDrop(tokio::spawn(guarded));
+            match tokio::time::timeout(timeout, &mut task.0).await {
+                Err(_) => {
+                    // Stop it, and wait until its work is dropped (its uncommitted writes
+                    // aborted, its scratch resources released) before going on.
+                    task.0.abort();
+                    let _ = (&mut task.0).await;
+                    Outcome::TimedOut(timeout)
+                }
+                Ok(Err(join)) => Outcome::Failed(format!(
+                    "the {} backup {}",
+                    component.name,
+                    if join.is_panic() {
+                        format!("panicked: {}", panic_message(join.into_panic().as_ref()))
+                    } else {
+                        "was cancelled".to_owned()
+                    }
+                )),
+                Ok(Ok(Err(panic))) => Outcome::Failed(format!(
                     "the {} backup panicked: {}",
                     component.name,
                     panic_message(panic.as_ref())
                 )),
-                Ok(Ok(Err(e))) => Outcome::Failed(e.to_string()),
-                Ok(Ok(Ok(run))) => Outcome::Ran(run),
+                Ok(Ok(Ok(Err(e)))) => Outcome::Failed(e.to_string()),
+                Ok(Ok(Ok(Ok(run)))) => Outcome::Ran(run),
             }
         }
     };

@@ -2,6 +2,7 @@
 //! files and logs, each backup verified on every destination; then the services' health, the
 //! disks, and retention; the whole as one [`RunReport`].
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use backup_core::config::Config;
@@ -27,6 +28,21 @@ use crate::run_config::RunConfig;
 
 /// Makes the progress callback of one component (by its name), e.g. a progress bar.
 pub type ProgressFactory<'a> = &'a (dyn Fn(&str) -> Option<ProgressFn> + Sync);
+
+/// What a component's task owns: the job, the destinations, the keys, the spool directory.
+#[derive(Clone)]
+struct Ctx {
+    this: Arc<Nightly>,
+    destinations: Arc<Destinations>,
+    keyring: Arc<Keyring>,
+    spool: std::path::PathBuf,
+}
+
+impl Ctx {
+    fn parts(&self) -> (&Nightly, &Destinations, &Keyring, &std::path::Path) {
+        (&self.this, &self.destinations, &self.keyring, &self.spool)
+    }
+}
 
 /// Everything the nightly job needs, read from one [`Config`].
 #[derive(Debug, Clone)]
@@ -137,26 +153,35 @@ impl Nightly {
     /// component's progress told to `progress`. Never fails: every failure is in the report,
     /// whose `exit_code` is 0 (all succeeded), 1 (some failed), 2 (all failed) or 3 (nothing
     /// is configured).
+    ///
+    /// Each component runs as a task of its own, so the components of a stage use as many
+    /// cores as they need (the database's compression and encryption beside Redis').
     pub async fn run(
         &self,
-        destinations: &Destinations,
-        keyring: &Keyring,
+        destinations: Arc<Destinations>,
+        keyring: Arc<Keyring>,
         progress: ProgressFactory<'_>,
     ) -> RunReport {
         let started = Utc::now();
-        let mut warnings = self.space_before(destinations).await;
-        let spool = self.restore.spool_dir(&self.local);
+        let mut warnings = self.space_before(&destinations).await;
+        let ctx = Ctx {
+            this: Arc::new(self.clone()),
+            destinations: Arc::clone(&destinations),
+            keyring,
+            spool: self.restore.spool_dir(&self.local),
+        };
         let stages = vec![
             vec![
-                self.database(destinations, keyring, progress, &spool),
-                self.redis(destinations, keyring, progress, &spool),
+                Self::database(&ctx, progress("database")),
+                Self::redis(&ctx, progress("redis")),
             ],
             vec![
-                self.files_component(FilesKind::Config, destinations, keyring, progress, &spool),
-                self.files_component(FilesKind::Logs, destinations, keyring, progress, &spool),
+                Self::files_component(FilesKind::Config, &ctx, progress("config")),
+                Self::files_component(FilesKind::Logs, &ctx, progress("logs")),
             ],
         ];
         let results = run_stages(stages, self.run.component_timeout).await;
+        let destinations = &*destinations;
         let health = self.health().await;
         for h in health.iter().filter(|h| !h.ok) {
             warnings.push(format!(
@@ -244,18 +269,17 @@ impl Nightly {
         }
     }
 
-    fn database<'a>(
-        &'a self,
-        destinations: &'a Destinations,
-        keyring: &'a Keyring,
-        progress: ProgressFactory<'a>,
-        spool: &'a std::path::Path,
-    ) -> Component<'a> {
-        let postgres = match &self.postgres {
-            Ok(postgres) => postgres,
-            Err(why) => return Component::skip("database", why),
-        };
+    fn database(ctx: &Ctx, progress: Option<ProgressFn>) -> Component<'static> {
+        if let Err(why) = &ctx.this.postgres {
+            return Component::skip("database", why);
+        }
+        let ctx = ctx.clone();
         Component::run("database", async move {
+            let (this, destinations, keyring, spool) = ctx.parts();
+            let postgres = this
+                .postgres
+                .as_ref()
+                .map_err(|e| CoreError::Config(e.clone()))?;
             tracing::info!(
                 "database: backing up {} on {}",
                 postgres.connection.dbname(),
@@ -264,24 +288,24 @@ impl Nightly {
             let mut source = postgres
                 .source(DumpFormat::Plain)
                 .map_err(|e| CoreError::Config(e.to_string()))?;
-            if self.run.drill {
+            if this.run.drill {
                 source = source.with_row_counts();
             }
             let job = BackupJob {
-                options: self
+                options: this
                     .pipeline
                     .backup_options()
                     .encrypted_with(keyring.current().clone()),
                 publish_latest: None,
             };
-            let mut run = back_up(&mut source, destinations, &job, progress("database")).await?;
+            let mut run = back_up(&mut source, destinations, &job, progress).await?;
             let check = || -> Box<dyn RestoreTarget> {
                 match postgres.dump_check() {
                     Ok(check) => Box::new(check),
                     Err(_) => Box::new(backup_sources::postgres::PgDumpCheck::new()),
                 }
             };
-            self.verify(
+            this.verify(
                 &mut run,
                 destinations,
                 BackupKind::DATABASE,
@@ -290,7 +314,7 @@ impl Nightly {
                 &check,
             )
             .await;
-            if self.run.drill && run.committed().is_some() {
+            if this.run.drill && run.committed().is_some() {
                 let recorded = run
                     .committed()
                     .and_then(|r| recorded_row_counts(&r.manifest));
@@ -300,18 +324,17 @@ impl Nightly {
         })
     }
 
-    fn redis<'a>(
-        &'a self,
-        destinations: &'a Destinations,
-        keyring: &'a Keyring,
-        progress: ProgressFactory<'a>,
-        spool: &'a std::path::Path,
-    ) -> Component<'a> {
-        let redis = match &self.redis {
-            Ok(redis) => redis,
-            Err(why) => return Component::skip("redis", why),
-        };
+    fn redis(ctx: &Ctx, progress: Option<ProgressFn>) -> Component<'static> {
+        if let Err(why) = &ctx.this.redis {
+            return Component::skip("redis", why);
+        }
+        let ctx = ctx.clone();
         Component::run("redis", async move {
+            let (this, destinations, keyring, spool) = ctx.parts();
+            let redis = this
+                .redis
+                .as_ref()
+                .map_err(|e| CoreError::Config(e.clone()))?;
             let method = redis
                 .backup_method()
                 .map_err(|e| CoreError::Config(e.to_string()))?;
@@ -320,7 +343,7 @@ impl Nightly {
                 redis.connection.endpoint(),
                 method.name()
             );
-            let mut options = self.pipeline.backup_options();
+            let mut options = this.pipeline.backup_options();
             if redis.encrypt {
                 options = options.encrypted_with(keyring.current().clone());
             } else {
@@ -331,9 +354,9 @@ impl Nightly {
                 publish_latest: Some(BackupKind::REDIS),
             };
             let mut source = RedisSource::new(redis.connection.clone(), method);
-            let mut run = back_up(&mut source, destinations, &job, progress("redis")).await?;
+            let mut run = back_up(&mut source, destinations, &job, progress).await?;
             let check = || -> Box<dyn RestoreTarget> { Box::new(RdbCheck::default()) };
-            self.verify(
+            this.verify(
                 &mut run,
                 destinations,
                 BackupKind::REDIS,
@@ -342,7 +365,7 @@ impl Nightly {
                 &check,
             )
             .await;
-            if self.run.drill && run.committed().is_some() {
+            if this.run.drill && run.committed().is_some() {
                 let recorded = run
                     .committed()
                     .and_then(|r| recorded_keys_per_db(&r.manifest));
@@ -352,35 +375,34 @@ impl Nightly {
         })
     }
 
-    fn files_component<'a>(
-        &'a self,
+    fn files_component(
         kind: FilesKind,
-        destinations: &'a Destinations,
-        keyring: &'a Keyring,
-        progress: ProgressFactory<'a>,
-        spool: &'a std::path::Path,
-    ) -> Component<'a> {
+        ctx: &Ctx,
+        progress: Option<ProgressFn>,
+    ) -> Component<'static> {
         let name = kind.name_prefix();
         let skip = match kind {
-            FilesKind::Config => &self.config_skip,
-            FilesKind::Logs => &self.logs_skip,
+            FilesKind::Config => &ctx.this.config_skip,
+            FilesKind::Logs => &ctx.this.logs_skip,
         };
         if let Some(why) = skip {
             return Component::skip(name, why);
         }
+        let ctx = ctx.clone();
         Component::run(name, async move {
-            let source = self
+            let (this, destinations, keyring, spool) = ctx.parts();
+            let source = this
                 .files
                 .source(kind)
                 .map_err(CoreError::Config)?
-                .excluding(&self.pipeline.key_file);
-            let mut source = match &self.pipeline.keyring_dir {
+                .excluding(&this.pipeline.key_file);
+            let mut source = match &this.pipeline.keyring_dir {
                 Some(dir) => source.excluding(dir),
                 None => source,
             };
             tracing::info!(
                 "{name}: archiving {}",
-                self.files
+                this.files
                     .paths(kind)
                     .iter()
                     .map(|p| p.display().to_string())
@@ -388,13 +410,13 @@ impl Nightly {
                     .join(", ")
             );
             let job = BackupJob {
-                options: self
+                options: this
                     .pipeline
                     .backup_options()
                     .encrypted_with(keyring.current().clone()),
                 publish_latest: None,
             };
-            let mut run = back_up(&mut source, destinations, &job, progress(name)).await?;
+            let mut run = back_up(&mut source, destinations, &job, progress).await?;
             let target = spool.join(".backup-all-verify");
             let check = move || -> Box<dyn RestoreTarget> {
                 Box::new(FilesCheck::new(FilesRestoreOptions {
@@ -402,7 +424,7 @@ impl Nightly {
                     overwrite: true,
                 }))
             };
-            self.verify(
+            this.verify(
                 &mut run,
                 destinations,
                 kind.backup_kind(),
@@ -412,7 +434,7 @@ impl Nightly {
             )
             .await;
             if kind == FilesKind::Logs && run.status() == RunStatus::Success {
-                self.log_retention(&mut run);
+                this.log_retention(&mut run);
             }
             Ok(run)
         })

@@ -30,29 +30,38 @@ async fn backup(destinations: &Destinations, kind: BackupKind) -> Result<BackupR
     back_up(&mut source, destinations, &job, None).await
 }
 
+/// [`backup`] as a task-ready future owning its destinations.
+fn job(
+    destinations: &Arc<Destinations>,
+    kind: BackupKind,
+) -> impl std::future::Future<Output = Result<BackupRun, CoreError>> + Send + 'static {
+    let destinations = Arc::clone(destinations);
+    async move { backup(&destinations, kind).await }
+}
+
 const LONG: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn components_of_a_stage_run_at_the_same_time_and_stages_in_order() {
-    let dests = destinations();
+    let dests = Arc::new(destinations());
     // Each of the first two waits for the other to have started: run one after the other,
     // they would both time out.
     let both = Arc::new(tokio::sync::Barrier::new(2));
     let order = Arc::new(Mutex::new(Vec::new()));
     let component = |name: &'static str| {
-        let (both, order, dests) = (Arc::clone(&both), Arc::clone(&order), &dests);
+        let (both, order, dests) = (Arc::clone(&both), Arc::clone(&order), Arc::clone(&dests));
         Component::run(name, async move {
             both.wait().await;
             order.lock().unwrap().push(name);
-            backup(dests, BackupKind::DATABASE).await
+            backup(&dests, BackupKind::DATABASE).await
         })
     };
     let later = {
         let order = Arc::clone(&order);
-        let dests = &dests;
+        let dests = Arc::clone(&dests);
         Component::run("config", async move {
             order.lock().unwrap().push("config");
-            backup(dests, BackupKind::CONFIG).await
+            backup(&dests, BackupKind::CONFIG).await
         })
     };
     let results = run_stages(
@@ -83,10 +92,10 @@ async fn components_of_a_stage_run_at_the_same_time_and_stages_in_order() {
 
 #[tokio::test]
 async fn a_timeout_a_failure_or_a_panic_fails_one_component_only() {
-    let dests = destinations();
+    let dests = Arc::new(destinations());
     let results = run_stages(
         vec![vec![
-            Component::run("database", backup(&dests, BackupKind::DATABASE)),
+            Component::run("database", job(&dests, BackupKind::DATABASE)),
             Component::run("redis", async {
                 std::future::pending::<()>().await;
                 unreachable!()
@@ -135,10 +144,10 @@ async fn the_overall_status_counts_what_ran() {
         None,
         "nothing configured is not a success"
     );
-    let dests = destinations();
+    let dests = Arc::new(destinations());
     let results = run_stages(
         vec![vec![
-            Component::run("a", backup(&dests, BackupKind::DATABASE)),
+            Component::run("a", job(&dests, BackupKind::DATABASE)),
             Component::skip("b", "off"),
         ]],
         LONG,
