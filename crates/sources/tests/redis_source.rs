@@ -738,3 +738,15 @@ async fn finish_after_an_abandoned_stream_fails_at_once() {
     assert!(err.to_string().contains("not read to its end"), "{err}");
     drop(stream);
 }
+
+/// A peer that sends an endless line before the snapshot (1 MiB here, unbounded in an attack)
+/// is refused once the line passes the limit: the buffer never grows with what the peer sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_line_before_the_snapshot_is_a_protocol_error() {
+    let (result, sink) = backup_from_fake(FakeSync {
+        payload: vec![b'+'; 1 << 20],
+        piece: 64 << 10,
+    })
+    .await;
+    assert_failed_and_nothing_committed(result, &sink, "longer than 65536 bytes").await;
+}

@@ -27,6 +27,29 @@ pub const CLIENT_NAME: &str = "backup-redis";
 /// The read buffer of a connection.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// The longest line a server may send (a status, an error, a length header; the replication
+/// preamble): longer ones are a protocol error, never an ever-growing buffer.
+pub const MAX_LINE_BYTES: u64 = 64 * 1024;
+
+/// Reads up to and including the next `\n` into `line`, at most [`MAX_LINE_BYTES`]: a longer
+/// line is an `InvalidData` error. Returns the bytes read (0 at end of stream).
+pub(crate) async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let n = reader
+        .take(MAX_LINE_BYTES + 1)
+        .read_until(b'\n', line)
+        .await?;
+    if !line.ends_with(b"\n") && n as u64 > MAX_LINE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the server sent a line longer than {MAX_LINE_BYTES} bytes"),
+        ));
+    }
+    Ok(n)
+}
+
 /// The write buffer is flushed by [`RedisClient::send`] once it holds this much.
 const WRITE_FLUSH_THRESHOLD: usize = 1024 * 1024;
 
@@ -612,9 +635,7 @@ impl RedisClient {
     /// Reads one `\r\n`-terminated line (without the terminator) into `self.line`.
     async fn read_line(&mut self) -> Result<(), RedisError> {
         self.line.clear();
-        let n = self
-            .conn
-            .read_until(b'\n', &mut self.line)
+        let n = read_line_limited(&mut self.conn, &mut self.line)
             .await
             .map_err(|e| self.io_error("reading a reply", e))?;
         if n == 0 {

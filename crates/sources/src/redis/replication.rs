@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, ReadBuf};
 
-use crate::redis::connection::{Conn, RedisClient, RedisConfig, Resp};
+use crate::redis::connection::{read_line_limited, Conn, RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
 
 /// Length of the end mark of a diskless (`$EOF:`) transfer.
@@ -128,7 +128,8 @@ impl ReplicationStream {
         let mut line = Vec::new();
         let (mode, expected_len) = loop {
             line.clear();
-            let read = tokio::time::timeout(idle_timeout, conn.read_until(b'\n', &mut line)).await;
+            let read =
+                tokio::time::timeout(idle_timeout, read_line_limited(&mut conn, &mut line)).await;
             let n = match read {
                 Ok(Ok(n)) => n,
                 Ok(Err(source)) => {
