@@ -20,10 +20,12 @@ have zstd || need+=(zstd)
 # Build tools for crates with C parts (ring).
 have cc || need+=(gcc)
 have pkg-config || need+=(pkg-config)
-# Benchmarks: repeated timings and peak RSS.
+# GNU time: the hostile-RDB end-to-end tests (tests/e2e/redis_hostile.rs) measure each
+# binary's peak RSS with /usr/bin/time -f %M; the benchmarks use it too.
+[ -x /usr/bin/time ] || need+=(time)
+# Benchmarks: repeated timings.
 if [ "${BACKUP_SETUP_BENCH:-0}" = 1 ]; then
   have hyperfine || need+=(hyperfine)
-  [ -x /usr/bin/time ] || need+=(time)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -9,6 +9,7 @@ mod entry_points;
 mod files;
 mod harness;
 mod redis_e2e;
+mod redis_hostile;
 
 use std::time::Duration;
 

@@ -104,7 +104,8 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
         },
         outcome::describe(&destinations)
     );
-    let mut source = RedisSource::new(redis.connection, method);
+    let mut source =
+        RedisSource::new(redis.connection, method).with_parse_memory(redis.parse_memory);
     let job = BackupJob {
         options,
         publish_latest: (!args.no_latest).then_some(BackupKind::REDIS),

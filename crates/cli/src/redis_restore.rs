@@ -100,6 +100,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         _ => None,
     };
     let online_target = online_target.transpose().map_err(CliError::usage)?;
+    let parse_memory = redis.as_ref().ok().and_then(|r| r.parse_memory);
     let kind = BackupKind::REDIS;
     let prefix = backup_sources::redis::NAME_PREFIX;
     let selected = select::fetch_selected(&args.common, &args.select, kind, prefix, &config);
@@ -112,7 +113,10 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             "dry run OK: {} and the RDB is intact",
             fetched.entry().status.checked_as()
         );
-        let check = &mut RdbCheck::default();
+        let check = &mut RdbCheck {
+            summary: None,
+            parse_memory,
+        };
         let common = &args.common;
         let summary = common::restore_into(common, &mut fetched, keyring, check, "checking");
         (verdict, summary.await?)
@@ -120,6 +124,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         let endpoint = target.endpoint();
         let options = OnlineRestoreOptions {
             replace: args.replace,
+            parse_memory,
             ..OnlineRestoreOptions::default()
         };
         // Two passes (check, then write) over the private copy.
@@ -137,6 +142,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             docker_container: args.docker_container.clone(),
             // Asked about AOF when configured (invalid Redis settings only lose that check).
             server: redis.ok().and_then(|redis| redis.aof_server()),
+            parse_memory,
             ..FileRestoreOptions::default()
         };
         let verdict = format!("restore into {} complete", options.destination());

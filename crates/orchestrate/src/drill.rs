@@ -172,6 +172,7 @@ pub async fn redis_drill(
     keyring: &Keyring,
     spool: &Path,
     recorded: Option<BTreeMap<u64, u64>>,
+    parse_memory: Option<u64>,
 ) {
     let started = Instant::now();
     let Some((destination, key)) = committed(run) else {
@@ -188,7 +189,10 @@ pub async fn redis_drill(
         let entry = entry_for_key(sink, BackupKind::REDIS, &key)
             .await
             .map_err(|e| e.to_string())?;
-        let mut check = RdbCheck::default();
+        let mut check = RdbCheck {
+            summary: None,
+            parse_memory,
+        };
         restore_backup_via(sink, &entry, Some(keyring), &mut check, None, spool)
             .await
             .map_err(|e| e.to_string())?;

@@ -353,9 +353,16 @@ impl Nightly {
                 options,
                 publish_latest: Some(BackupKind::REDIS),
             };
-            let mut source = RedisSource::new(redis.connection.clone(), method);
+            let parse_memory = redis.parse_memory;
+            let mut source =
+                RedisSource::new(redis.connection.clone(), method).with_parse_memory(parse_memory);
             let mut run = back_up(&mut source, destinations, &job, progress).await?;
-            let check = || -> Box<dyn RestoreTarget> { Box::new(RdbCheck::default()) };
+            let check = move || -> Box<dyn RestoreTarget> {
+                Box::new(RdbCheck {
+                    summary: None,
+                    parse_memory,
+                })
+            };
             this.verify(
                 &mut run,
                 destinations,
@@ -369,7 +376,15 @@ impl Nightly {
                 let recorded = run
                     .committed()
                     .and_then(|r| recorded_keys_per_db(&r.manifest));
-                redis_drill(&mut run, destinations, keyring, spool, recorded).await;
+                redis_drill(
+                    &mut run,
+                    destinations,
+                    keyring,
+                    spool,
+                    recorded,
+                    parse_memory,
+                )
+                .await;
             }
             Ok(run)
         })

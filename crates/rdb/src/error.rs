@@ -78,6 +78,40 @@ pub enum RdbError {
         /// How many (at least).
         extra: u64,
     },
+    /// Reading the RDB would take more memory than [`crate::ParseOptions::memory_budget`]
+    /// allows: the declared size of something (a key, an LZF string, a listpack) is larger
+    /// than the parser may hold.
+    #[error(
+        "reading {what} at byte {offset} would hold {needed} bytes in memory, more than the \
+         parser's budget of {budget} bytes; a genuine RDB with such a value needs a larger \
+         budget (BACKUP_REDIS_PARSE_MEMORY_MB, or ParseOptions::memory_budget when embedding)"
+    )]
+    OverBudget {
+        /// What was being read.
+        what: String,
+        /// The memory it needed, in bytes (the parser's buffer included).
+        needed: u64,
+        /// The budget.
+        budget: u64,
+        /// Where.
+        offset: u64,
+    },
+    /// Something declares a size beyond the fixed limit for its kind (a stream ID is 16 bytes,
+    /// an AUX field at most [`crate::MAX_AUX_BYTES`], a key at most [`crate::MAX_KEY_BYTES`]).
+    #[error(
+        "corrupt or hostile RDB at byte {offset}: {what} declares {size} bytes, more than the \
+         {limit} bytes Redis writes for it"
+    )]
+    OverLimit {
+        /// What was being read.
+        what: String,
+        /// The declared size.
+        size: u64,
+        /// The limit for that kind of field.
+        limit: u64,
+        /// Where.
+        offset: u64,
+    },
     /// A single value is larger than the configured limit.
     #[error("a value of {size} bytes at byte {offset} exceeds the limit of {limit} bytes")]
     TooLarge {

@@ -3,8 +3,9 @@
 //!
 //! [`RdbReader`] pulls an RDB stream from any [`tokio::io::AsyncRead`] and yields one
 //! [`Item`] at a time (auxiliary fields, database selectors, keys with their expiry and value,
-//! functions, module aux data). Memory use is bounded by the largest single value, never by
-//! the size of the file. The trailing CRC-64 is checked before [`RdbReader::next`] returns
+//! functions, module aux data). Memory use is bounded by a budget
+//! ([`ParseOptions::budget`], 64 MiB by default), never by the size of the file or by what it
+//! declares: hostile input ends in a clean [`RdbError`] naming what did not fit. The trailing CRC-64 is checked before [`RdbReader::next`] returns
 //! `Ok(None)`, so a caller that saw `None` knows the whole file was intact.
 //!
 //! Every type and encoding Redis 7 writes is understood: strings (raw, integer, LZF),
@@ -28,8 +29,13 @@ mod zipmap;
 
 pub use crc64::{crc64, Crc64};
 pub use error::RdbError;
-pub use payload::{payload_rdb_version, restore_payload, verify_restore_payload};
-pub use reader::{Entry, Item, ParseOptions, RdbReader, RdbSummary, ValueType};
+pub use payload::{
+    into_restore_payload, payload_rdb_version, restore_payload, verify_restore_payload,
+};
+pub use reader::{
+    Entry, Item, ParseOptions, RdbReader, RdbSummary, ValueType, DEFAULT_MEMORY_BUDGET,
+    MAX_AUX_BYTES, MAX_BULK_BYTES, SUMMARY_AUX_FIELDS, SUMMARY_DATABASES,
+};
 
 /// The highest RDB format version this crate reads (Redis 7.4 up to 8.4 write 12; 8.6 writes
 /// 13, whose new stream encoding this crate does not know yet, so such files are refused with

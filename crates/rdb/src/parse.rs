@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::error::RdbError;
-use crate::reader::{Entry, Item, ParseOptions, ValueType};
+use crate::reader::{Entry, Item, ParseOptions, ValueType, MAX_AUX_BYTES, MAX_BULK_BYTES};
 use crate::{intset, listpack, lzf, stream, ziplist, zipmap};
 
 /// Why a unit could not be parsed.
@@ -37,6 +37,9 @@ pub(crate) enum Unit {
     Skip,
     /// The `EOF` opcode.
     Eof,
+    /// A key whose value is captured ([`ParseOptions::capture_payload`]): its bytes are
+    /// `buf[start..consumed]`; the driver makes [`Entry::payload`] from them.
+    Captured { entry: Entry, start: usize },
     /// The start of a key whose value is walked a field at a time (see [`Field`]): the key,
     /// its type and how many elements (strings: 1, quicklists: nodes, streams: nodes) follow.
     Begin { key: Vec<u8>, t: u8, count: u64 },
@@ -65,8 +68,68 @@ pub(crate) enum Field {
     QlNode { v2: bool },
     /// A stream node: a 16-byte master ID and a listpack.
     StreamNode,
-    /// Everything after a stream's nodes: length, IDs, consumer groups.
-    StreamTail { t: u8, nodes: u64 },
+    /// What follows the elements of a stream (its length, IDs and consumer groups) or makes
+    /// up a module value (its opcodes), a piece at a time (see [`TailCursor`]).
+    Tail { t: u8, nodes: u64 },
+}
+
+/// How many PEL entries or module opcodes one piece of a [`Field::Tail`] reads.
+const TAIL_PIECE: u64 = 1024;
+
+/// Progress through a [`Field::Tail`]: a stream's consumer groups, their pending entries and
+/// consumers, or a module value's opcodes. Each piece leaves the cursor where the next one
+/// starts, so a stream with millions of pending entries is read in bounded memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TailCursor {
+    phase: Phase,
+    /// Consumer groups not yet finished.
+    groups: u64,
+    /// Consumers of the current group not yet finished.
+    consumers: u64,
+    /// PEL entries still to read in the current PEL.
+    left: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Start,
+    GroupHead,
+    GroupPel,
+    ConsumerHead,
+    ConsumerPel,
+    Done,
+}
+
+impl TailCursor {
+    /// Whether the tail was read to its end.
+    pub(crate) fn done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// After a consumer (or a group's PEL): the group's next consumer, else the next group,
+    /// else the end.
+    fn next_consumer(&mut self) {
+        self.phase = if self.consumers > 0 {
+            Phase::ConsumerHead
+        } else {
+            self.groups = self.groups.saturating_sub(1);
+            if self.groups == 0 {
+                Phase::Done
+            } else {
+                Phase::GroupHead
+            }
+        };
+    }
+}
+
+/// What the field-by-field walk of one value carries from one field to the next.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WalkState {
+    /// A quicklist 2 node's container from [`Field::QlContainer`] for [`Field::QlNode`].
+    pub(crate) container: u64,
+    /// Progress through the value's [`Field::Tail`].
+    pub(crate) tail: TailCursor,
 }
 
 /// What parsing one [`Field`] gave.
@@ -96,6 +159,7 @@ pub(crate) fn walked_by_field(t: u8) -> bool {
             | STREAM_LISTPACKS
             | STREAM_LISTPACKS_2
             | STREAM_LISTPACKS_3
+            | MODULE_2
     )
 }
 
@@ -133,12 +197,13 @@ pub(crate) fn base_elements(t: u8, count: u64) -> u64 {
     }
 }
 
-/// Whether `t` is a stream type (its nodes are followed by a [`Field::StreamTail`]).
-pub(crate) fn is_stream(t: u8) -> bool {
+/// Whether a value of type `t` walked a field at a time ends with a [`Field::Tail`]: a
+/// stream after its nodes, a module value (all tail).
+pub(crate) fn has_tail(t: u8) -> bool {
     use types::*;
     matches!(
         t,
-        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 | MODULE_2
     )
 }
 
@@ -242,18 +307,65 @@ pub(crate) struct Parser<'a> {
     base: u64,
     version: u16,
     opts: &'a ParseOptions,
+    /// [`ParseOptions::budget`].
+    budget: u64,
+    /// Memory the reader holds while this unit is parsed (its buffer, a walked key).
+    held: u64,
+    /// Memory this unit allocated so far (decoded strings, copies).
+    spent: u64,
 }
 
 impl<'a> Parser<'a> {
-    /// A parser over `buf`, whose first byte is at file offset `base`.
-    pub(crate) fn new(buf: &'a [u8], base: u64, version: u16, opts: &'a ParseOptions) -> Self {
+    /// A parser over `buf`, whose first byte is at file offset `base`, while the reader
+    /// holds `held` bytes (its buffer and any walked key): what this parser allocates is
+    /// charged on top of that against the [budget](ParseOptions::budget).
+    pub(crate) fn new(
+        buf: &'a [u8],
+        base: u64,
+        version: u16,
+        opts: &'a ParseOptions,
+        held: u64,
+    ) -> Self {
         Self {
             buf,
             pos: 0,
             base,
             version,
             opts,
+            budget: opts.budget(),
+            held,
+            spent: 0,
         }
+    }
+
+    /// Charges an allocation of `n` bytes made to read `what` against the budget; an error
+    /// (before anything is allocated) when it does not fit.
+    fn charge(&mut self, n: u64, at: usize, what: &str) -> PResult<()> {
+        let needed = self.held.saturating_add(self.spent).saturating_add(n);
+        if needed > self.budget {
+            return Err(PErr::Fail(RdbError::OverBudget {
+                what: what.to_owned(),
+                needed,
+                budget: self.budget,
+                offset: self.offset(at),
+            }));
+        }
+        self.spent += n;
+        Ok(())
+    }
+
+    /// An error when `size` (declared by the stream) is above `limit`, the fixed cap for
+    /// `what`.
+    fn cap(&self, size: u64, limit: u64, at: usize, what: &str) -> PResult<()> {
+        if size > limit {
+            return Err(PErr::Fail(RdbError::OverLimit {
+                what: what.to_owned(),
+                size,
+                limit,
+                offset: self.offset(at),
+            }));
+        }
+        Ok(())
     }
 
     /// Bytes consumed.
@@ -362,10 +474,17 @@ impl<'a> Parser<'a> {
     }
 
     fn string(&mut self, what: &'static str) -> PResult<RStr<'a>> {
+        self.string_capped(what, u64::MAX)
+    }
+
+    /// A string whose declared size (raw, or LZF uncompressed and compressed) must not pass
+    /// `limit`: checked before anything is buffered or allocated for it.
+    fn string_capped(&mut self, what: &'static str, limit: u64) -> PResult<RStr<'a>> {
         let at = self.pos;
         match self.len_or_enc(what)? {
             Len::Plain(n) => {
                 self.check_limit(n, at)?;
+                self.cap(n, limit, at, what)?;
                 Ok(RStr::Raw(self.take(n, what)?))
             }
             Len::Enc(0) => Ok(RStr::Int(i64::from(i8::from_le_bytes(self.array(what)?)))),
@@ -376,6 +495,8 @@ impl<'a> Parser<'a> {
                 let len = self.length(what)?;
                 self.check_limit(clen, at)?;
                 self.check_limit(len, at)?;
+                self.cap(len, limit, at, what)?;
+                self.cap(clen, limit, at, what)?;
                 if len > clen.saturating_mul(lzf::MAX_RATIO) {
                     return Err(self.corrupt(
                         at,
@@ -410,12 +531,14 @@ impl<'a> Parser<'a> {
             .map_err(|e| self.corrupt(at, format!("invalid LZF data in {what}: {e}")))
     }
 
-    /// Decodes a string (integers as decimal text, LZF decompressed).
-    fn decode(&self, s: RStr<'a>, what: &str) -> PResult<Cow<'a, [u8]>> {
+    /// Decodes a string (integers as decimal text, LZF decompressed after its declared
+    /// length was charged against the budget).
+    fn decode(&mut self, s: RStr<'a>, what: &str) -> PResult<Cow<'a, [u8]>> {
         Ok(match s {
             RStr::Raw(b) => Cow::Borrowed(b),
             RStr::Int(v) => Cow::Owned(v.to_string().into_bytes()),
             RStr::Lzf { data, len, at } => {
+                self.charge(len, at, what)?;
                 let mut out = Vec::new();
                 self.lzf_into(data, len, at, &mut out, what)?;
                 Cow::Owned(out)
@@ -423,9 +546,16 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn string_bytes(&mut self, what: &'static str) -> PResult<Cow<'a, [u8]>> {
-        let s = self.string(what)?;
-        self.decode(s, what)
+    /// A string decoded into a buffer of its own (a key, an AUX field, a function library),
+    /// its declared size checked against `limit` and charged against the budget before
+    /// anything is allocated.
+    fn owned(&mut self, what: &'static str, limit: u64) -> PResult<Vec<u8>> {
+        let at = self.pos;
+        let s = self.string_capped(what, limit)?;
+        if let RStr::Raw(b) = s {
+            self.charge(b.len() as u64, at, what)?;
+        }
+        Ok(self.decode(s, what)?.into_owned())
     }
 
     /// Skips a string, validating LZF data (without decompressing it).
@@ -476,8 +606,8 @@ impl<'a> Parser<'a> {
                 })
             }
             op::AUX => {
-                let key = self.string_bytes("an AUX field name")?.into_owned();
-                let value = self.string_bytes("an AUX field value")?.into_owned();
+                let key = self.owned("an AUX field name", MAX_AUX_BYTES)?;
+                let value = self.owned("an AUX field value", MAX_AUX_BYTES)?;
                 Unit::Item(Item::Aux { key, value })
             }
             op::FREQ => {
@@ -512,7 +642,7 @@ impl<'a> Parser<'a> {
                 })
             }
             op::FUNCTION2 => {
-                let code = self.string_bytes("a function library")?.into_owned();
+                let code = self.owned("a function library", MAX_BULK_BYTES)?;
                 Unit::Item(Item::Function { code })
             }
             op::FUNCTION_PRE_GA => return Err(self.unsupported("opcode", t, at)),
@@ -531,7 +661,7 @@ impl<'a> Parser<'a> {
     /// The key and the value's header of a value walked a field at a time.
     fn begin(&mut self, t: u8) -> PResult<Unit> {
         use types::*;
-        let key = self.string_bytes("a key")?.into_owned();
+        let key = self.owned("a key", MAX_BULK_BYTES)?;
         let count = match t {
             STRING => 1,
             LIST | SET => self.length("a list or set length")?,
@@ -542,14 +672,19 @@ impl<'a> Parser<'a> {
                 self.length("a hash length")?
             }
             LIST_QUICKLIST | LIST_QUICKLIST_2 => self.length("a quicklist node count")?,
+            MODULE_2 => {
+                self.length("a module type id")?;
+                0
+            }
             _ => self.length("the stream node count")?,
         };
         Ok(Unit::Begin { key, t, count })
     }
 
-    /// Parses one field of a value walked a field at a time. `container` carries a quicklist
-    /// 2 node's container from [`Field::QlContainer`] to [`Field::QlNode`].
-    pub(crate) fn field(&mut self, f: Field, container: &mut u64) -> PResult<FieldOut> {
+    /// Parses one field of a value walked a field at a time; `state` carries what the next
+    /// field needs (the caller keeps it only when this returns `Ok`).
+    pub(crate) fn field(&mut self, f: Field, state: &mut WalkState) -> PResult<FieldOut> {
+        let container = &mut state.container;
         let done = |elements| Ok(FieldOut::Done { elements });
         match f {
             Field::Str(what) => {
@@ -610,8 +745,100 @@ impl<'a> Parser<'a> {
                 self.stream_node()?;
                 done(0)
             }
-            Field::StreamTail { t, nodes } => done(self.stream_tail(t, nodes)?),
+            Field::Tail { t, .. } if t == types::MODULE_2 => self.module_piece(&mut state.tail),
+            Field::Tail { t, nodes } => done(self.stream_tail_piece(t, nodes, &mut state.tail)?),
         }
+    }
+
+    /// Up to [`TAIL_PIECE`] opcodes of a module value; a large raw string is left to the
+    /// driver to skip as it streams.
+    fn module_piece(&mut self, cursor: &mut TailCursor) -> PResult<FieldOut> {
+        const WHAT: &str = "a module value";
+        for _ in 0..TAIL_PIECE {
+            let at = self.pos;
+            match self.length(WHAT)? {
+                0 => {
+                    cursor.phase = Phase::Done;
+                    break;
+                }
+                1 | 2 => {
+                    self.length(WHAT)?;
+                }
+                3 => {
+                    self.take(4, WHAT)?;
+                }
+                4 => {
+                    self.take(8, WHAT)?;
+                }
+                5 => {
+                    if let Some(bytes) = self.large_raw(WHAT)? {
+                        return Ok(FieldOut::SkipRaw { bytes, elements: 0 });
+                    }
+                    self.skip_string(WHAT)?;
+                }
+                other => {
+                    return Err(self.corrupt(at, format!("unknown module opcode {other} in {WHAT}")))
+                }
+            }
+        }
+        Ok(FieldOut::Done { elements: 0 })
+    }
+
+    /// One piece of what follows a stream's nodes: the header (returns the stream's length
+    /// as its elements), a consumer group's header, up to [`TAIL_PIECE`] pending entries, a
+    /// consumer's header.
+    fn stream_tail_piece(&mut self, t: u8, nodes: u64, cursor: &mut TailCursor) -> PResult<u64> {
+        let v2 = t >= types::STREAM_LISTPACKS_2;
+        let v3 = t >= types::STREAM_LISTPACKS_3;
+        let mut elements = 0;
+        match cursor.phase {
+            Phase::Start => {
+                elements = self.stream_tail_head(v2, nodes)?;
+                cursor.groups = self.length("the consumer group count")?;
+                cursor.phase = if cursor.groups == 0 {
+                    Phase::Done
+                } else {
+                    Phase::GroupHead
+                };
+            }
+            Phase::GroupHead => {
+                cursor.left = self.group_head(v2)?;
+                cursor.phase = Phase::GroupPel;
+            }
+            Phase::GroupPel => {
+                let n = cursor.left.min(TAIL_PIECE);
+                for _ in 0..n {
+                    self.take(16, "a PEL entry ID")?;
+                    self.take(8, "a PEL delivery time")?;
+                    self.length("a PEL delivery count")?;
+                }
+                cursor.left -= n;
+                if cursor.left == 0 {
+                    cursor.consumers = self.length("a consumer count")?;
+                    cursor.next_consumer();
+                }
+            }
+            Phase::ConsumerHead => {
+                cursor.left = self.consumer_head(v3)?;
+                cursor.consumers -= 1;
+                cursor.phase = Phase::ConsumerPel;
+                if cursor.left == 0 {
+                    cursor.next_consumer();
+                }
+            }
+            Phase::ConsumerPel => {
+                let n = cursor.left.min(TAIL_PIECE);
+                for _ in 0..n {
+                    self.take(16, "a consumer PEL entry ID")?;
+                }
+                cursor.left -= n;
+                if cursor.left == 0 {
+                    cursor.next_consumer();
+                }
+            }
+            Phase::Done => {}
+        }
+        Ok(elements)
     }
 
     /// When the next string is raw and longer than [`SKIP_IN_PLACE`], consumes its length
@@ -629,7 +856,7 @@ impl<'a> Parser<'a> {
     }
 
     fn entry(&mut self, t: u8) -> PResult<Unit> {
-        let key = self.string_bytes("a key")?.into_owned();
+        let key = self.owned("a key", MAX_BULK_BYTES)?;
         let start = self.pos;
         let elements = match self.value(t) {
             Ok(n) => n,
@@ -639,23 +866,21 @@ impl<'a> Parser<'a> {
             }
             Err(e) => return Err(e),
         };
-        let value = self.buf.get(start..self.pos).unwrap_or_default();
-        self.check_limit(value.len() as u64, start)?;
-        let payload = self.opts.capture_payload.then(|| {
-            let mut p = Vec::with_capacity(value.len() + 1);
-            p.push(t);
-            p.extend_from_slice(value);
-            p
-        });
-        Ok(Unit::Item(Item::Entry(Entry {
+        self.check_limit((self.pos - start) as u64, start)?;
+        let entry = Entry {
             db: 0,
             key,
             expire_at_ms: None,
             value_type: value_type(t).unwrap_or(ValueType::Module),
             rdb_type: t,
             elements,
-            payload,
-        })))
+            payload: None,
+        };
+        Ok(if self.opts.capture_payload {
+            Unit::Captured { entry, start }
+        } else {
+            Unit::Item(Item::Entry(entry))
+        })
     }
 
     fn pairs(&mut self, at: usize, n: u64, per: u64, what: &str) -> PResult<u64> {
@@ -817,7 +1042,8 @@ impl<'a> Parser<'a> {
     /// One stream node: its 16-byte master ID and its listpack.
     fn stream_node(&mut self) -> PResult<()> {
         let at = self.pos;
-        let id = self.string_bytes("a stream node ID")?;
+        let s = self.string_capped("a stream node ID", 16)?;
+        let id = self.decode(s, "a stream node ID")?;
         if id.len() != 16 {
             return Err(self.corrupt(
                 at,
@@ -832,10 +1058,33 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// What follows a stream's nodes; returns the stream's length.
+    /// What follows a stream's nodes, whole (when the value is captured); returns the
+    /// stream's length.
     fn stream_tail(&mut self, t: u8, nodes: u64) -> PResult<u64> {
         let v2 = t >= types::STREAM_LISTPACKS_2;
         let v3 = t >= types::STREAM_LISTPACKS_3;
+        let length = self.stream_tail_head(v2, nodes)?;
+        let groups = self.length("the consumer group count")?;
+        for _ in 0..groups {
+            let pel = self.group_head(v2)?;
+            for _ in 0..pel {
+                self.take(16, "a PEL entry ID")?;
+                self.take(8, "a PEL delivery time")?;
+                self.length("a PEL delivery count")?;
+            }
+            let consumers = self.length("a consumer count")?;
+            for _ in 0..consumers {
+                let pel = self.consumer_head(v3)?;
+                for _ in 0..pel {
+                    self.take(16, "a consumer PEL entry ID")?;
+                }
+            }
+        }
+        Ok(length)
+    }
+
+    /// A stream's length and IDs after its nodes; returns the length.
+    fn stream_tail_head(&mut self, v2: bool, nodes: u64) -> PResult<u64> {
         let at = self.pos;
         let length = self.length("the stream length")?;
         if length > 0 && nodes == 0 {
@@ -849,34 +1098,28 @@ impl<'a> Parser<'a> {
             }
             self.length("the stream's entries added")?;
         }
-        let groups = self.length("the consumer group count")?;
-        for _ in 0..groups {
-            self.skip_string("a consumer group name")?;
-            self.length("a consumer group's last ID")?;
-            self.length("a consumer group's last ID")?;
-            if v2 {
-                self.length("a consumer group's entries read")?;
-            }
-            let pel = self.length("a consumer group's PEL size")?;
-            for _ in 0..pel {
-                self.take(16, "a PEL entry ID")?;
-                self.take(8, "a PEL delivery time")?;
-                self.length("a PEL delivery count")?;
-            }
-            let consumers = self.length("a consumer count")?;
-            for _ in 0..consumers {
-                self.skip_string("a consumer name")?;
-                self.take(8, "a consumer's seen time")?;
-                if v3 {
-                    self.take(8, "a consumer's active time")?;
-                }
-                let pel = self.length("a consumer's PEL size")?;
-                for _ in 0..pel {
-                    self.take(16, "a consumer PEL entry ID")?;
-                }
-            }
-        }
         Ok(length)
+    }
+
+    /// A consumer group's name and IDs; returns the size of its PEL.
+    fn group_head(&mut self, v2: bool) -> PResult<u64> {
+        self.skip_string("a consumer group name")?;
+        self.length("a consumer group's last ID")?;
+        self.length("a consumer group's last ID")?;
+        if v2 {
+            self.length("a consumer group's entries read")?;
+        }
+        self.length("a consumer group's PEL size")
+    }
+
+    /// A consumer's name and times; returns the size of its PEL.
+    fn consumer_head(&mut self, v3: bool) -> PResult<u64> {
+        self.skip_string("a consumer name")?;
+        self.take(8, "a consumer's seen time")?;
+        if v3 {
+            self.take(8, "a consumer's active time")?;
+        }
+        self.length("a consumer's PEL size")
     }
 }
 

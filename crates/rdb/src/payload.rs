@@ -15,6 +15,15 @@ pub fn restore_payload(value: &[u8], rdb_version: u16) -> Vec<u8> {
     out
 }
 
+/// [`restore_payload`] in place: appends the trailer to a captured value (whose
+/// [`crate::Entry::payload`] has room reserved for it) instead of copying the value.
+pub fn into_restore_payload(mut value: Vec<u8>, rdb_version: u16) -> Vec<u8> {
+    value.extend_from_slice(&rdb_version.to_le_bytes());
+    let crc = crc64(0, &value);
+    value.extend_from_slice(&crc.to_le_bytes());
+    value
+}
+
 /// The RDB version recorded in a payload's trailer.
 pub fn payload_rdb_version(payload: &[u8]) -> Option<u16> {
     let n = payload.len();

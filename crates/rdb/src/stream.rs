@@ -1,27 +1,16 @@
 //! Stream listpacks: the master entry and the delta-encoded entries, validated as
 //! `streamValidateListpackIntegrity(deep)` does.
 
-use crate::listpack::{self, LpEntry};
+use crate::listpack::{self, LpEntry, LpIter};
 
 const FLAG_SAMEFIELDS: i64 = 2;
 
 /// Validates one stream node's listpack; returns (live entries, deleted entries) as its
-/// master entry records them.
+/// master entry records them. The listpack is walked one element at a time: nothing is
+/// collected, so the memory used is the blob itself whatever the number of elements.
 pub(crate) fn validate_listpack(lp: &[u8]) -> Result<(u64, u64), String> {
     let (iter, numele) = listpack::open(lp)?;
-    let entries: Vec<LpEntry<'_>> = iter.collect::<Result<_, _>>()?;
-    if let Some(n) = numele {
-        if usize::from(n) != entries.len() {
-            return Err(format!(
-                "listpack header counts {n} elements, it holds {}",
-                entries.len()
-            ));
-        }
-    }
-    let mut c = Walk {
-        entries: &entries,
-        at: 0,
-    };
+    let mut c = Walk { iter, seen: 0 };
     let count = c.int("the entry count")?;
     let deleted = c.int("the deleted count")?;
     let master_fields = c.int("the master field count")?;
@@ -60,33 +49,55 @@ pub(crate) fn validate_listpack(lp: &[u8]) -> Result<(u64, u64), String> {
             ));
         }
     }
-    if c.at != entries.len() {
+    if c.next_entry()?.is_some() {
         return Err("stream listpack: extra elements after the last entry".to_owned());
+    }
+    if let Some(n) = numele {
+        if u64::from(n) != c.seen {
+            return Err(format!(
+                "listpack header counts {n} elements, it holds {}",
+                c.seen
+            ));
+        }
     }
     // count and deleted are non-negative here.
     Ok((count.unsigned_abs(), deleted.unsigned_abs()))
 }
 
-struct Walk<'e, 'a> {
-    entries: &'e [LpEntry<'a>],
-    at: usize,
+/// Reads a stream node's listpack element by element.
+struct Walk<'a> {
+    iter: LpIter<'a>,
+    /// Elements read so far.
+    seen: u64,
 }
 
-impl Walk<'_, '_> {
+impl<'a> Walk<'a> {
+    fn next_entry(&mut self) -> Result<Option<LpEntry<'a>>, String> {
+        match self.iter.next() {
+            Some(Ok(e)) => {
+                self.seen += 1;
+                Ok(Some(e))
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+
     fn int(&mut self, what: &str) -> Result<i64, String> {
         let e = self
-            .entries
-            .get(self.at)
+            .next_entry()?
             .ok_or_else(|| format!("stream listpack ends before {what}"))?;
-        self.at += 1;
         e.as_int()
             .ok_or_else(|| format!("stream listpack: {what} is not an integer"))
     }
 
     fn skip(&mut self, n: i64, what: &str) -> Result<(), String> {
-        let n = usize::try_from(n).map_err(|_| format!("stream listpack: bad count for {what}"))?;
-        let end = self.at.checked_add(n).filter(|&e| e <= self.entries.len());
-        self.at = end.ok_or_else(|| format!("stream listpack ends inside {what}"))?;
+        let n = u64::try_from(n).map_err(|_| format!("stream listpack: bad count for {what}"))?;
+        for _ in 0..n {
+            if self.next_entry()?.is_none() {
+                return Err(format!("stream listpack ends inside {what}"));
+            }
+        }
         Ok(())
     }
 }

@@ -8,328 +8,6 @@ mod common;
 use backup_rdb::{crc64, Item, ParseOptions, RdbError, RdbReader, RdbSummary, ValueType};
 use common::*;
 
-fn module_id(name: &str, encver: u64) -> u64 {
-    const CSET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut id = 0u64;
-    for c in name.chars() {
-        id = (id << 6) | CSET.find(c).unwrap() as u64;
-    }
-    (id << 10) | encver
-}
-
-fn stream_listpack() -> Vec<u8> {
-    // master: 2 live, 1 deleted, fields [f], terminator; then 3 entries
-    listpack(&[
-        Lp::I(2),
-        Lp::I(1),
-        Lp::I(1),
-        Lp::S(b"f"),
-        Lp::I(0),
-        // entry 1: same fields
-        Lp::I(2),
-        Lp::I(0),
-        Lp::I(0),
-        Lp::S(b"v1"),
-        Lp::I(4),
-        // entry 2: deleted, same fields
-        Lp::I(3),
-        Lp::I(1),
-        Lp::I(0),
-        Lp::S(b"v2"),
-        Lp::I(4),
-        // entry 3: own fields
-        Lp::I(0),
-        Lp::I(2),
-        Lp::I(0),
-        Lp::I(2),
-        Lp::S(b"a"),
-        Lp::S(b"1"),
-        Lp::S(b"b"),
-        Lp::S(b"2"),
-        Lp::I(8),
-    ])
-}
-
-fn stream_value(version: u8) -> Vec<u8> {
-    let mut v = len(1);
-    let mut node_id = 1000u64.to_be_bytes().to_vec();
-    node_id.extend_from_slice(&0u64.to_be_bytes());
-    v.extend(s(&node_id));
-    v.extend(s(&stream_listpack()));
-    v.extend(len(2)); // length
-    v.extend(len(1002)); // last id
-    v.extend(len(0));
-    if version >= 2 {
-        v.extend(len(1000)); // first id
-        v.extend(len(0));
-        v.extend(len(1001)); // max deleted
-        v.extend(len(0));
-        v.extend(len(3)); // entries added
-    }
-    v.extend(len(1)); // groups
-    v.extend(s(b"group"));
-    v.extend(len(1000));
-    v.extend(len(0));
-    if version >= 2 {
-        v.extend(len(1)); // entries read
-    }
-    v.extend(len(1)); // PEL
-    let mut raw_id = node_id.clone();
-    raw_id[15] = 0;
-    v.extend_from_slice(&raw_id);
-    v.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
-    v.extend(len(2));
-    v.extend(len(1)); // consumers
-    v.extend(s(b"alice"));
-    v.extend_from_slice(&1_700_000_000_001i64.to_le_bytes());
-    if version >= 3 {
-        v.extend_from_slice(&1_700_000_000_002i64.to_le_bytes());
-    }
-    v.extend(len(1));
-    v.extend_from_slice(&raw_id);
-    v
-}
-
-/// (type, key, value bytes, value type, elements)
-type Fixture = (u8, &'static [u8], Vec<u8>, ValueType, u64);
-
-fn fixtures() -> Vec<Fixture> {
-    // strings: raw, INT8, INT16, INT32, LZF
-    let mut out = vec![(0, &b"s:raw"[..], s(b"hello"), ValueType::String, 1)];
-    out.push((0, b"s:i8", vec![0xC0, 0xF9], ValueType::String, 1));
-    out.push((0, b"s:i16", vec![0xC1, 0x39, 0x30], ValueType::String, 1));
-    out.push((
-        0,
-        b"s:i32",
-        vec![0xC2, 0x15, 0xCD, 0x5B, 0x07],
-        ValueType::String,
-        1,
-    ));
-    let text = vec![b'a'; 1000];
-    out.push((
-        0,
-        b"s:lzf",
-        lzf_s(&lzf_compress(&text), 1000),
-        ValueType::String,
-        1,
-    ));
-    let mixed = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789".to_vec();
-    out.push((
-        0,
-        b"s:lzf2",
-        lzf_s(&lzf_compress(&mixed), mixed.len() as u64),
-        ValueType::String,
-        1,
-    ));
-    // LIST (linked list)
-    let mut v = len(3);
-    v.extend(s(b"a"));
-    v.extend([0xC0, 5]);
-    v.extend(lzf_s(&lzf_compress(&text), 1000));
-    out.push((1, b"list:linked", v, ValueType::List, 3));
-    // SET
-    let mut v = len(2);
-    v.extend(s(b"x"));
-    v.extend(s(b"y"));
-    out.push((2, b"set:ht", v, ValueType::Set, 2));
-    // ZSET (string doubles, incl. +inf, -inf, nan markers)
-    let mut v = len(4);
-    for (m, score) in [
-        (&b"a"[..], &b"\x031.5"[..]),
-        (b"b", b"\xfe"),
-        (b"c", b"\xff"),
-        (b"d", b"\xfd"),
-    ] {
-        v.extend(s(m));
-        v.extend_from_slice(score);
-    }
-    out.push((3, b"zset:v1", v, ValueType::SortedSet, 4));
-    // HASH
-    let mut v = len(2);
-    for x in [&b"f1"[..], b"v1", b"f2", b"v2"] {
-        v.extend(s(x));
-    }
-    out.push((4, b"hash:ht", v, ValueType::Hash, 2));
-    // ZSET_2
-    let mut v = len(2);
-    v.extend(s(b"m1"));
-    v.extend_from_slice(&1.25f64.to_le_bytes());
-    v.extend(s(b"m2"));
-    v.extend_from_slice(&(-3.0f64).to_le_bytes());
-    out.push((5, b"zset:v2", v, ValueType::SortedSet, 2));
-    // MODULE_2: id, then SINT, UINT, FLOAT, DOUBLE, STRING, EOF
-    let mut v = len(module_id("ReJSON-RL", 3));
-    v.extend(len(1));
-    v.extend(len(42));
-    v.extend(len(2));
-    v.extend(len(7));
-    v.extend(len(3));
-    v.extend_from_slice(&1.5f32.to_le_bytes());
-    v.extend(len(4));
-    v.extend_from_slice(&2.5f64.to_le_bytes());
-    v.extend(len(5));
-    v.extend(s(b"{\"a\":1}"));
-    v.extend(len(0));
-    out.push((7, b"module:json", v, ValueType::Module, 0));
-    // HASH_ZIPMAP {"a": "xy", "bb": "z"}
-    let zm = [
-        2u8, 1, b'a', 2, 0, b'x', b'y', 2, b'b', b'b', 1, 1, b'z', 0, 0xFF,
-    ];
-    out.push((9, b"hash:zipmap", s(&zm), ValueType::Hash, 2));
-    // LIST_ZIPLIST
-    out.push((
-        10,
-        b"list:zl",
-        s(&ziplist(&[b"a", b"b", b"c"])),
-        ValueType::List,
-        3,
-    ));
-    // SET_INTSET
-    let mut is = vec![4, 0, 0, 0, 3, 0, 0, 0];
-    for x in [-70000i32, 1, 70000] {
-        is.extend_from_slice(&x.to_le_bytes());
-    }
-    out.push((11, b"set:intset", s(&is), ValueType::Set, 3));
-    // ZSET_ZIPLIST, HASH_ZIPLIST
-    out.push((
-        12,
-        b"zset:zl",
-        s(&ziplist(&[b"m", b"1", b"n", b"2"])),
-        ValueType::SortedSet,
-        2,
-    ));
-    out.push((
-        13,
-        b"hash:zl",
-        s(&ziplist(&[b"f", b"v"])),
-        ValueType::Hash,
-        1,
-    ));
-    // LIST_QUICKLIST (ziplist nodes), one of them LZF-compressed
-    let big_zl = ziplist(&[&[b'q'; 40][..], &[b'q'; 40][..], &[b'q'; 40][..]]);
-    let mut v = len(2);
-    v.extend(s(&ziplist(&[b"a", b"b"])));
-    v.extend(lzf_s(&lzf_compress(&big_zl), big_zl.len() as u64));
-    out.push((14, b"list:ql1", v, ValueType::List, 5));
-    // STREAM v1
-    out.push((15, b"stream:v1", stream_value(1), ValueType::Stream, 2));
-    // HASH_LISTPACK, ZSET_LISTPACK
-    out.push((
-        16,
-        b"hash:lp",
-        s(&listpack(&[
-            Lp::S(b"f"),
-            Lp::S(b"v"),
-            Lp::S(b"g"),
-            Lp::I(-5),
-        ])),
-        ValueType::Hash,
-        2,
-    ));
-    out.push((
-        17,
-        b"zset:lp",
-        s(&listpack(&[Lp::S(b"m"), Lp::I(3)])),
-        ValueType::SortedSet,
-        1,
-    ));
-    // LIST_QUICKLIST_2: packed + plain node
-    let mut v = len(2);
-    v.extend(len(2));
-    v.extend(s(&listpack(&[Lp::S(b"a"), Lp::I(1), Lp::I(1_000_000)])));
-    v.extend(len(1));
-    v.extend(s(&[b'p'; 100]));
-    out.push((18, b"list:ql2", v, ValueType::List, 4));
-    // STREAM v2
-    out.push((19, b"stream:v2", stream_value(2), ValueType::Stream, 2));
-    // SET_LISTPACK
-    out.push((
-        20,
-        b"set:lp",
-        s(&listpack(&[Lp::S(b"a"), Lp::S(b"b")])),
-        ValueType::Set,
-        2,
-    ));
-    // STREAM v3
-    out.push((21, b"stream:v3", stream_value(3), ValueType::Stream, 2));
-    // HASH_METADATA_PRE_GA (22): len, then (ttl, field, value)
-    let mut v = len(2);
-    v.extend(len(0));
-    v.extend(s(b"f1"));
-    v.extend(s(b"v1"));
-    v.extend(len(1_800_000_000_000));
-    v.extend(s(b"f2"));
-    v.extend(s(b"v2"));
-    out.push((22, b"hash:meta-pre", v, ValueType::Hash, 2));
-    // HASH_LISTPACK_EX_PRE_GA (23): listpack of triplets
-    let lpx = listpack(&[
-        Lp::S(b"f"),
-        Lp::S(b"v"),
-        Lp::I(0),
-        Lp::S(b"g"),
-        Lp::S(b"w"),
-        Lp::I(1_800_000_000_000),
-    ]);
-    out.push((23, b"hash:lpex-pre", s(&lpx), ValueType::Hash, 2));
-    // HASH_METADATA (24): min expiry, then relative TTLs
-    let mut v = 1_800_000_000_000i64.to_le_bytes().to_vec();
-    v.extend(len(1));
-    v.extend(len(1));
-    v.extend(s(b"f"));
-    v.extend(s(b"v"));
-    out.push((24, b"hash:meta", v, ValueType::Hash, 1));
-    // HASH_LISTPACK_EX (25)
-    let mut v = 1_800_000_000_000i64.to_le_bytes().to_vec();
-    v.extend(s(&lpx));
-    out.push((25, b"hash:lpex", v, ValueType::Hash, 2));
-    out
-}
-
-fn full_file() -> Vec<u8> {
-    let mut rdb = Rdb::new(12)
-        .aux(b"redis-ver", b"7.4.0")
-        .raw(&[0xFA])
-        .raw(&s(b"redis-bits"))
-        .raw(&[0xC0, 64])
-        .raw(&[0xF5])
-        .raw(&s(
-            b"#!lua name=lib\nredis.register_function('f', function() return 1 end)",
-        ))
-        // MODULE_AUX: id, when_opcode=UINT, when=2, one UINT, EOF
-        .raw(&[0xF7])
-        .raw(&len(module_id("mymodule1", 1)))
-        .raw(&len(2))
-        .raw(&len(2))
-        .raw(&len(2))
-        .raw(&len(99))
-        .raw(&len(0))
-        .select(0)
-        .resize(40, 3)
-        .raw(&[0xF4])
-        .raw(&len(1234))
-        .raw(&len(40))
-        .raw(&len(3));
-    for (i, (t, key, value, _, _)) in fixtures().into_iter().enumerate() {
-        match i {
-            1 => rdb = rdb.expire_ms(1_900_000_000_123),
-            2 => rdb = rdb.raw(&[0xFD]).raw(&1_900_000_000i32.to_le_bytes()),
-            3 => rdb = rdb.raw(&[0xF9, 5]),             // FREQ
-            4 => rdb = rdb.raw(&[0xF8]).raw(&len(100)), // IDLE
-            5 => rdb = rdb.expire_ms(5).raw(&[0xF9, 1]).raw(&[0xF8, 3]),
-            _ => {}
-        }
-        rdb = rdb.key(t, key, &value);
-    }
-    rdb.select(3)
-        .raw(&[0x00])
-        .raw(&[0xC1, 0xD2, 0x04]) // key 1234 as INT16
-        .raw(&s(b"v"))
-        .raw(&[0x00])
-        .raw(&lzf_s(&lzf_compress(&[b'k'; 100]), 100)) // LZF key
-        .raw(&s(b"v"))
-        .finish()
-}
-
 #[tokio::test]
 async fn every_encoding() {
     let file = full_file();
@@ -414,6 +92,7 @@ async fn every_encoding() {
             ParseOptions {
                 capture_payload: true,
                 max_value_bytes: None,
+                memory_budget: None,
             },
         )
         .await
@@ -644,19 +323,24 @@ async fn hostile_lengths_do_not_allocate() {
     v.extend_from_slice(b"abc");
     let f = Rdb::new(10).select(0).raw(&[0]).raw(&s(b"k")).raw(&v).bytes;
     assert!(matches!(err_of(&f).await, RdbError::Truncated { .. }));
-    // ... as a key, and through a trickling reader.
+    // ... as a key, through a trickling reader: beyond Redis's 512 MiB limit for a key,
+    // refused before anything is buffered.
     let f = Rdb::new(10).select(0).raw(&[0]).raw(&v).bytes;
     let e = parse_with(Chunked::new(f.clone(), 5), ParseOptions::default())
         .await
         .err()
         .unwrap();
-    assert!(matches!(e, RdbError::Truncated { .. }), "{e}");
-    // With a limit: TooLarge at once.
+    assert!(
+        matches!(e, RdbError::OverLimit { size, limit, .. } if size == huge && limit == 512 << 20),
+        "{e}"
+    );
+    // With a value limit: TooLarge at once.
     let e = parse_with(
         &f[..],
         ParseOptions {
             capture_payload: true,
             max_value_bytes: Some(1 << 20),
+            memory_budget: None,
         },
     )
     .await
@@ -699,6 +383,7 @@ async fn hostile_lengths_do_not_allocate() {
         ParseOptions {
             capture_payload: true,
             max_value_bytes: Some(100_000),
+            memory_budget: None,
         },
     )
     .await
@@ -710,6 +395,7 @@ async fn hostile_lengths_do_not_allocate() {
         ParseOptions {
             capture_payload: false,
             max_value_bytes: Some(100_000),
+            memory_budget: None,
         },
     )
     .await
@@ -781,4 +467,78 @@ fn futures_are_send() {
     let mut r = RdbReader::new(&b""[..], ParseOptions::default());
     assert_send(&r.next());
     assert_send(&RdbSummary::read(&b""[..]));
+}
+
+#[tokio::test]
+async fn large_captured_values_are_exact_however_the_bytes_arrive() {
+    // Values above the parser's resting buffer take its buffer as their payload; whatever the
+    // chunking, each payload is the type byte and the value's bytes, the CRC still covers
+    // everything and the keys around them parse.
+    let pattern = |n: usize, salt: u8| -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(31) ^ salt).collect()
+    };
+    let mut set = len(3);
+    for n in [200_000usize, 70_000, 400_000] {
+        set.extend(s(&pattern(n, 7)));
+    }
+    let values: Vec<(u8, &[u8], Vec<u8>)> = vec![
+        (0, b"a", s(&pattern(300_000, 1))),
+        (0, b"small", s(b"v")),
+        (0, b"b", s(&pattern(1 << 20, 2))),
+        (2, b"set", set),
+        (0, b"c", s(&pattern(5 << 20, 3))),
+    ];
+    let mut rdb = Rdb::new(10).select(0);
+    for (t, key, value) in &values {
+        rdb = rdb.key(*t, key, value);
+    }
+    let file = rdb.finish();
+    for chunk in [7, 4096, 65_537, (1 << 20) + 3, file.len()] {
+        let options = ParseOptions {
+            capture_payload: true,
+            max_value_bytes: None,
+            memory_budget: None,
+        };
+        let parsed = parse_with(Chunked::new(file.clone(), chunk), options)
+            .await
+            .unwrap();
+        assert!(parsed.verified, "chunk {chunk}");
+        let got = entries(&parsed.items);
+        assert_eq!(got.len(), values.len(), "chunk {chunk}");
+        for (e, (t, key, value)) in got.iter().zip(&values) {
+            assert_eq!(e.key, *key, "chunk {chunk}");
+            let payload = e.payload.as_ref().unwrap();
+            assert_eq!(payload[0], *t, "chunk {chunk}");
+            assert!(
+                payload[1..] == value[..],
+                "chunk {chunk}: payload of {:?}",
+                e.key
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_tail_read_in_pieces_parses_alike_whatever_the_read_sizes() {
+    // A walked stream tail keeps a cursor from piece to piece; a read that ends anywhere
+    // (inside a pending entry, just after the last one) must not move it.
+    let file = backup_testkit::hostile_rdb::pel(1030).into_vec();
+    let want = vec![(b"stream".to_vec(), 1u64)];
+    for chunk in [1, 2, 3, 5, 7, 11, 13, 25, 4096, file.len()] {
+        for capture in [false, true] {
+            let options = ParseOptions {
+                capture_payload: capture,
+                max_value_bytes: None,
+                memory_budget: None,
+            };
+            let parsed = parse_with(Chunked::new(file.clone(), chunk), options)
+                .await
+                .unwrap();
+            let got: Vec<_> = entries(&parsed.items)
+                .into_iter()
+                .map(|e| (e.key, e.elements))
+                .collect();
+            assert_eq!(got, want, "chunk {chunk}, capture {capture}");
+        }
+    }
 }

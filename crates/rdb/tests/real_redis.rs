@@ -358,6 +358,7 @@ async fn check_against_server(r: &mut Redis, expect: &Expect, file: &[u8]) {
         ParseOptions {
             capture_payload: true,
             max_value_bytes: None,
+            memory_budget: None,
         },
     )
     .await
@@ -397,6 +398,7 @@ async fn real_redis_files() {
         ParseOptions {
             capture_payload: false,
             max_value_bytes: Some(1 << 20),
+            memory_budget: None,
         },
     );
     let err = loop {

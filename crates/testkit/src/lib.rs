@@ -16,6 +16,7 @@
 
 mod checksum;
 mod cluster;
+pub mod hostile_rdb;
 mod redis;
 mod redis_sample;
 mod s3;

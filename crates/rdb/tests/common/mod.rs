@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use backup_rdb::{crc64, Item, ParseOptions, RdbError, RdbReader};
+use backup_rdb::{crc64, Item, ParseOptions, RdbError, RdbReader, ValueType};
 use tokio::io::{AsyncRead, ReadBuf};
 
 // ---------------------------------------------------------------- RDB builder
@@ -192,6 +192,330 @@ pub fn ziplist(entries: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+// ---------------------------------------------------------------- fixtures: every encoding
+
+pub fn module_id(name: &str, encver: u64) -> u64 {
+    const CSET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut id = 0u64;
+    for c in name.chars() {
+        id = (id << 6) | CSET.find(c).unwrap() as u64;
+    }
+    (id << 10) | encver
+}
+
+pub fn stream_listpack() -> Vec<u8> {
+    // master: 2 live, 1 deleted, fields [f], terminator; then 3 entries
+    listpack(&[
+        Lp::I(2),
+        Lp::I(1),
+        Lp::I(1),
+        Lp::S(b"f"),
+        Lp::I(0),
+        // entry 1: same fields
+        Lp::I(2),
+        Lp::I(0),
+        Lp::I(0),
+        Lp::S(b"v1"),
+        Lp::I(4),
+        // entry 2: deleted, same fields
+        Lp::I(3),
+        Lp::I(1),
+        Lp::I(0),
+        Lp::S(b"v2"),
+        Lp::I(4),
+        // entry 3: own fields
+        Lp::I(0),
+        Lp::I(2),
+        Lp::I(0),
+        Lp::I(2),
+        Lp::S(b"a"),
+        Lp::S(b"1"),
+        Lp::S(b"b"),
+        Lp::S(b"2"),
+        Lp::I(8),
+    ])
+}
+
+pub fn stream_value(version: u8) -> Vec<u8> {
+    let mut v = len(1);
+    let mut node_id = 1000u64.to_be_bytes().to_vec();
+    node_id.extend_from_slice(&0u64.to_be_bytes());
+    v.extend(s(&node_id));
+    v.extend(s(&stream_listpack()));
+    v.extend(len(2)); // length
+    v.extend(len(1002)); // last id
+    v.extend(len(0));
+    if version >= 2 {
+        v.extend(len(1000)); // first id
+        v.extend(len(0));
+        v.extend(len(1001)); // max deleted
+        v.extend(len(0));
+        v.extend(len(3)); // entries added
+    }
+    v.extend(len(1)); // groups
+    v.extend(s(b"group"));
+    v.extend(len(1000));
+    v.extend(len(0));
+    if version >= 2 {
+        v.extend(len(1)); // entries read
+    }
+    v.extend(len(1)); // PEL
+    let mut raw_id = node_id.clone();
+    raw_id[15] = 0;
+    v.extend_from_slice(&raw_id);
+    v.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+    v.extend(len(2));
+    v.extend(len(1)); // consumers
+    v.extend(s(b"alice"));
+    v.extend_from_slice(&1_700_000_000_001i64.to_le_bytes());
+    if version >= 3 {
+        v.extend_from_slice(&1_700_000_000_002i64.to_le_bytes());
+    }
+    v.extend(len(1));
+    v.extend_from_slice(&raw_id);
+    v
+}
+
+/// (type, key, value bytes, value type, elements)
+pub type Fixture = (u8, &'static [u8], Vec<u8>, ValueType, u64);
+
+pub fn fixtures() -> Vec<Fixture> {
+    // strings: raw, INT8, INT16, INT32, LZF
+    let mut out = vec![(0, &b"s:raw"[..], s(b"hello"), ValueType::String, 1)];
+    out.push((0, b"s:i8", vec![0xC0, 0xF9], ValueType::String, 1));
+    out.push((0, b"s:i16", vec![0xC1, 0x39, 0x30], ValueType::String, 1));
+    out.push((
+        0,
+        b"s:i32",
+        vec![0xC2, 0x15, 0xCD, 0x5B, 0x07],
+        ValueType::String,
+        1,
+    ));
+    let text = vec![b'a'; 1000];
+    out.push((
+        0,
+        b"s:lzf",
+        lzf_s(&lzf_compress(&text), 1000),
+        ValueType::String,
+        1,
+    ));
+    let mixed = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789".to_vec();
+    out.push((
+        0,
+        b"s:lzf2",
+        lzf_s(&lzf_compress(&mixed), mixed.len() as u64),
+        ValueType::String,
+        1,
+    ));
+    // LIST (linked list)
+    let mut v = len(3);
+    v.extend(s(b"a"));
+    v.extend([0xC0, 5]);
+    v.extend(lzf_s(&lzf_compress(&text), 1000));
+    out.push((1, b"list:linked", v, ValueType::List, 3));
+    // SET
+    let mut v = len(2);
+    v.extend(s(b"x"));
+    v.extend(s(b"y"));
+    out.push((2, b"set:ht", v, ValueType::Set, 2));
+    // ZSET (string doubles, incl. +inf, -inf, nan markers)
+    let mut v = len(4);
+    for (m, score) in [
+        (&b"a"[..], &b"\x031.5"[..]),
+        (b"b", b"\xfe"),
+        (b"c", b"\xff"),
+        (b"d", b"\xfd"),
+    ] {
+        v.extend(s(m));
+        v.extend_from_slice(score);
+    }
+    out.push((3, b"zset:v1", v, ValueType::SortedSet, 4));
+    // HASH
+    let mut v = len(2);
+    for x in [&b"f1"[..], b"v1", b"f2", b"v2"] {
+        v.extend(s(x));
+    }
+    out.push((4, b"hash:ht", v, ValueType::Hash, 2));
+    // ZSET_2
+    let mut v = len(2);
+    v.extend(s(b"m1"));
+    v.extend_from_slice(&1.25f64.to_le_bytes());
+    v.extend(s(b"m2"));
+    v.extend_from_slice(&(-3.0f64).to_le_bytes());
+    out.push((5, b"zset:v2", v, ValueType::SortedSet, 2));
+    // MODULE_2: id, then SINT, UINT, FLOAT, DOUBLE, STRING, EOF
+    let mut v = len(module_id("ReJSON-RL", 3));
+    v.extend(len(1));
+    v.extend(len(42));
+    v.extend(len(2));
+    v.extend(len(7));
+    v.extend(len(3));
+    v.extend_from_slice(&1.5f32.to_le_bytes());
+    v.extend(len(4));
+    v.extend_from_slice(&2.5f64.to_le_bytes());
+    v.extend(len(5));
+    v.extend(s(b"{\"a\":1}"));
+    v.extend(len(0));
+    out.push((7, b"module:json", v, ValueType::Module, 0));
+    // HASH_ZIPMAP {"a": "xy", "bb": "z"}
+    let zm = [
+        2u8, 1, b'a', 2, 0, b'x', b'y', 2, b'b', b'b', 1, 1, b'z', 0, 0xFF,
+    ];
+    out.push((9, b"hash:zipmap", s(&zm), ValueType::Hash, 2));
+    // LIST_ZIPLIST
+    out.push((
+        10,
+        b"list:zl",
+        s(&ziplist(&[b"a", b"b", b"c"])),
+        ValueType::List,
+        3,
+    ));
+    // SET_INTSET
+    let mut is = vec![4, 0, 0, 0, 3, 0, 0, 0];
+    for x in [-70000i32, 1, 70000] {
+        is.extend_from_slice(&x.to_le_bytes());
+    }
+    out.push((11, b"set:intset", s(&is), ValueType::Set, 3));
+    // ZSET_ZIPLIST, HASH_ZIPLIST
+    out.push((
+        12,
+        b"zset:zl",
+        s(&ziplist(&[b"m", b"1", b"n", b"2"])),
+        ValueType::SortedSet,
+        2,
+    ));
+    out.push((
+        13,
+        b"hash:zl",
+        s(&ziplist(&[b"f", b"v"])),
+        ValueType::Hash,
+        1,
+    ));
+    // LIST_QUICKLIST (ziplist nodes), one of them LZF-compressed
+    let big_zl = ziplist(&[&[b'q'; 40][..], &[b'q'; 40][..], &[b'q'; 40][..]]);
+    let mut v = len(2);
+    v.extend(s(&ziplist(&[b"a", b"b"])));
+    v.extend(lzf_s(&lzf_compress(&big_zl), big_zl.len() as u64));
+    out.push((14, b"list:ql1", v, ValueType::List, 5));
+    // STREAM v1
+    out.push((15, b"stream:v1", stream_value(1), ValueType::Stream, 2));
+    // HASH_LISTPACK, ZSET_LISTPACK
+    out.push((
+        16,
+        b"hash:lp",
+        s(&listpack(&[
+            Lp::S(b"f"),
+            Lp::S(b"v"),
+            Lp::S(b"g"),
+            Lp::I(-5),
+        ])),
+        ValueType::Hash,
+        2,
+    ));
+    out.push((
+        17,
+        b"zset:lp",
+        s(&listpack(&[Lp::S(b"m"), Lp::I(3)])),
+        ValueType::SortedSet,
+        1,
+    ));
+    // LIST_QUICKLIST_2: packed + plain node
+    let mut v = len(2);
+    v.extend(len(2));
+    v.extend(s(&listpack(&[Lp::S(b"a"), Lp::I(1), Lp::I(1_000_000)])));
+    v.extend(len(1));
+    v.extend(s(&[b'p'; 100]));
+    out.push((18, b"list:ql2", v, ValueType::List, 4));
+    // STREAM v2
+    out.push((19, b"stream:v2", stream_value(2), ValueType::Stream, 2));
+    // SET_LISTPACK
+    out.push((
+        20,
+        b"set:lp",
+        s(&listpack(&[Lp::S(b"a"), Lp::S(b"b")])),
+        ValueType::Set,
+        2,
+    ));
+    // STREAM v3
+    out.push((21, b"stream:v3", stream_value(3), ValueType::Stream, 2));
+    // HASH_METADATA_PRE_GA (22): len, then (ttl, field, value)
+    let mut v = len(2);
+    v.extend(len(0));
+    v.extend(s(b"f1"));
+    v.extend(s(b"v1"));
+    v.extend(len(1_800_000_000_000));
+    v.extend(s(b"f2"));
+    v.extend(s(b"v2"));
+    out.push((22, b"hash:meta-pre", v, ValueType::Hash, 2));
+    // HASH_LISTPACK_EX_PRE_GA (23): listpack of triplets
+    let lpx = listpack(&[
+        Lp::S(b"f"),
+        Lp::S(b"v"),
+        Lp::I(0),
+        Lp::S(b"g"),
+        Lp::S(b"w"),
+        Lp::I(1_800_000_000_000),
+    ]);
+    out.push((23, b"hash:lpex-pre", s(&lpx), ValueType::Hash, 2));
+    // HASH_METADATA (24): min expiry, then relative TTLs
+    let mut v = 1_800_000_000_000i64.to_le_bytes().to_vec();
+    v.extend(len(1));
+    v.extend(len(1));
+    v.extend(s(b"f"));
+    v.extend(s(b"v"));
+    out.push((24, b"hash:meta", v, ValueType::Hash, 1));
+    // HASH_LISTPACK_EX (25)
+    let mut v = 1_800_000_000_000i64.to_le_bytes().to_vec();
+    v.extend(s(&lpx));
+    out.push((25, b"hash:lpex", v, ValueType::Hash, 2));
+    out
+}
+
+pub fn full_file() -> Vec<u8> {
+    let mut rdb = Rdb::new(12)
+        .aux(b"redis-ver", b"7.4.0")
+        .raw(&[0xFA])
+        .raw(&s(b"redis-bits"))
+        .raw(&[0xC0, 64])
+        .raw(&[0xF5])
+        .raw(&s(
+            b"#!lua name=lib\nredis.register_function('f', function() return 1 end)",
+        ))
+        // MODULE_AUX: id, when_opcode=UINT, when=2, one UINT, EOF
+        .raw(&[0xF7])
+        .raw(&len(module_id("mymodule1", 1)))
+        .raw(&len(2))
+        .raw(&len(2))
+        .raw(&len(2))
+        .raw(&len(99))
+        .raw(&len(0))
+        .select(0)
+        .resize(40, 3)
+        .raw(&[0xF4])
+        .raw(&len(1234))
+        .raw(&len(40))
+        .raw(&len(3));
+    for (i, (t, key, value, _, _)) in fixtures().into_iter().enumerate() {
+        match i {
+            1 => rdb = rdb.expire_ms(1_900_000_000_123),
+            2 => rdb = rdb.raw(&[0xFD]).raw(&1_900_000_000i32.to_le_bytes()),
+            3 => rdb = rdb.raw(&[0xF9, 5]),             // FREQ
+            4 => rdb = rdb.raw(&[0xF8]).raw(&len(100)), // IDLE
+            5 => rdb = rdb.expire_ms(5).raw(&[0xF9, 1]).raw(&[0xF8, 3]),
+            _ => {}
+        }
+        rdb = rdb.key(t, key, &value);
+    }
+    rdb.select(3)
+        .raw(&[0x00])
+        .raw(&[0xC1, 0xD2, 0x04]) // key 1234 as INT16
+        .raw(&s(b"v"))
+        .raw(&[0x00])
+        .raw(&lzf_s(&lzf_compress(&[b'k'; 100]), 100)) // LZF key
+        .raw(&s(b"v"))
+        .finish()
+}
+
 // ---------------------------------------------------------------- parsing helpers
 
 /// A reader that hands out at most `chunk` bytes per read.
@@ -260,6 +584,7 @@ pub async fn parse(bytes: &[u8], capture: bool) -> Result<Parsed, RdbError> {
         ParseOptions {
             capture_payload: capture,
             max_value_bytes: None,
+            memory_budget: None,
         },
     )
     .await

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
-use backup_rdb::RdbSummary;
+use backup_rdb::{ParseOptions, RdbSummary};
 
 use crate::redis::error::RedisError;
 
@@ -14,12 +14,18 @@ use crate::redis::error::RedisError;
 pub struct RdbCheck {
     /// What was found, after a successful run.
     pub summary: Option<RdbSummary>,
+    /// The parser's memory budget ([`ParseOptions::memory_budget`]; `None`: 64 MiB).
+    pub parse_memory: Option<u64>,
 }
 
 #[async_trait]
 impl RestoreTarget for RdbCheck {
     async fn restore(&mut self, stream: ByteStream) -> Result<RestoreSummary, BoxError> {
-        let summary = RdbSummary::read(stream)
+        let options = ParseOptions {
+            memory_budget: self.parse_memory,
+            ..ParseOptions::default()
+        };
+        let summary = RdbSummary::read_with(stream, options)
             .await
             .map_err(|source| RedisError::Rdb {
                 context: "the backup is not a valid RDB file".to_owned(),
@@ -50,10 +56,10 @@ pub(crate) fn summary_notes(s: &RdbSummary) -> Vec<String> {
             "absent (written with rdbchecksum no)"
         }
     )];
-    let total: u64 = s.keys_per_db.values().sum();
     notes.push(format!(
-        "{total} keys in {} database(s), {} with an expiry; {} function librar{}",
-        s.keys_per_db.len(),
+        "{} keys in {} database(s), {} with an expiry; {} function librar{}",
+        s.keys(),
+        s.keys_per_db.len() + usize::from(s.keys_in_other_dbs > 0),
         s.keys_with_expiry,
         s.functions,
         if s.functions == 1 { "y" } else { "ies" }
@@ -70,6 +76,13 @@ pub(crate) fn summary_notes(s: &RdbSummary) -> Vec<String> {
             })
             .unwrap_or_default();
         notes.push(format!("db {db}: {keys} keys ({types})"));
+    }
+    if s.keys_in_other_dbs > 0 {
+        notes.push(format!(
+            "{} keys in databases beyond the first {} listed",
+            s.keys_in_other_dbs,
+            backup_rdb::SUMMARY_DATABASES
+        ));
     }
     if s.module_aux > 0 {
         notes.push(format!("{} module aux record(s)", s.module_aux));

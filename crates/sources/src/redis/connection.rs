@@ -50,6 +50,34 @@ pub(crate) async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
     Ok(n)
 }
 
+/// The most heap one reply may take while it is read ([`RedisClient::read_reply`]): 64 MiB.
+///
+/// Every array slot (`size_of::<Resp>()` bytes each, as reserved) and every byte of a bulk,
+/// simple or error string is counted, and while a buffer grows its old and new copies are
+/// counted together, so this bounds what a hostile server can make the client hold, whatever
+/// lengths it declares. A bulk string whose declared length passes it is refused before any of
+/// it is read. The client only reads replies to small admin commands (`INFO`, `CONFIG GET`,
+/// `ROLE`, `FUNCTION LIST LIBRARYNAME`, acknowledgements of `RESTORE`, `SELECT`,
+/// `FUNCTION LOAD`...), far below this; because of the doubling growth, the largest single
+/// array or string it accepts is about half of it (a million elements, some 40 MiB).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The deepest nesting of arrays a reply may have (Redis replies nest a few levels).
+pub const MAX_REPLY_DEPTH: usize = 32;
+
+/// The slots an array reserves before its elements arrive; it grows with them, never with
+/// the length it declares.
+const ARRAY_PREALLOC: usize = 16;
+
+/// The bytes a bulk string reserves before its data arrives.
+const BULK_PREALLOC: usize = 64 * 1024;
+
+/// An array being read: the elements so far and how many it declared.
+struct Frame {
+    items: Vec<Resp>,
+    want: usize,
+}
+
 /// The write buffer is flushed by [`RedisClient::send`] once it holds this much.
 const WRITE_FLUSH_THRESHOLD: usize = 1024 * 1024;
 
@@ -577,6 +605,37 @@ impl RedisClient {
         }
     }
 
+    /// Writes one command straight to the connection, after what [`send`](Self::send)
+    /// buffered: its arguments are not copied into the write buffer, so a large value (a
+    /// `RESTORE` payload) is held once. Its reply is read later, as for `send`.
+    ///
+    /// # Errors
+    /// [`RedisError::Io`] when writing fails.
+    pub async fn send_direct(&mut self, args: &[&[u8]]) -> Result<(), RedisError> {
+        use std::io::Write as _;
+        let _ = write!(self.wbuf, "*{}\r\n", args.len());
+        let result = async {
+            for arg in args {
+                let _ = write!(self.wbuf, "${}\r\n", arg.len());
+                let stream = self.conn.get_mut();
+                stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+                stream.write_all(arg).await?;
+                self.wbuf.extend_from_slice(b"\r\n");
+            }
+            Ok::<(), std::io::Error>(())
+        }
+        .await;
+        result.map_err(|source| {
+            self.wbuf.clear();
+            RedisError::Io {
+                endpoint: self.endpoint.clone(),
+                context: "sending commands".to_owned(),
+                source,
+            }
+        })
+    }
+
     /// [`send`](Self::send), then [`flush`](Self::flush) when the buffer holds more than
     /// 1 MiB: for long pipelines whose replies are read later.
     ///
@@ -669,58 +728,120 @@ impl RedisClient {
             })
     }
 
+    /// The error for a reply that would pass [`MAX_REPLY_BYTES`].
+    fn too_large(&self, what: &str) -> RedisError {
+        self.protocol_error(format!(
+            "{what}: a reply larger than {MAX_REPLY_BYTES} bytes, the most this client accepts"
+        ))
+    }
+
+    /// Accounts a buffer of the reply growing from `old` to `new` bytes (`old` 0 for a new
+    /// one) in `used`; refuses when its old and new copies together would pass
+    /// [`MAX_REPLY_BYTES`] (`used` already holds `old`).
+    fn charge(
+        &self,
+        used: &mut usize,
+        old: usize,
+        new: usize,
+        what: &str,
+    ) -> Result<(), RedisError> {
+        match used.checked_add(new) {
+            Some(total) if total <= MAX_REPLY_BYTES => {
+                *used = total - old.min(total);
+                Ok(())
+            }
+            _ => Err(self.too_large(what)),
+        }
+    }
+
+    /// Reads the data and the CRLF of a bulk string of `len` bytes (already accounted as
+    /// allowed by [`MAX_REPLY_BYTES`]). The buffer grows with the bytes that arrive.
+    async fn read_bulk(&mut self, len: usize, used: &mut usize) -> Result<Vec<u8>, RedisError> {
+        let mut data: Vec<u8> = Vec::new();
+        let first = len.min(BULK_PREALLOC);
+        self.charge(used, 0, first, "a bulk string")?;
+        data.reserve_exact(first);
+        while data.len() < len {
+            let available = match self.conn.fill_buf().await {
+                Ok(buffer) => buffer.len(),
+                Err(e) => return Err(self.io_error("reading a reply", e)),
+            };
+            if available == 0 {
+                return Err(self.io_error(
+                    "reading a reply",
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection in a bulk reply",
+                    ),
+                ));
+            }
+            let n = available.min(len - data.len());
+            if data.capacity() - data.len() < n {
+                let old = data.capacity();
+                let new = old.saturating_mul(2).max(data.len() + n).min(len);
+                self.charge(used, old, new, "a bulk string")?;
+                data.reserve_exact(new - data.len());
+            }
+            data.extend_from_slice(&self.conn.buffer()[..n]);
+            self.conn.consume(n);
+        }
+        let mut crlf = [0u8; 2];
+        self.conn
+            .read_exact(&mut crlf)
+            .await
+            .map_err(|e| self.io_error("reading a reply", e))?;
+        if &crlf != b"\r\n" {
+            return Err(self.protocol_error("a bulk string not ending in CRLF".to_owned()));
+        }
+        Ok(data)
+    }
+
     /// Reads one reply (after [`flush`](Self::flush)). Error replies are returned as
     /// [`Resp::Error`], not as `Err`.
     ///
+    /// Memory is bounded whatever the server sends: lines by [`MAX_LINE_BYTES`], the whole
+    /// reply by [`MAX_REPLY_BYTES`] (checked before a bulk string is read, and as arrays and
+    /// strings grow with the data that arrives), nesting by [`MAX_REPLY_DEPTH`].
+    ///
     /// # Errors
     /// [`RedisError::Io`] when the connection fails or closes, [`RedisError::Protocol`] for
-    /// malformed replies.
+    /// malformed replies and for replies past those limits (the connection is then out of
+    /// step and should be dropped).
     pub async fn read_reply(&mut self) -> Result<Resp, RedisError> {
+        let slot = std::mem::size_of::<Resp>();
+        // Heap bytes held by the reply so far (see `charge`).
+        let mut used = 0usize;
         // Nested arrays without recursion: each frame collects the elements of one array.
-        let mut stack: Vec<(Vec<Resp>, usize)> = Vec::new();
+        let mut stack: Vec<Frame> = Vec::new();
         loop {
             self.read_line().await?;
             let Some(&kind) = self.line.first() else {
                 return Err(self.protocol_error("an empty line".to_owned()));
             };
             let mut value = match kind {
-                b'+' => Resp::Simple(String::from_utf8_lossy(&self.line[1..]).into_owned()),
-                b'-' => Resp::Error(String::from_utf8_lossy(&self.line[1..]).into_owned()),
+                b'+' | b'-' => {
+                    let text = String::from_utf8_lossy(&self.line[1..]);
+                    self.charge(&mut used, 0, text.len(), "a status or error line")?;
+                    let text = text.into_owned();
+                    if kind == b'+' {
+                        Resp::Simple(text)
+                    } else {
+                        Resp::Error(text)
+                    }
+                }
                 b':' => Resp::Integer(self.line_number()?),
                 b'$' => {
                     let len = self.line_number()?;
                     if len < 0 {
                         Resp::Bulk(None)
                     } else {
-                        let len = u64::try_from(len).unwrap_or(0);
-                        let mut data = Vec::with_capacity(
-                            usize::try_from(len.min(1 << 20)).unwrap_or(1 << 20),
-                        );
-                        (&mut self.conn)
-                            .take(len)
-                            .read_to_end(&mut data)
-                            .await
-                            .map_err(|e| self.io_error("reading a reply", e))?;
-                        let mut crlf = [0u8; 2];
-                        if data.len() as u64 != len {
-                            return Err(self.io_error(
-                                "reading a reply",
-                                std::io::Error::new(
-                                    std::io::ErrorKind::UnexpectedEof,
-                                    "the server closed the connection in a bulk reply",
-                                ),
-                            ));
-                        }
-                        self.conn
-                            .read_exact(&mut crlf)
-                            .await
-                            .map_err(|e| self.io_error("reading a reply", e))?;
-                        if &crlf != b"\r\n" {
-                            return Err(
-                                self.protocol_error("a bulk string not ending in CRLF".to_owned())
-                            );
-                        }
-                        Resp::Bulk(Some(data))
+                        // Refused before anything is read or reserved.
+                        let what = format!("a bulk string of {len} bytes");
+                        let len = usize::try_from(len)
+                            .ok()
+                            .filter(|&n| used.checked_add(n).is_some_and(|t| t <= MAX_REPLY_BYTES))
+                            .ok_or_else(|| self.too_large(&what))?;
+                        Resp::Bulk(Some(self.read_bulk(len, &mut used).await?))
                     }
                 }
                 b'*' => {
@@ -730,8 +851,19 @@ impl RedisClient {
                     } else if len == 0 {
                         Resp::Array(Some(Vec::new()))
                     } else {
-                        let len = usize::try_from(len).unwrap_or(usize::MAX);
-                        stack.push((Vec::with_capacity(len.min(1024)), len));
+                        if stack.len() >= MAX_REPLY_DEPTH {
+                            return Err(self.protocol_error(format!(
+                                "a reply nested deeper than {MAX_REPLY_DEPTH} arrays, the most \
+                                 this client accepts"
+                            )));
+                        }
+                        let want = usize::try_from(len).unwrap_or(usize::MAX);
+                        let first = want.min(ARRAY_PREALLOC);
+                        self.charge(&mut used, 0, first.saturating_mul(slot), "an array")?;
+                        stack.push(Frame {
+                            items: Vec::with_capacity(first),
+                            want,
+                        });
                         continue;
                     }
                 }
@@ -744,17 +876,30 @@ impl RedisClient {
                 }
             };
             loop {
-                let Some((items, want)) = stack.last_mut() else {
+                let Some(frame) = stack.last_mut() else {
                     return Ok(value);
                 };
-                items.push(value);
-                if items.len() < *want {
+                if frame.items.len() == frame.items.capacity() {
+                    // Grow by doubling, never past the declared length: capacity follows the
+                    // elements that arrive.
+                    let old = frame.items.capacity();
+                    let new = old.saturating_mul(2).max(old + 1).min(frame.want);
+                    self.charge(
+                        &mut used,
+                        old.saturating_mul(slot),
+                        new.saturating_mul(slot),
+                        "an array",
+                    )?;
+                    frame.items.reserve_exact(new - frame.items.len());
+                }
+                frame.items.push(value);
+                if frame.items.len() < frame.want {
                     break;
                 }
-                let Some((items, _)) = stack.pop() else {
+                let Some(frame) = stack.pop() else {
                     return Err(self.protocol_error("array nesting".to_owned()));
                 };
-                value = Resp::Array(Some(items));
+                value = Resp::Array(Some(frame.items));
             }
         }
     }

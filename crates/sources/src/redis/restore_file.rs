@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, RestoreSummary, RestoreTarget};
-use backup_rdb::{RdbError, RdbSummary};
+use backup_rdb::{ParseOptions, RdbError, RdbSummary};
 use backup_storage::atomic::{self, TempFile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -78,6 +78,9 @@ pub struct FileRestoreOptions {
     /// server is the usual case and no error) before the file is replaced, to warn when it
     /// would load an AOF instead of the restored RDB.
     pub server: Option<RedisConfig>,
+    /// The memory budget of the parser that checks the RDB as it is written
+    /// ([`ParseOptions::memory_budget`]; `None`: 64 MiB).
+    pub parse_memory: Option<u64>,
 }
 
 impl Default for FileRestoreOptions {
@@ -91,6 +94,7 @@ impl Default for FileRestoreOptions {
             docker_rdb_path: DOCKER_RDB_PATH.to_owned(),
             work_dir: None,
             server: None,
+            parse_memory: None,
         }
     }
 }
@@ -206,7 +210,7 @@ impl RedisFileRestore {
             ".{file_name}{RESTORE_TEMP_INFIX}{}",
             random_suffix()
         ));
-        let (temp, bytes, summary) = write_verified(stream, temp_path).await?;
+        let (temp, bytes, summary) = write_verified(stream, temp_path, o.parse_memory).await?;
 
         if let Some(cmd) = &o.stop_cmd {
             run_shell("the stop command", cmd).await?;
@@ -272,7 +276,7 @@ impl RedisFileRestore {
         let o = &self.options;
         let dir = o.work_dir.clone().unwrap_or_else(std::env::temp_dir);
         let temp_path = dir.join(format!(".dump.rdb{RESTORE_TEMP_INFIX}{}", random_suffix()));
-        let (temp, bytes, summary) = write_verified(stream, temp_path).await?;
+        let (temp, bytes, summary) = write_verified(stream, temp_path, o.parse_memory).await?;
         let mut notes = Vec::new();
         let docker = &o.docker_program;
         let inside = format!("{container}:{}", o.docker_rdb_path);
@@ -450,6 +454,7 @@ fn timestamp() -> String {
 pub(crate) async fn write_verified(
     stream: ByteStream,
     path: PathBuf,
+    parse_memory: Option<u64>,
 ) -> Result<(TempFile, u64, RdbSummary), RedisError> {
     let shown = path.display().to_string();
     let file_err = |context: &str| {
@@ -463,8 +468,12 @@ pub(crate) async fn write_verified(
     };
     let (temp, file) = TempFile::create(path.clone(), 0o600).map_err(file_err("cannot create"))?;
     let mut file = tokio::fs::File::from_std(file);
+    let options = ParseOptions {
+        memory_budget: parse_memory,
+        ..ParseOptions::default()
+    };
     let (mut tee, check) = tee_to_validator(stream, "the RDB backup", |reader| {
-        Box::pin(RdbSummary::read(reader))
+        Box::pin(RdbSummary::read_with(reader, options))
     });
     let mut bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];

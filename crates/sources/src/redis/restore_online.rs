@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, FetchedBackup, ProgressFn, RestoreSummary, RestoreTarget};
 use backup_crypto::Keyring;
 use backup_rdb::{
-    rdb_version_for_server, restore_payload, Entry, Item, ParseOptions, RdbReader, ValueType,
+    into_restore_payload, rdb_version_for_server, Entry, Item, ParseOptions, RdbReader, ValueType,
     REDIS_RDB_VERSIONS,
 };
 
@@ -41,6 +41,9 @@ use crate::redis::error::RedisError;
 pub const DEFAULT_BATCH_COMMANDS: usize = 1000;
 /// Default [`OnlineRestoreOptions::batch_bytes`] (16 MiB).
 pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// `RESTORE` payloads from this size on are written to the socket directly instead of being
+/// copied into the pipeline's buffer.
+const DIRECT_SEND_BYTES: usize = 1024 * 1024;
 /// How many clashing keys an error lists.
 const CLASHES_LISTED: usize = 20;
 /// How many refused keys an error lists.
@@ -58,6 +61,10 @@ pub struct OnlineRestoreOptions {
     /// Payload bytes per pipelined batch (0: [`DEFAULT_BATCH_BYTES`]); a single larger value
     /// is sent alone.
     pub batch_bytes: usize,
+    /// The parser's memory budget ([`ParseOptions::memory_budget`]; `None`: 64 MiB for the
+    /// check, the largest value Redis accepts (512 MiB) plus 64 MiB for the restore, which
+    /// holds each value to send it).
+    pub parse_memory: Option<u64>,
 }
 
 impl Default for OnlineRestoreOptions {
@@ -67,6 +74,7 @@ impl Default for OnlineRestoreOptions {
             check_only: false,
             batch_commands: DEFAULT_BATCH_COMMANDS,
             batch_bytes: DEFAULT_BATCH_BYTES,
+            parse_memory: None,
         }
     }
 }
@@ -216,6 +224,7 @@ impl Run {
                 // A value is held whole to be sent with RESTORE: cap it at Redis's own limit
                 // for a bulk string, so a hostile backup cannot make us allocate more.
                 max_value_bytes: Some(MAX_CAPTURED_VALUE),
+                memory_budget: self.options.parse_memory,
             },
         );
         let rdb_err = |source| RedisError::Rdb {
@@ -231,12 +240,14 @@ impl Run {
                 version_checked = true;
             }
             match item {
-                Item::Aux { key, value } => {
+                // Only what the checks and notes use: a file cannot grow this map.
+                Item::Aux { key, value } if key == b"redis-ver" && value.len() <= 64 => {
                     aux.insert(
-                        String::from_utf8_lossy(&key).into_owned(),
+                        "redis-ver".to_owned(),
                         String::from_utf8_lossy(&value).into_owned(),
                     );
                 }
+                Item::Aux { .. } => {}
                 Item::Entry(entry) => {
                     let version = reader.version().unwrap_or(0);
                     self.entry(entry, version).await?;
@@ -306,7 +317,7 @@ impl Run {
         })
     }
 
-    async fn entry(&mut self, entry: Entry, rdb_version: u16) -> Result<(), RedisError> {
+    async fn entry(&mut self, mut entry: Entry, rdb_version: u16) -> Result<(), RedisError> {
         if let Some(at) = entry.expire_at_ms {
             if at <= self.now_ms() {
                 self.expired += 1;
@@ -330,14 +341,16 @@ impl Run {
                 });
             }
         } else {
-            let Some(value) = &entry.payload else {
+            let Some(value) = entry.payload.take() else {
                 return Err(RedisError::Protocol {
                     endpoint: self.endpoint(),
                     context: "restoring a key".to_owned(),
                     detail: "the parser kept no value".to_owned(),
                 });
             };
-            let payload = restore_payload(value, rdb_version);
+            // The value is held once: the parser handed over its buffer, the trailer is
+            // appended in place, and a large one is written to the socket from there.
+            let payload = into_restore_payload(value, rdb_version);
             let ttl = entry.expire_at_ms.unwrap_or(0).to_string();
             let mut args: Vec<&[u8]> = vec![b"RESTORE", &entry.key, ttl.as_bytes(), &payload];
             if entry.expire_at_ms.is_some() {
@@ -346,7 +359,11 @@ impl Run {
             if self.options.replace {
                 args.push(b"REPLACE");
             }
-            self.client.send(&args);
+            if payload.len() >= DIRECT_SEND_BYTES {
+                self.client.send_direct(&args).await?;
+            } else {
+                self.client.send(&args);
+            }
             self.pending_bytes += payload.len() + entry.key.len();
             self.pending.push(Sent::Restore {
                 db: entry.db,

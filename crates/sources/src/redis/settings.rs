@@ -68,6 +68,10 @@ pub struct RedisSettings {
     /// Whether backups are encrypted (`BACKUP_REDIS_ENCRYPT`, default true); `false` stores
     /// plain `.rdb.gz` as the old script did.
     pub encrypt: bool,
+    /// The RDB parser's memory budget in bytes (`BACKUP_REDIS_PARSE_MEMORY_MB`), for every
+    /// check of a snapshot or backup and every restore; `None` for the parser's defaults
+    /// ([`backup_rdb::ParseOptions::budget`]).
+    pub parse_memory: Option<u64>,
     target_url: Option<Zeroizing<String>>,
     target_password_file: Option<String>,
     tls_ca_file: Option<String>,
@@ -80,6 +84,7 @@ impl fmt::Debug for RedisSettings {
             .field("method", &self.method)
             .field("rdb_path", &self.rdb_path)
             .field("encrypt", &self.encrypt)
+            .field("parse_memory", &self.parse_memory)
             .field(
                 "target_url",
                 &self.target_url.as_ref().map(|_| "<redacted>"),
@@ -173,6 +178,12 @@ const REDIS: &[Setting] = &[
     )
     .default("true"),
     Setting::new(
+        "BACKUP_REDIS_PARSE_MEMORY_MB",
+        "parse_memory_mb",
+        "most memory the RDB parser may hold, in MiB (default 64; restores holding values: \
+         512 + 64); a file needing more is refused",
+    ),
+    Setting::new(
         "REDIS_TARGET_URL",
         "target_url",
         "online restore target when it is not the server above",
@@ -212,6 +223,15 @@ impl Component for RedisSettings {
                 .unwrap_or_default(),
             rdb_path: config.path("REDIS_RDB_PATH"),
             encrypt: config.bool("BACKUP_REDIS_ENCRYPT")?.unwrap_or(true),
+            parse_memory: match config.number::<u64>("BACKUP_REDIS_PARSE_MEMORY_MB")? {
+                Some(0) => {
+                    return Err(CoreError::Config(
+                        "BACKUP_REDIS_PARSE_MEMORY_MB must be at least 1 (MiB)".to_owned(),
+                    ))
+                }
+                Some(mib) => Some(mib.saturating_mul(1 << 20)),
+                None => None,
+            },
             target_url: config
                 .get("REDIS_TARGET_URL")
                 .map(|u| Zeroizing::new(u.to_owned())),

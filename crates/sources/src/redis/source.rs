@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{BackupKind, BoxError, ByteStream, Source, SourceFacts};
-use backup_rdb::{RdbError, RdbSummary};
+use backup_rdb::{ParseOptions, RdbError, RdbSummary};
 
 use crate::stream::{tee_to_validator, Tee};
 
@@ -62,6 +62,7 @@ pub struct RedisSource {
     config: RedisConfig,
     method: BackupMethod,
     snapshot_timeout: Duration,
+    parse_memory: Option<u64>,
     running: Option<Running>,
 }
 
@@ -93,8 +94,17 @@ impl RedisSource {
             config,
             method,
             snapshot_timeout: DEFAULT_SNAPSHOT_TIMEOUT,
+            parse_memory: None,
             running: None,
         }
+    }
+
+    /// The memory budget of the parser that checks the snapshot as it streams
+    /// ([`ParseOptions::memory_budget`]; `None`: 64 MiB).
+    #[must_use]
+    pub fn with_parse_memory(mut self, budget: Option<u64>) -> Self {
+        self.parse_memory = budget;
+        self
     }
 
     /// How long [`BackupMethod::File`] waits for `BGSAVE` to finish (default 1 hour).
@@ -184,8 +194,12 @@ impl Source for RedisSource {
                 (Box::new(file), None, None, Some((rdb_path.clone(), len)))
             }
         };
+        let options = ParseOptions {
+            memory_budget: self.parse_memory,
+            ..ParseOptions::default()
+        };
         let (stream, check) = tee_to_validator(inner, "the RDB snapshot", |reader| {
-            Box::pin(RdbSummary::read(reader))
+            Box::pin(RdbSummary::read_with(reader, options))
         });
         self.running = Some(Running {
             endpoint,
@@ -254,7 +268,7 @@ impl Source for RedisSource {
                 }));
             }
         }
-        let keys: u64 = summary.keys_per_db.values().sum();
+        let keys = summary.keys();
         tracing::info!(
             "RDB v{} verified: {keys} keys in {} database(s), {} bytes",
             summary.version,
