@@ -485,3 +485,63 @@ async fn backup_of_a_valid_200_mb_pel_succeeds_in_bounded_memory() {
     let what = "backup-redis, pel(8 000 000)";
     backup_of(what, hostile_rdb::pel(8_000_000), &Expect::Accepted).await;
 }
+
+// ------------------------------------------------------------------ a large key, restored online
+
+/// `restore-redis --online` of a backup holding a 100 MiB value: `RESTORE` needs the value
+/// whole, but it is held once (the parser hands over its buffer, the `DUMP` trailer is appended
+/// in place, the command is written to the socket from there). It used to be held four times
+/// (the parser's buffer, the captured copy, the payload, the pipeline's write buffer): a
+/// 100 MB key made the restore peak at 420 MB.
+#[test]
+fn an_online_restore_of_a_100_mib_key_holds_the_value_once() {
+    use backup_testkit::RedisServer;
+    const SIZE: usize = 100 << 20;
+    // The value, the parser's buffer around it (at most 32 MiB read past it) and the runtime.
+    const MAX_ONLINE_RSS_KIB: u64 = (SIZE as u64 >> 10) + 80 * 1024;
+    let source = RedisServer::start().unwrap();
+    // Incompressible (xorshift), so that neither Redis's LZF nor gzip shrinks it.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let value: Vec<u8> = (0..SIZE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    {
+        let mut conn = source.client().unwrap();
+        redis::cmd("SET")
+            .arg("big")
+            .arg(&value)
+            .query::<()>(&mut conn)
+            .unwrap();
+        redis::cmd("SET")
+            .arg("small")
+            .arg("v")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let s = Scratch::new();
+    let mut env = s.env();
+    env.extend(source.env());
+    let out = clean_command("backup-redis", &env).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "backup-redis: {}", stderr(&out));
+
+    let target = RedisServer::start().unwrap();
+    env.insert("REDIS_TARGET_URL".to_owned(), target.url());
+    let m = run_measured("restore-redis", &env, &["--latest", "--online"]);
+    eprintln!("online restore of a 100 MiB key: {}", m.describe());
+    assert_eq!(m.out.status.code(), Some(0), "{}", m.describe());
+    let mut conn = target.client().unwrap();
+    let restored: Vec<u8> = redis::cmd("GET").arg("big").query(&mut conn).unwrap();
+    assert!(restored == value, "the restored value differs");
+    let small: String = redis::cmd("GET").arg("small").query(&mut conn).unwrap();
+    assert_eq!(small, "v");
+    assert!(
+        m.peak_rss_kib < MAX_ONLINE_RSS_KIB,
+        "peak RSS {} KiB, not under {MAX_ONLINE_RSS_KIB} KiB",
+        m.peak_rss_kib
+    );
+}
