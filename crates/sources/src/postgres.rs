@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod dump;
 mod restore;
+mod restrict;
 mod rows;
 mod tools;
 

@@ -533,3 +533,67 @@ async fn dump_check_accepts_complete_dumps_and_rejects_truncated_ones() {
     assert!(err.to_string().contains("empty"), "{err}");
     assert_eq!(databases(&cluster).await, databases_before);
 }
+
+/// psql runs in restricted mode with a key of the tool's: a backslash command in a backup
+/// never runs — not in a dump that lacks pg_dump's `\restrict` line, not after an
+/// `\unrestrict` with pg_dump's own key (which is written in the dump), not after SQL on the
+/// same line — and the restore fails and rolls back. A real pg_dump of this machine (whose
+/// plain dumps carry their own `\restrict`) still restores exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn backslash_commands_in_a_backup_never_run() {
+    let cluster = cluster_with_sample().await;
+    let (bytes, _) = dump(&cluster, APP_DB, DumpFormat::Plain).await;
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let shell = format!("\\! touch {}\n", marker.display());
+    let complete = "--\n-- PostgreSQL database dump complete\n--\n\n";
+    let dump_key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("\\restrict "))
+        .map(str::to_owned);
+    let mut attacks = vec![
+        format!("CREATE TABLE first (x int);\n{shell}{complete}"),
+        format!("SELECT 1; {shell}{complete}"),
+        format!("\\unrestrict x\n{shell}{complete}"),
+    ];
+    if let Some(key) = &dump_key {
+        // pg_dump's own key, in front of its own dump: lifts pg_dump's restriction, not ours.
+        let at = text.find("SET ").unwrap();
+        attacks.push(format!(
+            "{}\\unrestrict {key}\n{shell}{}",
+            &text[..at],
+            &text[at..]
+        ));
+    }
+    cluster.create_database("empty").await.unwrap();
+    for (i, sql) in attacks.into_iter().enumerate() {
+        let err = restore(
+            &cluster,
+            options("empty", false, false),
+            stream(sql.into_bytes()),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("psql failed"), "attack {i}: {err}");
+        assert!(!marker.exists(), "attack {i} ran a shell command");
+        assert_eq!(table_count(&cluster, "empty").await, 0, "attack {i}");
+    }
+    // The genuine dump restores, with its own \restrict pair dropped.
+    let summary = restore(&cluster, options("copy", true, false), stream(bytes))
+        .await
+        .unwrap();
+    assert!(
+        summary.notes.iter().any(|n| n.contains("restricted mode")),
+        "{:?}",
+        summary.notes
+    );
+    assert_eq!(
+        fingerprint(&cluster, "copy").await,
+        fingerprint(&cluster, APP_DB).await
+    );
+    assert!(
+        dump_key.is_some(),
+        "pg_dump of this machine writes \\restrict"
+    );
+}

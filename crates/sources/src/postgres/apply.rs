@@ -10,6 +10,9 @@
 //! Whatever else ends psql's input (a failure here, the tool killed with `SIGKILL`, a power
 //! cut) ends the session with the transaction open, and the server rolls it back. On a failure
 //! psql is also killed outright, so it stops reading at once.
+//!
+//! Meta-commands: psql runs in restricted mode with a key of ours when it has `\restrict`
+//! (see [`super::restrict`]), so no `\!` or other backslash command in a backup can run.
 
 use std::process::Stdio;
 
@@ -19,6 +22,7 @@ use tokio::process::{ChildStdin, Command};
 
 use super::connection::PgConnection;
 use super::dump::DumpFormat;
+use super::restrict::{psql_restricts, random_key, restrict_line, RestrictFilter};
 use super::tools::{discover_async, PgTools};
 use super::{CUSTOM_MAGIC, DUMP_COMPLETE_MARKER};
 use crate::error::SourceError;
@@ -95,6 +99,8 @@ pub(crate) struct Applied {
     pub(crate) large_objects: bool,
     /// The `pg_restore` version used (custom format).
     pub(crate) pg_restore_version: Option<String>,
+    /// Whether psql ran in restricted mode (no meta-command could run).
+    pub(crate) restricted: bool,
 }
 
 impl Applied {
@@ -116,6 +122,12 @@ impl Applied {
             _ => {}
         }
         notes.push("the dump is complete (ends with pg_dump's completion marker)".to_owned());
+        if self.restricted {
+            notes.push(
+                "psql ran in restricted mode: no backslash command in the dump could run"
+                    .to_owned(),
+            );
+        }
         if self.large_objects {
             notes.push("the dump contains large objects".to_owned());
         }
@@ -207,6 +219,10 @@ impl SqlScanner {
 struct Psql {
     process: ChildProcess,
     stdin: Option<ChildStdin>,
+    /// Drops pg_dump's own `\restrict`/`\unrestrict` when psql is restricted with our key.
+    restrict: Option<RestrictFilter>,
+    /// The filter's output.
+    filtered: Vec<u8>,
 }
 
 impl Drop for Psql {
@@ -228,14 +244,45 @@ impl Psql {
         cmd.env("PGOPTIONS", PSQL_PGOPTIONS);
         let mut process = ChildProcess::spawn("psql", &mut cmd)?;
         let stdin = process.child.stdin.take();
-        Ok(Self { process, stdin })
+        Ok(Self {
+            process,
+            stdin,
+            restrict: None,
+            filtered: Vec::new(),
+        })
     }
 
-    /// Spawns psql and opens the transaction everything else runs in.
+    /// Spawns psql, puts it in restricted mode when it can be (a random key that appears
+    /// nowhere else, so nothing in the dump can lift it) and opens the transaction everything
+    /// else runs in.
     async fn begin(conn: &PgConnection, tools: &PgTools) -> Result<Self, SourceError> {
         let mut psql = Self::spawn(conn, tools)?;
+        if psql_restricts(tools.version()) {
+            psql.write(&restrict_line(&random_key())).await?;
+            psql.restrict = Some(RestrictFilter::new());
+        } else {
+            tracing::warn!(
+                "psql {} cannot forbid backslash commands (\\restrict needs PostgreSQL client \
+                 17.6, 16.10, 15.14, 14.19, 13.22 or later): the backup's SQL is applied as \
+                 verified, without that second line of defence",
+                tools.version()
+            );
+        }
         psql.write(OPEN_TRANSACTION).await?;
         Ok(psql)
+    }
+
+    /// Writes SQL of the dump: through the [`RestrictFilter`] when psql is restricted.
+    async fn write_sql(&mut self, chunk: &[u8]) -> Result<(), SourceError> {
+        let Some(filter) = self.restrict.as_mut() else {
+            return self.write(chunk).await;
+        };
+        let mut out = std::mem::take(&mut self.filtered);
+        out.clear();
+        filter.filter(chunk, &mut out);
+        let result = self.write(&out).await;
+        self.filtered = out;
+        result
     }
 
     async fn write(&mut self, chunk: &[u8]) -> Result<(), SourceError> {
@@ -284,6 +331,15 @@ impl Psql {
 
     /// Sends `COMMIT`, closes stdin and checks that psql succeeded.
     async fn commit(mut self) -> Result<(), SourceError> {
+        if let Some(mut filter) = self.restrict.take() {
+            let mut rest = Vec::new();
+            filter.finish(&mut rest);
+            tracing::debug!(
+                "psql restricted with our key; {} of pg_dump's own \\restrict lines dropped",
+                filter.dropped()
+            );
+            self.write(&rest).await?;
+        }
         self.write(COMMIT_TRANSACTION).await?;
         let mut stdin = self.stdin.take();
         if let Some(s) = stdin.as_mut() {
@@ -435,6 +491,7 @@ pub(crate) async fn apply_dump(
             scanner.bytes
         )));
     }
+    let restricted = psql.as_ref().is_some_and(|p| p.restrict.is_some());
     if let Some(p) = psql {
         p.commit().await?;
     }
@@ -446,6 +503,7 @@ pub(crate) async fn apply_dump(
         dumped_by: scanner.dumped_by,
         large_objects: scanner.large_objects,
         pg_restore_version,
+        restricted,
     })
 }
 
@@ -467,7 +525,7 @@ async fn copy_plain(
         bytes += n as u64;
         scanner.observe(&buf[..n])?;
         if let Some(p) = psql.as_deref_mut() {
-            p.write(&buf[..n]).await?;
+            p.write_sql(&buf[..n]).await?;
         }
     }
 }
@@ -545,7 +603,7 @@ async fn through_pg_restore(
             }
             scanner.observe(&buf[..n])?;
             if let Some(p) = psql.as_deref_mut() {
-                p.write(&buf[..n]).await?;
+                p.write_sql(&buf[..n]).await?;
             }
         }
     };
