@@ -45,7 +45,8 @@ pub use listing::{human_bytes, printable};
 pub use manifest::{EncryptionInfo, MacKdf, Manifest, MAC_KDF_NAME, MANIFEST_FORMAT_VERSION};
 pub use naming::{BackupName, TIMESTAMP_FORMAT};
 pub use pipeline::{
-    run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult, TOOL_NAME,
+    run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult,
+    DESTINATION_LOCK_WAIT, TOOL_NAME,
 };
 pub use restore::{
     fetch_backup, open_backup, restore_backup, restore_backup_via, FetchedBackup, OpenedBackup,

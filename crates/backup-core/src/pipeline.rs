@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use backup_crypto::{EncryptReader, EncryptionKey, CIPHER_NAME, KDF_NAME};
-use backup_storage::{ObjectWriter, Sink, StorageError, WriteMode};
+use backup_storage::{LockMode, ObjectWriter, Sink, StorageError, WriteMode};
 use bytes::Bytes;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -166,6 +166,19 @@ pub async fn run_backup_to_all(
             })
         }
     };
+    // Backups share each destination's lock (a local directory's `flock`): they never write
+    // while backup-prune deletes there, and it waits for them.
+    let mut locks = Vec::new();
+    for sink in sinks {
+        match sink.lock(LockMode::Shared, DESTINATION_LOCK_WAIT).await {
+            Ok(lock) => locks.push(lock),
+            Err(e) => {
+                drop(stream);
+                source.finish().await.ok();
+                return Err(e.into());
+            }
+        }
+    }
     let mut claim = match claim_name(kind, &prefix, extension, sinks, options, started_at).await {
         Ok(claim) => claim,
         Err(e) => {
@@ -179,8 +192,13 @@ pub async fn run_backup_to_all(
     )
     .await;
     claim.release().await;
+    drop(locks);
     results
 }
+
+/// How long a backup waits for a `backup-prune` to leave a destination, and `backup-prune`
+/// for running backups, before giving up on it (see [`Sink::lock`]).
+pub const DESTINATION_LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// A name claimed for a backup on the destinations (see [`CLAIM_SUFFIX`](crate::CLAIM_SUFFIX)).
 /// Dropped without [`release`](Self::release) (the run was interrupted), it still removes its

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use backup_storage::Sink;
+use backup_storage::{LockMode, Sink};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use crate::catalog::{list_backups, BackupStatus};
 use crate::destinations::Destinations;
 use crate::error::{CoreError, Result};
 use crate::layout::{BackupKind, REPORTS_FOLDER, RUN_LOGS_FOLDER};
+use crate::pipeline::DESTINATION_LOCK_WAIT as LOCK_WAIT;
 use crate::retention::{
     self, list_dated, Action, Decision, PruneOutcome, PrunePlan, RetentionPolicy, LEFTOVER_AGE,
 };
@@ -228,6 +229,33 @@ pub async fn prune_destination(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> DestinationReport {
+    // Alone on the destination while deleting: running backups finish first, new ones wait.
+    let _lock = if dry_run {
+        None
+    } else {
+        match sink.lock(LockMode::Exclusive, LOCK_WAIT).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::error!("{e}");
+                return DestinationReport {
+                    destination: sink.describe(),
+                    kinds: kinds
+                        .iter()
+                        .map(|&kind| KindReport {
+                            kind,
+                            plan: None,
+                            outcome: None,
+                            error: Some(e.to_string()),
+                        })
+                        .collect(),
+                    leftovers: LeftoverReport {
+                        removed: None,
+                        error: None,
+                    },
+                };
+            }
+        }
+    };
     let mut reports = Vec::new();
     // Claims of killed runs first, so that what they claimed is judged as incomplete.
     let mut stale_claims = Vec::new();

@@ -309,3 +309,114 @@ async fn a_commit_that_finds_its_name_taken_fails_and_replaces_nothing() {
         Bytes::from_static(b"the other writer's backup")
     );
 }
+
+/// A source whose bytes the test feeds: the backup stays in progress until the test ends
+/// the stream.
+struct GatedSource(Option<tokio::io::DuplexStream>);
+
+#[async_trait]
+impl backup_core::Source for GatedSource {
+    fn kind(&self) -> BackupKind {
+        BackupKind::DATABASE
+    }
+
+    fn extension(&self) -> &'static str {
+        "sql"
+    }
+
+    async fn open(&mut self) -> Result<ByteStream, BoxError> {
+        Ok(Box::new(self.0.take().ok_or("opened twice")?))
+    }
+
+    async fn finish(&mut self) -> Result<backup_core::SourceFacts, BoxError> {
+        Ok(backup_core::SourceFacts::default())
+    }
+}
+
+/// Backups and backup-prune share a local directory's lock: a prune started while a backup
+/// writes waits until the backup committed (and then keeps it, the newest), and a backup
+/// started while a prune holds the directory waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_prune_waits_for_a_backup_writing_to_the_same_directory() {
+    use backup_core::prune::{prune_destination, PruneKind};
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(backup_storage::LocalSink::new(dir.path().join("backups")).unwrap());
+    let (mut feed, stream) = tokio::io::duplex(1024);
+    let backup = tokio::spawn({
+        let sink = Arc::clone(&sink);
+        async move {
+            let mut source = GatedSource(Some(stream));
+            run_backup(&mut source, sink.as_ref(), &options(), None).await
+        }
+    });
+    feed.write_all(b"CREATE TABLE t (x int);\n").await.unwrap();
+    // Wait until the backup writes (its claim is there).
+    let claimed = async {
+        loop {
+            let listed = sink.list("database/").await.unwrap_or_default();
+            if listed.iter().any(|o| o.key.ends_with(".claim")) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), claimed)
+        .await
+        .unwrap();
+    let policy = RetentionPolicy {
+        within_days: None,
+        keep_last: Some(1),
+        ..RetentionPolicy::default()
+    };
+    let prune = tokio::spawn({
+        let sink = Arc::clone(&sink);
+        let policy = policy.clone();
+        async move {
+            let kinds = [PruneKind::Backups(BackupKind::DATABASE)];
+            prune_destination(sink.as_ref(), &kinds, &policy, Utc::now(), false).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        !prune.is_finished(),
+        "backup-prune ran while a backup was writing"
+    );
+    feed.write_all(b"-- end\n").await.unwrap();
+    drop(feed);
+    let report = backup.await.unwrap().unwrap();
+    let pruned = prune.await.unwrap();
+    assert!(pruned.kinds.iter().all(|k| k.error.is_none()), "{pruned:?}");
+    let entries = list_backups(sink.as_ref(), BackupKind::DATABASE)
+        .await
+        .unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.key == report.key && e.status == BackupStatus::Complete),
+        "the backup is kept: {entries:?}"
+    );
+    // A prune holding the directory makes a new backup wait.
+    let held = sink
+        .lock(
+            backup_storage::LockMode::Exclusive,
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::spawn({
+        let sink = Arc::clone(&sink);
+        async move {
+            let mut source = bytes_source(b"SELECT 2;\n".to_vec());
+            run_backup(&mut source, sink.as_ref(), &options(), None).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        !second.is_finished(),
+        "a backup wrote while backup-prune held the directory"
+    );
+    drop(held);
+    second.await.unwrap().unwrap();
+}

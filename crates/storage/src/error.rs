@@ -62,6 +62,21 @@ pub enum StorageError {
         /// What the server or the SDK said, followed by what to check.
         message: String,
     },
+    /// The destination's lock ([`Sink::lock`](crate::Sink::lock)) stayed held by another run
+    /// for longer than the caller would wait.
+    #[error(
+        "{target} is locked by another run ({wanted} lock wanted: backups wait for a \
+         backup-prune, backup-prune waits for running backups); gave up after {waited_secs} s, \
+         nothing was changed there"
+    )]
+    Locked {
+        /// The destination.
+        target: String,
+        /// `shared` (a backup) or `exclusive` (retention).
+        wanted: &'static str,
+        /// How long the caller waited.
+        waited_secs: u64,
+    },
     /// The sink's configuration is invalid (a bad environment variable, for example).
     #[error("invalid storage configuration: {0}")]
     Config(String),

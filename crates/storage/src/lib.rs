@@ -31,4 +31,4 @@ pub use local::LocalSink;
 pub use memory::MemorySink;
 #[cfg(feature = "s3")]
 pub use s3::{part_size_for, S3Config, S3Encryption, S3Sink};
-pub use sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
+pub use sink::{LockMode, ObjectMeta, ObjectReader, ObjectWriter, Sink, SinkLock, WriteMode};

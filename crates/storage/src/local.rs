@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use crate::atomic::{self, TempFile};
 use crate::error::{Result, StorageError};
 use crate::key::{validate_key, validate_prefix, TEMP_PREFIX};
-use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
+use crate::sink::{LockMode, ObjectMeta, ObjectReader, ObjectWriter, Sink, SinkLock, WriteMode};
 
 /// Size of the read and write buffers: large enough for disk throughput on big backups.
 const BUFFER_SIZE: usize = 256 * 1024;
@@ -126,6 +126,54 @@ impl LocalSink {
 
 #[async_trait]
 impl Sink for LocalSink {
+    /// A `flock` on the backup directory itself (no lock file is left behind), shared for
+    /// backups, exclusive for retention. Backups create the directory first; retention on a
+    /// directory that does not exist has nothing to lock (nor to delete). Locks are per open
+    /// directory, so they also order runs within one process.
+    async fn lock(&self, mode: LockMode, wait: Duration) -> Result<Option<SinkLock>> {
+        match mode {
+            LockMode::Shared => self.create_dirs(&self.root).await?,
+            LockMode::Exclusive => {
+                if !self.exists() {
+                    return Ok(None);
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            let root = self.root.clone();
+            let held = blocking("lock", display(&self.root), move || {
+                try_lock_dir(&root, mode)
+            })
+            .await?;
+            if let Some(held) = held {
+                return Ok(Some(SinkLock::new(held)));
+            }
+            if started.elapsed() >= wait {
+                return Err(StorageError::Locked {
+                    target: self.describe(),
+                    wanted: mode.name(),
+                    waited_secs: wait.as_secs(),
+                });
+            }
+            if !told {
+                tracing::info!(
+                    "waiting (up to {} s) for the {} lock on {}: {}",
+                    wait.as_secs(),
+                    mode.name(),
+                    self.root.display(),
+                    match mode {
+                        LockMode::Shared => "a backup-prune is deleting there",
+                        LockMode::Exclusive => "backups are writing there",
+                    }
+                );
+                told = true;
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
     fn describe(&self) -> String {
         format!("local directory {}", self.root.display())
     }
@@ -423,6 +471,29 @@ fn missing_or_io(key: &str, op: &'static str, path: &Path, source: io::Error) ->
 }
 
 /// Runs blocking file-system work off the async threads.
+/// How often a waiting [`LocalSink::lock`] tries again.
+const LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// A non-blocking `flock` of the directory `root` in `mode`; `None` while another open file
+/// description holds it in a conflicting mode.
+fn try_lock_dir(root: &Path, mode: LockMode) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = std::fs::File::open(root).map_err(|e| StorageError::io("open", display(root), e))?;
+    let arg = match mode {
+        LockMode::Shared => FlockArg::LockSharedNonblock,
+        LockMode::Exclusive => FlockArg::LockExclusiveNonblock,
+    };
+    match Flock::lock(dir, arg) {
+        Ok(held) => Ok(Some(held)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(StorageError::io(
+            "lock",
+            display(root),
+            io::Error::from(errno),
+        )),
+    }
+}
+
 async fn blocking<T, F>(op: &'static str, target: String, work: F) -> Result<T>
 where
     T: Send + 'static,

@@ -36,6 +36,45 @@ pub enum WriteMode {
     Create,
 }
 
+/// How a run holds a destination's lock ([`Sink::lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Backups: any number of them at once.
+    Shared,
+    /// Retention (`backup-prune`): alone, while no backup writes.
+    Exclusive,
+}
+
+impl LockMode {
+    /// `shared` or `exclusive`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Exclusive => "exclusive",
+        }
+    }
+}
+
+/// A destination's lock, held until dropped.
+pub struct SinkLock {
+    _held: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl SinkLock {
+    /// A lock that is released when `held` is dropped.
+    pub fn new(held: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl Debug for SinkLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SinkLock")
+    }
+}
+
 /// An object store that backups are written to and read from.
 ///
 /// Writes are all-or-nothing: bytes written through [`Sink::writer`] become visible under the
@@ -53,6 +92,20 @@ pub trait Sink: Debug + Send + Sync {
     /// Starts a streaming write of `key`. An existing object under `key` is replaced on commit.
     async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         self.writer_with(key, WriteMode::Overwrite).await
+    }
+
+    /// Takes the destination's lock in `mode` until the returned guard is dropped, waiting up
+    /// to `wait` while another run holds it in a conflicting mode: backups hold it shared,
+    /// retention exclusive, so `backup-prune` never deletes while a backup writes and no
+    /// backup starts while it deletes. `Ok(None)` where the destination has no lock (the
+    /// default; object stores have none — there the claim markers alone keep retention away
+    /// from backups in progress).
+    ///
+    /// # Errors
+    /// [`StorageError::Locked`] when `wait` passed; I/O errors.
+    async fn lock(&self, mode: LockMode, wait: std::time::Duration) -> Result<Option<SinkLock>> {
+        let _ = (mode, wait);
+        Ok(None)
     }
 
     /// Opens `key` for streaming reading. [`StorageError::NotFound`] when absent.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use backup_storage::{LocalSink, ObjectWriter, Sink, StorageError};
+use backup_storage::{LocalSink, LockMode, ObjectWriter, Sink, StorageError};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
@@ -516,4 +516,85 @@ async fn commit_error_on_full_disk_leaves_no_temp_file(sink: &LocalSink) {
     assert!(sink.head(BACKUP_KEY).await.unwrap_err().is_not_found());
     drop(filler);
     std::fs::remove_file(filler_path).unwrap();
+}
+
+/// Backups share the directory's lock, retention takes it alone: an exclusive lock waits for
+/// every shared one and gives up with `Locked` after its wait; a shared one waits for the
+/// exclusive one; released locks free the way. The lock is the directory itself (a backup
+/// creates it first): nothing is left in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_share_the_directory_lock_and_retention_takes_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    let sink = LocalSink::new(&root).unwrap();
+    let other = LocalSink::new(&root).unwrap();
+    let short = Duration::from_millis(300);
+    // Retention on a directory that does not exist: nothing to lock, nothing created.
+    assert!(sink
+        .lock(LockMode::Exclusive, short)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!root.exists());
+
+    let first = sink.lock(LockMode::Shared, short).await.unwrap().unwrap();
+    assert!(root.is_dir(), "a backup's lock creates the directory");
+    let second = other.lock(LockMode::Shared, short).await.unwrap().unwrap();
+    let err = other.lock(LockMode::Exclusive, short).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Locked {
+                wanted: "exclusive",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("backup-prune"), "{err}");
+    drop(first);
+    assert!(
+        other.lock(LockMode::Exclusive, short).await.is_err(),
+        "one backup still holds it"
+    );
+    // The exclusive lock is granted as soon as the last backup lets go.
+    let waiting = tokio::spawn(async move {
+        other
+            .lock(LockMode::Exclusive, Duration::from_secs(10))
+            .await
+            .map(|l| l.is_some())
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !waiting.is_finished(),
+        "granted while a backup held the lock"
+    );
+    drop(second);
+    let exclusive = LocalSink::new(&root).unwrap();
+    assert!(waiting.await.unwrap().unwrap());
+    // Held exclusively (by the task's lock, dropped with it) or not, a shared lock works now;
+    // while an exclusive one is held, it waits and gives up.
+    let held = exclusive
+        .lock(LockMode::Exclusive, short)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = sink.lock(LockMode::Shared, short).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Locked {
+                wanted: "shared",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    drop(held);
+    assert!(sink.lock(LockMode::Shared, short).await.unwrap().is_some());
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        0,
+        "no lock file is left"
+    );
 }
