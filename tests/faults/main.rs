@@ -13,4 +13,5 @@ mod config;
 mod forged;
 mod killed_backup;
 mod killed_restore;
+mod redis_faults;
 mod secrets;

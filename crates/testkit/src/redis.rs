@@ -460,6 +460,21 @@ impl RedisServer {
         bail!("redis-server {pid} did not exit after SIGTERM and SIGKILL")
     }
 
+    /// Kills the server with `SIGKILL` (no shutdown, no save), as a crash or the OOM killer
+    /// would, and reaps it. The directory stays until drop; [`restart`](Self::restart) starts
+    /// it again.
+    ///
+    /// # Errors
+    /// When the process could not be signalled or reaped.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        child.kill().context("SIGKILL to redis-server")?;
+        child.wait().context("reaping redis-server")?;
+        Ok(())
+    }
+
     /// Starts the server again with the same directory, port and options (it loads
     /// `dir/dump.rdb`, or the AOF with `appendonly`). Stops it first if it runs.
     ///

@@ -199,6 +199,23 @@ pub enum RedisError {
         details: String,
     },
 
+    /// A writing online restore stopped part way (the target died, the connection dropped, the
+    /// backup stream failed): what was written stays.
+    #[error(
+        "{source}; the online restore into Redis at {endpoint} is not atomic: it had sent {sent} \
+         of the backup's keys when it stopped, and those that arrived stay there. Restore again \
+         with --replace to complete it (or FLUSHDB the target first to start clean); a file-mode \
+         restore (--rdb-path) replaces the data all at once"
+    )]
+    PartlyRestored {
+        /// `host:port`.
+        endpoint: String,
+        /// Keys sent before the failure.
+        sent: u64,
+        /// What stopped it.
+        source: Box<RedisError>,
+    },
+
     /// The RDB transfer of a replication stream ended before the whole snapshot arrived.
     #[error(
         "the RDB transfer from Redis at {endpoint} ended early: {detail}; the backup is \

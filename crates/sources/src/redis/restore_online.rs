@@ -139,7 +139,24 @@ impl RestoreTarget for RedisOnlineRestore {
         let mut run = Run::new(client, self.options.clone())
             .await
             .map_err(|e| Box::new(e) as BoxError)?;
-        run.run(stream).await.map_err(|e| Box::new(e) as BoxError)
+        let result = run.run(stream).await;
+        let sent: u64 = run.keys.values().flat_map(BTreeMap::values).sum();
+        match result {
+            Ok(summary) => Ok(summary),
+            // Something was written and the error does not already say what stays.
+            Err(e)
+                if !self.options.check_only
+                    && sent > 0
+                    && !matches!(e, RedisError::RestoreRefused { .. }) =>
+            {
+                Err(Box::new(RedisError::PartlyRestored {
+                    endpoint: run.endpoint(),
+                    sent,
+                    source: Box::new(e),
+                }))
+            }
+            Err(e) => Err(Box::new(e)),
+        }
     }
 }
 
