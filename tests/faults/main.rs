@@ -14,4 +14,5 @@ mod forged;
 mod killed_backup;
 mod killed_restore;
 mod redis_faults;
+mod s3;
 mod secrets;

@@ -509,6 +509,40 @@ async fn download_gives_up_after_bounded_attempts() {
     assert_eq!(server.requests_of("GetObject").len(), 3, "1 + 2 attempts");
 }
 
+/// A download whose body stops arriving (the connection stays open, nothing more comes) is
+/// resumed after `timeout` from where it stopped; one that keeps stalling ends in an error
+/// after the bounded attempts, never a hang.
+#[tokio::test]
+async fn a_stalled_download_resumes_and_never_hangs() {
+    let server = server().await;
+    let mut config = config(None);
+    config.timeout = Duration::from_millis(500);
+    config.read_attempts = 2;
+    let sink = sink(&server, config);
+    let content = data(3 * MIB + 5, 12);
+    sink.put("stalled", Bytes::from(content.clone()))
+        .await
+        .unwrap();
+    server.clear_requests();
+    server.stall_get_object_after(MIB as u64, 1);
+    assert!(
+        read_all(&sink, "stalled").await == content,
+        "content differs"
+    );
+    let gets = server.requests_of("GetObject");
+    assert_eq!(gets.len(), 2);
+    assert_eq!(gets[0].fault, Some("body stalled"));
+    assert_eq!(gets[1].header("range"), Some("bytes=1048576-"));
+
+    server.clear_requests();
+    server.stall_get_object_after(0, 100);
+    let mut reader = sink.get("stalled").await.unwrap();
+    let mut partial = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut partial));
+    let error = read.await.expect("a stalled download hung").unwrap_err();
+    assert!(error.to_string().contains("no data for"), "{error}");
+}
+
 /// Each of PutObject, CreateMultipartUpload and CopyObject, with the headers that matter.
 async fn writes_with_headers(server: &S3Server, sink: &S3Sink) -> Vec<S3RequestRecord> {
     sink.put("small", Bytes::from_static(b"small"))

@@ -335,3 +335,314 @@ async fn dropping_the_server_stops_it() {
     }
     panic!("{address} still accepts connections after the server was dropped");
 }
+
+/// A client that does not retry (so each injected fault is seen once) and gives up on an
+/// attempt after `timeout`.
+fn single_attempt_client(server: &S3Server, timeout: std::time::Duration) -> aws_sdk_s3::Client {
+    let config = server
+        .client()
+        .config()
+        .to_builder()
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(timeout)
+                .build(),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Starts a multipart upload of `key` with one uploaded part; returns its id and the parts.
+async fn upload_with_one_part(
+    client: &aws_sdk_s3::Client,
+    key: &str,
+) -> (String, aws_sdk_s3::types::CompletedMultipartUpload) {
+    let upload_id = client
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let part = client
+        .upload_part()
+        .bucket("bkt")
+        .key(key)
+        .upload_id(&upload_id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"only part"))
+        .send()
+        .await
+        .unwrap();
+    let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .parts(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(1)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        )
+        .build();
+    (upload_id, parts)
+}
+
+async fn object_exists(client: &aws_sdk_s3::Client, key: &str) -> bool {
+    client
+        .head_object()
+        .bucket("bkt")
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
+async fn pending_upload_ids(client: &aws_sdk_s3::Client) -> Vec<String> {
+    client
+        .list_multipart_uploads()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap()
+        .uploads()
+        .iter()
+        .filter_map(|upload| upload.upload_id().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn upload_parts_can_be_slowed_down_with_503() {
+    let server = server_with_bucket().await;
+    let client = single_attempt_client(&server, std::time::Duration::from_secs(10));
+    let upload_id = client
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    server.slow_down_upload_parts(2);
+    let upload = || {
+        client
+            .upload_part()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&upload_id)
+            .part_number(1)
+            .body(ByteStream::from_static(b"part"))
+            .send()
+    };
+    for _ in 0..2 {
+        let error = upload().await.unwrap_err();
+        assert_eq!(error.raw_response().map(|r| r.status().as_u16()), Some(503));
+        assert_eq!(
+            aws_sdk_s3::error::ProvideErrorMetadata::code(&error),
+            Some("SlowDown")
+        );
+    }
+    assert!(upload().await.is_ok(), "only the first two are slowed down");
+    let faults: Vec<Option<&str>> = server
+        .requests_of("UploadPart")
+        .iter()
+        .map(|r| r.fault)
+        .collect();
+    assert_eq!(faults, [Some("503 SlowDown"), Some("503 SlowDown"), None]);
+}
+
+#[tokio::test]
+async fn complete_can_be_refused_with_a_status() {
+    let server = server_with_bucket().await;
+    let client = single_attempt_client(&server, std::time::Duration::from_secs(10));
+    let (upload_id, parts) = upload_with_one_part(&client, "k").await;
+    server.fail_complete_with(500);
+    for _ in 0..2 {
+        let error = client
+            .complete_multipart_upload()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&upload_id)
+            .multipart_upload(parts.clone())
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(error.raw_response().map(|r| r.status().as_u16()), Some(500));
+    }
+    assert!(!object_exists(&client, "k").await, "not carried out");
+    assert_eq!(pending_upload_ids(&client).await, [upload_id.as_str()]);
+    let completes = server.requests_of("CompleteMultipartUpload");
+    assert_eq!(completes[0].fault, Some("CompleteMultipartUpload refused"));
+    assert_eq!(completes[0].status, Some(500));
+    server.clear_faults();
+    client
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&upload_id)
+        .multipart_upload(parts)
+        .send()
+        .await
+        .unwrap();
+    assert!(object_exists(&client, "k").await);
+}
+
+#[tokio::test]
+async fn complete_can_answer_200_with_an_error_body() {
+    let server = server_with_bucket().await;
+    let client = single_attempt_client(&server, std::time::Duration::from_secs(10));
+    // Not carried out: the SDK sees the error, the upload stays open.
+    let (upload_id, parts) = upload_with_one_part(&client, "not-done").await;
+    server.complete_with_200_error(1, false);
+    let complete = |key: &'static str, upload_id: String, parts| {
+        client
+            .complete_multipart_upload()
+            .bucket("bkt")
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(parts)
+            .send()
+    };
+    let error = complete("not-done", upload_id.clone(), parts.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.raw_response().map(|r| r.status().as_u16()), Some(200));
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&error),
+        Some("InternalError")
+    );
+    assert!(!object_exists(&client, "not-done").await);
+    assert_eq!(pending_upload_ids(&client).await, [upload_id.as_str()]);
+    // Only once.
+    complete("not-done", upload_id, parts).await.unwrap();
+    assert!(object_exists(&client, "not-done").await);
+
+    // Carried out: the object is there although the reply says otherwise.
+    let (upload_id, parts) = upload_with_one_part(&client, "done").await;
+    server.complete_with_200_error(1, true);
+    assert!(complete("done", upload_id, parts).await.is_err());
+    assert!(object_exists(&client, "done").await);
+    assert!(pending_upload_ids(&client).await.is_empty());
+    let faults: Vec<Option<&str>> = server
+        .requests_of("CompleteMultipartUpload")
+        .iter()
+        .map(|r| r.fault)
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            Some("200 with an error body, not carried out"),
+            None,
+            Some("200 with an error body, carried out")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn requests_can_be_delayed_by_key_suffix() {
+    let server = server_with_bucket().await;
+    let client = server.client();
+    server.delay(
+        "PutObject",
+        ".manifest.json",
+        std::time::Duration::from_millis(600),
+    );
+    let put = |key: &'static str| {
+        client
+            .put_object()
+            .bucket("bkt")
+            .key(key)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+    };
+    let started = std::time::Instant::now();
+    put("a.dump").await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    let delayed = tokio::spawn(put("a.dump.manifest.json"));
+    // Logged on arrival, carried out only after the delay.
+    for _ in 0..50 {
+        if server.requests_of("PutObject").len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let puts = server.requests_of("PutObject");
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[1].fault, Some("delayed"));
+    assert_eq!(puts[1].status, None);
+    assert!(!object_exists(&client, "a.dump.manifest.json").await);
+    let started = std::time::Instant::now();
+    delayed.await.unwrap().unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert!(object_exists(&client, "a.dump.manifest.json").await);
+    assert_eq!(server.requests_of("PutObject")[1].status, Some(200));
+    server.clear_faults();
+}
+
+#[tokio::test]
+async fn a_stalled_request_is_never_answered() {
+    let server = server_with_bucket().await;
+    let client = single_attempt_client(&server, std::time::Duration::from_millis(500));
+    server.stall("PutObject", "");
+    let started = std::time::Instant::now();
+    let error = client
+        .put_object()
+        .bucket("bkt")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, aws_sdk_s3::error::SdkError::TimeoutError(_)),
+        "{error:?}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    let put = &server.requests_of("PutObject")[0];
+    assert_eq!(put.fault, Some("stalled"));
+    assert_eq!(put.status, None);
+    assert!(!object_exists(&client, "k").await);
+    // Other operations are answered; after clear_faults, so are new puts.
+    server.clear_faults();
+    client
+        .put_object()
+        .bucket("bkt")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn multipart_uploads_can_be_backdated() {
+    let server = server_with_bucket().await;
+    let client = server.client();
+    let (upload_id, _) = upload_with_one_part(&client, "k").await;
+    let initiated =
+        |uploads: &aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsOutput| {
+            std::time::SystemTime::try_from(*uploads.uploads()[0].initiated().unwrap()).unwrap()
+        };
+    let before = initiated(
+        &client
+            .list_multipart_uploads()
+            .bucket("bkt")
+            .send()
+            .await
+            .unwrap(),
+    );
+    server.backdate_multipart_uploads(std::time::Duration::from_secs(48 * 3600));
+    let listed = client
+        .list_multipart_uploads()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.uploads()[0].upload_id(), Some(upload_id.as_str()));
+    let after = initiated(&listed);
+    let age = before.duration_since(after).unwrap();
+    assert!((47 * 3600..=49 * 3600).contains(&age.as_secs()), "{age:?}");
+}

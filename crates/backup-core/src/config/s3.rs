@@ -6,6 +6,7 @@ use backup_storage::s3::{
     MAX_CONCURRENCY,
 };
 use backup_storage::{S3Config, S3Encryption, StorageError};
+use std::time::Duration;
 
 use super::{check, Component, Config, Section, Setting};
 use crate::error::{CoreError, Result};
@@ -62,6 +63,12 @@ const S3: &[Setting] = &[
         "storage_class",
         "storage class, or none (default INTELLIGENT_TIERING on AWS, none with an endpoint)",
     ),
+    Setting::new(
+        "BACKUP_S3_TIMEOUT_SECONDS",
+        "timeout_seconds",
+        "seconds one attempt of an S3 request may take (more for parts: +1 s per 256 KiB)",
+    )
+    .default("60"),
 ];
 
 impl Component for S3Settings {
@@ -118,6 +125,19 @@ impl Component for S3Settings {
         };
         if let Some(class) = get("BACKUP_S3_STORAGE_CLASS") {
             s3.storage_class = parse_storage_class(&class).map_err(config_error)?;
+        }
+        if let Some(value) = get("BACKUP_S3_TIMEOUT_SECONDS") {
+            let seconds: u64 = value
+                .parse()
+                .ok()
+                .filter(|seconds| *seconds > 0)
+                .ok_or_else(|| {
+                    CoreError::Config(format!(
+                        "BACKUP_S3_TIMEOUT_SECONDS={value:?} is not a number of seconds of at \
+                         least 1 (default 60)"
+                    ))
+                })?;
+            s3.timeout = Duration::from_secs(seconds);
         }
         s3.validate().map_err(config_error)?;
         Ok(Self { config: Some(s3) })
@@ -221,8 +241,10 @@ mod tests {
                 "arn:aws:kms:eu-central-1:111122223333:key/abc",
             ),
             ("BACKUP_S3_STORAGE_CLASS", "intelligent_tiering"),
+            ("BACKUP_S3_TIMEOUT_SECONDS", "15"),
         ])
         .unwrap();
+        assert_eq!(config.timeout, Duration::from_secs(15));
         assert_eq!(config.prefix.as_deref(), Some("prod/db"));
         assert_eq!(config.url(), "s3://backups/prod/db");
         assert_eq!(config.endpoint.as_deref(), Some("http://minio:9000"));
@@ -336,6 +358,18 @@ mod tests {
             let message = config_error(&[("BACKUP_S3_CONCURRENCY", text)]);
             assert!(
                 message.contains("BACKUP_S3_CONCURRENCY"),
+                "{text}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_request_timeout_is_whole_seconds_of_at_least_1() {
+        assert_eq!(with_bucket(&[]).unwrap().timeout, Duration::from_secs(60));
+        for text in ["0", "-1", "1.5", "a minute"] {
+            let message = config_error(&[("BACKUP_S3_TIMEOUT_SECONDS", text)]);
+            assert!(
+                message.contains("BACKUP_S3_TIMEOUT_SECONDS"),
                 "{text}: {message}"
             );
         }

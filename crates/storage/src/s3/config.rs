@@ -24,6 +24,12 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// set, as the old scripts used. Custom endpoints get no storage-class header unless it is
 /// set: many S3-compatible servers refuse classes they do not know.
 pub const DEFAULT_STORAGE_CLASS: &str = "INTELLIGENT_TIERING";
+/// The default [`S3Config::timeout`]: 60 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request that carries data (a part, a whole object) gets one more second of
+/// [`S3Config::timeout`] per this many bytes it carries: it may be sent as slowly as 256 KiB/s
+/// without timing out (a 64 MiB part: 60 s + 256 s).
+pub const TIMEOUT_BYTES_PER_SECOND: u64 = 256 * KIB;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -100,6 +106,12 @@ pub struct S3Config {
     pub retry_delay: Duration,
     /// The longest delay between attempts.
     pub max_retry_delay: Duration,
+    /// How long one attempt of a request may take before it is abandoned (and retried, if
+    /// attempts are left), so that a server or connection that stops answering ends in an
+    /// error, never a hang (`BACKUP_S3_TIMEOUT_SECONDS`, default 60 s). Requests that carry
+    /// data get more, see [`Self::attempt_timeout`]. A download whose body sends nothing for
+    /// this long is resumed from where it stopped, like a broken connection.
+    pub timeout: Duration,
     /// Objects larger than this are copied part by part (`UploadPartCopy`) instead of with one
     /// `CopyObject`, which S3 refuses above 5 GiB. Default 5 GiB.
     pub multipart_copy_threshold: u64,
@@ -110,7 +122,8 @@ impl S3Config {
     /// virtual-hosted addressing, `us-east-1`, 8 MiB parts, 4 parts in flight, `AES256`,
     /// `INTELLIGENT_TIERING` (set `storage_class` to `None` for an S3-compatible server that
     /// refuses the header; the `BACKUP_S3_*` settings do so for a custom endpoint),
-    /// 5 attempts per part and per download, retries from 200 ms up to 10 s.
+    /// 5 attempts per part and per download, retries from 200 ms up to 10 s, 60 s per attempt
+    /// of a request ([`DEFAULT_TIMEOUT`]).
     pub fn new(bucket: impl Into<String>) -> Self {
         Self {
             bucket: bucket.into(),
@@ -126,8 +139,16 @@ impl S3Config {
             read_attempts: 5,
             retry_delay: Duration::from_millis(200),
             max_retry_delay: Duration::from_secs(10),
+            timeout: DEFAULT_TIMEOUT,
             multipart_copy_threshold: MAX_PART_SIZE,
         }
+    }
+
+    /// The time one attempt of a request carrying `bytes` bytes may take: [`Self::timeout`]
+    /// plus one second per [`TIMEOUT_BYTES_PER_SECOND`] (256 KiB) carried.
+    pub fn attempt_timeout(&self, bytes: u64) -> Duration {
+        self.timeout
+            .saturating_add(Duration::from_secs(bytes / TIMEOUT_BYTES_PER_SECOND))
     }
 
     /// Checks every field, with messages that name the environment variable to fix.
@@ -192,6 +213,9 @@ impl S3Config {
                      or INTELLIGENT_TIERING)"
                 ));
             }
+        }
+        if self.timeout.is_zero() {
+            return invalid("BACKUP_S3_TIMEOUT_SECONDS must be at least 1 (default 60)".to_owned());
         }
         if self.part_attempts == 0 || self.read_attempts == 0 {
             return invalid("part_attempts and read_attempts must be at least 1".to_owned());
@@ -361,6 +385,25 @@ mod tests {
         config.storage_class = None;
         config.part_attempts = 0;
         assert!(config.validate().is_err());
+        config.part_attempts = 1;
+        config.timeout = Duration::ZERO;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn requests_carrying_data_get_more_time() {
+        let config = S3Config::new("backups");
+        assert_eq!(config.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(config.attempt_timeout(0), Duration::from_secs(60));
+        assert_eq!(config.attempt_timeout(1000), Duration::from_secs(60));
+        assert_eq!(
+            config.attempt_timeout(8 * MIB),
+            Duration::from_secs(60 + 32)
+        );
+        assert_eq!(
+            config.attempt_timeout(64 * MIB),
+            Duration::from_secs(60 + 256)
+        );
     }
 
     #[test]

@@ -23,6 +23,11 @@
 //! (also checked on the response), so an object replaced meanwhile is an error, never a mix of
 //! two versions. At most [`S3Config::read_attempts`] attempts in a row may fail without
 //! progress.
+//!
+//! **Timeouts**: every attempt of a request is abandoned after [`S3Config::timeout`] (more
+//! for requests carrying data, see [`S3Config::attempt_timeout`]), and connecting after
+//! 3.1 s, so a server that stops answering makes the operation fail (after its retries),
+//! never hang.
 
 mod config;
 mod reader;
@@ -34,6 +39,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -51,9 +57,26 @@ use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
 
 pub use config::{
     normalize_prefix, parse_encryption, parse_size, parse_storage_class, S3Config, S3Encryption,
-    DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_STORAGE_CLASS, MAX_CONCURRENCY,
-    MAX_PART_SIZE, MIN_PART_SIZE,
+    DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_STORAGE_CLASS, DEFAULT_TIMEOUT,
+    MAX_CONCURRENCY, MAX_PART_SIZE, MIN_PART_SIZE, TIMEOUT_BYTES_PER_SECOND,
 };
+
+/// How long connecting to the server may take (the SDK's default).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+
+/// The timeouts of a request attempt that may take `attempt`.
+fn timeouts(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .build()
+}
+
+/// A per-request configuration override giving each attempt `attempt` (for requests that
+/// carry or copy data, or take long on the server).
+fn attempt_timeout_override(attempt: Duration) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(timeouts(attempt))
+}
 
 /// The most parts one multipart upload may have.
 pub const MAX_PARTS: u32 = 10_000;
@@ -127,7 +150,8 @@ impl S3Sink {
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(timeouts(config.timeout));
         if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
@@ -135,7 +159,8 @@ impl S3Sink {
     }
 
     /// A sink using `client` as it is configured (tests, or embedders with their own client);
-    /// only the bucket, prefix, upload and retry settings of `config` are used.
+    /// only the bucket, prefix, upload and retry settings of `config` are used, and its
+    /// timeout for requests that carry data (parts, whole objects).
     pub fn with_client(client: Client, config: S3Config) -> Result<Self> {
         config.validate()?;
         Ok(Self {
@@ -309,7 +334,13 @@ impl S3Sink {
                         if let Some(etag) = &source.etag {
                             request = request.copy_source_if_match(etag);
                         }
-                        match request.send().await {
+                        let limit = inner.config.attempt_timeout(last - first + 1);
+                        match request
+                            .customize()
+                            .config_override(attempt_timeout_override(limit))
+                            .send()
+                            .await
+                        {
                             Ok(output) => {
                                 let etag = output.copy_part_result().and_then(|r| r.e_tag());
                                 return Ok(CompletedPart::builder()
@@ -553,7 +584,13 @@ impl Sink for S3Sink {
         if let Some(etag) = &source.etag {
             request = request.copy_source_if_match(etag);
         }
-        match request.send().await {
+        let attempt = inner.config.attempt_timeout(source.size);
+        match request
+            .customize()
+            .config_override(attempt_timeout_override(attempt))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) if is_not_found(&error) => Err(not_found(from)),
             Err(error) => Err(inner.error("CopyObject", inner.url_of(&to_key), error)),
@@ -850,6 +887,11 @@ fn hint_for<E: ProvideErrorMetadata>(
         return from_code.to_owned();
     }
     match error {
+        SdkError::TimeoutError(_) if !text.contains("credential") => format!(
+            " (the S3 server did not answer in time, also when retried: check the server and \
+             the network; BACKUP_S3_TIMEOUT_SECONDS={} sets the time per attempt)",
+            config.timeout.as_secs()
+        ),
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             if text.contains("credential") {
                 " (no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \

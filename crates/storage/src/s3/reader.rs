@@ -96,7 +96,26 @@ impl Download {
                 return Ok(None);
             }
             if let Some(body) = &mut self.body {
-                match body.next().await {
+                // A body that stops arriving counts as a broken connection: resumed from
+                // where it stopped, within the attempts, never waited on for ever.
+                let stall = self.inner.config.timeout;
+                let next = match tokio::time::timeout(stall, body.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        last_error = format!(
+                            "no data for {} s (BACKUP_S3_TIMEOUT_SECONDS)",
+                            stall.as_secs()
+                        );
+                        tracing::warn!(
+                            object = %self.url(),
+                            offset = self.offset,
+                            "download stalled: {last_error}; resuming"
+                        );
+                        self.body = None;
+                        continue;
+                    }
+                };
+                match next {
                     Some(Ok(chunk)) if chunk.is_empty() => continue,
                     Some(Ok(chunk)) => {
                         self.offset += chunk.len() as u64;

@@ -286,6 +286,7 @@ impl S3ObjectWriter {
     async fn send_put(&self, data: Bytes) -> Result<()> {
         let inner = &self.inner;
         let length = i64::try_from(data.len()).unwrap_or(i64::MAX);
+        let data_len = data.len() as u64;
         inner
             .client
             .put_object()
@@ -297,6 +298,10 @@ impl S3ObjectWriter {
             .set_ssekms_key_id(inner.kms_key_id())
             .set_storage_class(inner.storage_class())
             .set_if_none_match(if_none_match(self.mode))
+            .customize()
+            .config_override(super::attempt_timeout_override(
+                inner.config.attempt_timeout(data_len),
+            ))
             .send()
             .await
             .map_err(|error| {
@@ -554,7 +559,11 @@ async fn upload_part(
             .body(ByteStream::from(data.clone()))
             .customize()
             .config_override(
-                aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled()),
+                aws_sdk_s3::config::Builder::default()
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(super::timeouts(
+                        inner.config.attempt_timeout(data.len() as u64),
+                    )),
             )
             .send()
             .await;
@@ -600,6 +609,11 @@ pub(super) async fn complete_multipart_upload(
     mode: WriteMode,
 ) -> Result<()> {
     parts.sort_by_key(|part| part.part_number());
+    // Completing takes the server longer the more parts there are: one more second per part.
+    let attempt = inner
+        .config
+        .timeout
+        .saturating_add(std::time::Duration::from_secs(parts.len() as u64));
     let upload = CompletedMultipartUpload::builder()
         .set_parts(Some(parts))
         .build();
@@ -611,6 +625,8 @@ pub(super) async fn complete_multipart_upload(
         .upload_id(upload_id)
         .multipart_upload(upload)
         .set_if_none_match(if_none_match(mode))
+        .customize()
+        .config_override(super::attempt_timeout_override(attempt))
         .send()
         .await
         .map_err(|error| {

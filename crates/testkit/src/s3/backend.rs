@@ -17,8 +17,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CompleteMultipartUploadInput,
@@ -47,13 +47,33 @@ struct Upload {
     initiated: SystemTime,
 }
 
+/// The multipart uploads in progress (upload id -> upload), shared by the backend and the
+/// [`S3Server`](super::S3Server) (which can backdate them).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Uploads(Arc<Mutex<BTreeMap<String, Upload>>>);
+
+impl Uploads {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Upload>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes every upload in progress look started `age` earlier.
+    pub(super) fn backdate(&self, age: Duration) {
+        for upload in self.lock().values_mut() {
+            upload.initiated = upload
+                .initiated
+                .checked_sub(age)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+        }
+    }
+}
+
 /// `s3s-fs` plus the emulation described in the module documentation.
 pub(super) struct Backend {
     fs: FileSystem,
     /// The directory s3s-fs stores buckets in (canonical).
     root: PathBuf,
-    /// Upload id -> upload.
-    uploads: Mutex<BTreeMap<String, Upload>>,
+    uploads: Uploads,
 }
 
 impl Backend {
@@ -63,12 +83,17 @@ impl Backend {
         Ok(Self {
             fs,
             root,
-            uploads: Mutex::new(BTreeMap::new()),
+            uploads: Uploads::default(),
         })
     }
 
+    /// A handle on the table of uploads in progress.
+    pub(super) fn uploads_handle(&self) -> Uploads {
+        self.uploads.clone()
+    }
+
     fn uploads(&self) -> MutexGuard<'_, BTreeMap<String, Upload>> {
-        self.uploads.lock().unwrap_or_else(PoisonError::into_inner)
+        self.uploads.lock()
     }
 
     /// Whether `key` in `bucket` is a directory of s3s-fs (a "folder", not an object).

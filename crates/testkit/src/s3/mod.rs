@@ -4,7 +4,11 @@
 //! It is [`s3s`] + [`s3s_fs`] (objects are files in a temporary directory) behind a thin HTTP
 //! layer that records every request ([`S3Server::requests`]) and injects faults on demand
 //! ([`S3Server::fail_upload_part`], [`S3Server::fail_upload_parts_from`],
-//! [`S3Server::cut_get_object_after`]). See `backend.rs` for where it fills gaps of s3s-fs.
+//! [`S3Server::slow_down_upload_parts`], [`S3Server::cut_get_object_after`],
+//! [`S3Server::lose_reply_of`], [`S3Server::fail_complete_with`],
+//! [`S3Server::complete_with_200_error`], [`S3Server::delay`], [`S3Server::stall`]) or makes
+//! time pass for multipart uploads ([`S3Server::backdate_multipart_uploads`]). See
+//! `backend.rs` for where it fills gaps of s3s-fs.
 
 mod backend;
 
@@ -15,6 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use aws_sdk_s3::config::{
@@ -101,9 +106,31 @@ struct Faults {
     fail_upload_part: Option<(usize, bool)>,
     /// Cut the next `times` `GetObject` response bodies after `bytes` bytes.
     cut_get_object: Option<(u64, usize)>,
+    /// Stop sending the next `times` `GetObject` response bodies after `bytes` bytes, leaving
+    /// the connection open.
+    stall_get_object: Option<(u64, usize)>,
     /// Carry out the next `times` requests of this operation, then answer `500
     /// InternalError` as if the reply had been lost.
     lose_reply: Option<(&'static str, usize)>,
+    /// Answer the next this many `UploadPart` requests with `503 SlowDown`.
+    slow_down_upload_parts: usize,
+    /// Answer every `CompleteMultipartUpload` with this status and an error body, without
+    /// carrying it out.
+    fail_complete: Option<u16>,
+    /// Answer the next `.0` `CompleteMultipartUpload` requests with `200 OK` and an `<Error>`
+    /// body; carried out first when `.1`.
+    complete_200_error: Option<(usize, bool)>,
+    /// Requests held before they are carried out.
+    holds: Vec<Hold>,
+}
+
+/// Requests of `operation` whose key ends with `key_suffix` wait `delay` before they are
+/// carried out, or, with `None`, are never answered.
+#[derive(Debug, Clone)]
+struct Hold {
+    operation: &'static str,
+    key_suffix: String,
+    delay: Option<Duration>,
 }
 
 /// What the HTTP layer shares between connections.
@@ -183,6 +210,7 @@ pub struct S3Server {
     access_key: String,
     secret_key: String,
     state: Arc<State>,
+    uploads: backend::Uploads,
     task: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -210,7 +238,9 @@ impl S3Server {
             rand::random::<u64>(),
             rand::random::<u32>()
         );
-        let mut builder = S3ServiceBuilder::new(backend::Backend::new(&root)?);
+        let backend = backend::Backend::new(&root)?;
+        let uploads = backend.uploads_handle();
+        let mut builder = S3ServiceBuilder::new(backend);
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),
             secret_key.clone(),
@@ -229,6 +259,7 @@ impl S3Server {
             access_key,
             secret_key,
             state,
+            uploads,
             task,
             _dir: dir,
         })
@@ -384,11 +415,71 @@ impl S3Server {
         self.state.faults().cut_get_object = Some((bytes, times));
     }
 
+    /// Stops the bodies of the next `times` `GetObject` responses after `bytes` bytes and
+    /// keeps the connection open without sending anything more, as a stalled network path
+    /// would: only a client-side timeout ends such a download.
+    pub fn stall_get_object_after(&self, bytes: u64, times: usize) {
+        self.state.faults().stall_get_object = Some((bytes, times));
+    }
+
     /// Carries out the next `times` requests of `operation` (e.g. `"CompleteMultipartUpload"`,
     /// `"PutObject"`) and then answers each with `500 InternalError`, as a reply lost after the
     /// server committed would look to the client.
     pub fn lose_reply_of(&self, operation: &'static str, times: usize) {
         self.state.faults().lose_reply = Some((operation, times));
+    }
+
+    /// Answers the next `times` `UploadPart` requests with `503 SlowDown` (after reading their
+    /// bodies), as S3 throttles a busy prefix. Later ones succeed.
+    pub fn slow_down_upload_parts(&self, times: usize) {
+        self.state.faults().slow_down_upload_parts = times;
+    }
+
+    /// Answers every `CompleteMultipartUpload` from now on with `status` (e.g. `500`) and an
+    /// `InternalError` error body (`SlowDown` for `503`), without carrying it out: the upload
+    /// stays open, no object appears.
+    pub fn fail_complete_with(&self, status: u16) {
+        self.state.faults().fail_complete = Some(status);
+    }
+
+    /// Answers the next `times` `CompleteMultipartUpload` requests with `200 OK` and an
+    /// `<Error><Code>InternalError</Code>...` body, as S3 does when it fails after it started
+    /// the response. With `carried_out`, each is first carried out (the object is committed,
+    /// only the reply says otherwise); without, the upload stays open and no object appears.
+    pub fn complete_with_200_error(&self, times: usize, carried_out: bool) {
+        self.state.faults().complete_200_error = Some((times, carried_out));
+    }
+
+    /// Makes every request of `operation` (e.g. `"PutObject"`) whose key ends with
+    /// `key_suffix` (`""`: any key) wait `delay` before it is carried out. The request is in
+    /// the log, with fault `"delayed"`, as soon as it arrives, so a test can act while it
+    /// waits. Lasts until [`clear_faults`](Self::clear_faults).
+    pub fn delay(&self, operation: &'static str, key_suffix: &str, delay: Duration) {
+        self.state.faults().holds.push(Hold {
+            operation,
+            key_suffix: key_suffix.to_owned(),
+            delay: Some(delay),
+        });
+    }
+
+    /// Makes every request of `operation` whose key ends with `key_suffix` (`""`: any key) a
+    /// stalled connection: its body is read, then nothing is ever answered (the connection
+    /// stays open until the client gives up or the server is dropped). The request is in the
+    /// log with fault `"stalled"` and no status. Lasts until
+    /// [`clear_faults`](Self::clear_faults) (requests already stalled stay stalled).
+    pub fn stall(&self, operation: &'static str, key_suffix: &str) {
+        self.state.faults().holds.push(Hold {
+            operation,
+            key_suffix: key_suffix.to_owned(),
+            delay: None,
+        });
+    }
+
+    /// Makes every multipart upload in progress look as if it had been started `age` earlier
+    /// (in `ListMultipartUploads`), so that a cleanup of stale uploads can be tested without
+    /// waiting.
+    pub fn backdate_multipart_uploads(&self, age: Duration) {
+        self.uploads.backdate(age);
     }
 
     /// Removes every injected fault.
@@ -460,6 +551,71 @@ async fn handle(
         status: None,
         fault: None,
     };
+    let key_of_request = S3RequestRecord::key(&record).unwrap_or_default();
+    let injected = {
+        let mut faults = state.faults();
+        let slow_down = operation == "UploadPart" && faults.slow_down_upload_parts > 0;
+        if slow_down {
+            faults.slow_down_upload_parts -= 1;
+        }
+        let refuse_complete = match faults.fail_complete {
+            Some(status) if operation == "CompleteMultipartUpload" => Some(status),
+            _ => None,
+        };
+        let complete_200 = match &mut faults.complete_200_error {
+            Some((times, carried_out)) if operation == "CompleteMultipartUpload" && *times > 0 => {
+                *times -= 1;
+                Some(*carried_out)
+            }
+            _ => None,
+        };
+        let hold = faults
+            .holds
+            .iter()
+            .find(|hold| hold.operation == operation && key_of_request.ends_with(&hold.key_suffix))
+            .map(|hold| hold.delay);
+        (slow_down, refuse_complete, complete_200, hold)
+    };
+    let (slow_down, refuse_complete, complete_200, hold) = injected;
+    let refusal = if slow_down {
+        Some(("503 SlowDown", error_response(503)))
+    } else {
+        refuse_complete.map(|status| ("CompleteMultipartUpload refused", error_response(status)))
+    };
+    if let Some((fault, response)) = refusal {
+        record.fault = Some(fault);
+        record.status = Some(response.status().as_u16());
+        state.log().push(record);
+        let _ = request.into_body().collect().await;
+        return Ok(response);
+    }
+    if complete_200 == Some(false) {
+        record.fault = Some("200 with an error body, not carried out");
+        record.status = Some(200);
+        state.log().push(record);
+        let _ = request.into_body().collect().await;
+        return Ok(ok_with_error_body());
+    }
+    // A delayed request is logged when it arrives (so a test can act while it waits).
+    let mut logged_at = None;
+    match hold {
+        Some(Some(delay)) => {
+            record.fault = Some("delayed");
+            logged_at = Some({
+                let mut log = state.log();
+                log.push(record.clone());
+                log.len() - 1
+            });
+            tokio::time::sleep(delay).await;
+        }
+        Some(None) => {
+            record.fault = Some("stalled");
+            state.log().push(record);
+            let _ = request.into_body().collect().await;
+            return std::future::pending().await;
+        }
+        None => {}
+    }
     let (fail, cut, lose) = {
         let mut faults = state.faults();
         let fail = operation == "UploadPart" && {
@@ -474,9 +630,15 @@ async fn handle(
         let cut = match (operation, &mut faults.cut_get_object) {
             ("GetObject", Some((bytes, times))) if *times > 0 => {
                 *times -= 1;
-                Some(*bytes)
+                Some((*bytes, false))
             }
-            _ => None,
+            _ => match (operation, &mut faults.stall_get_object) {
+                ("GetObject", Some((bytes, times))) if *times > 0 => {
+                    *times -= 1;
+                    Some((*bytes, true))
+                }
+                _ => None,
+            },
         };
         let lose = match &mut faults.lose_reply {
             Some((op, times)) if *op == operation && *times > 0 => {
@@ -495,22 +657,39 @@ async fn handle(
         let _ = request.into_body().collect().await;
         return Ok(internal_error());
     }
-    if cut.is_some() {
-        record.fault = Some("body cut");
+    match cut {
+        Some((_, false)) => record.fault = Some("body cut"),
+        Some((_, true)) => record.fault = Some("body stalled"),
+        None => {}
     }
     if lose {
         record.fault = Some("reply lost after the operation was carried out");
     }
+    if complete_200 == Some(true) {
+        record.fault = Some("200 with an error body, carried out");
+    }
     let index = {
         let mut log = state.log();
-        log.push(record);
-        log.len() - 1
+        match logged_at {
+            Some(index) => {
+                if let Some(logged) = log.get_mut(index) {
+                    logged.fault = record.fault;
+                }
+                index
+            }
+            None => {
+                log.push(record);
+                log.len() - 1
+            }
+        }
     };
     let in_flight = InFlight::new(&state, operation);
     let response = service.call(request.map(s3s::Body::from)).await?;
     drop(in_flight);
     let response = if lose && response.status().is_success() {
         internal_error()
+    } else if complete_200 == Some(true) && response.status().is_success() {
+        ok_with_error_body()
     } else {
         response
     };
@@ -518,11 +697,12 @@ async fn handle(
         record.status = Some(response.status().as_u16());
     }
     let response = match cut {
-        Some(bytes) if response.status().is_success() => response.map(|body| {
+        Some((bytes, stall)) if response.status().is_success() => response.map(|body| {
             s3s::Body::http_body(CutBody {
                 inner: body,
                 remaining: bytes,
                 pause: None,
+                stall,
             })
         }),
         _ => response,
@@ -577,10 +757,35 @@ impl http_body::Body for CountingBody {
 }
 
 fn internal_error() -> Response<s3s::Body> {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
-                <Message>injected fault (backup-testkit S3Server)</Message></Error>";
-    let mut response = Response::new(s3s::Body::from(body.to_owned()));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    error_response(500)
+}
+
+/// A response with `status` and an S3 error body: `SlowDown` for `503`, else `InternalError`.
+fn error_response(status: u16) -> Response<s3s::Body> {
+    let code = if status == 503 {
+        "SlowDown"
+    } else {
+        "InternalError"
+    };
+    let mut response = xml_error(code);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+/// `200 OK` with an `InternalError` error body, as S3 may answer `CompleteMultipartUpload`
+/// (it sends the status early and reports a failure in the body).
+fn ok_with_error_body() -> Response<s3s::Body> {
+    xml_error("InternalError")
+}
+
+/// A `200 OK` response whose body is the S3 error `code`.
+fn xml_error(code: &str) -> Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>injected fault (backup-testkit S3Server)</Message></Error>"
+    );
+    let mut response = Response::new(s3s::Body::from(body));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),
@@ -595,6 +800,8 @@ struct CutBody {
     inner: s3s::Body,
     remaining: u64,
     pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Send nothing more (and never end) instead of cutting.
+    stall: bool,
 }
 
 impl http_body::Body for CutBody {
@@ -606,6 +813,9 @@ impl http_body::Body for CutBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
+        if this.remaining == 0 && this.stall {
+            return Poll::Pending;
+        }
         if this.remaining == 0 {
             let pause = this
                 .pause
