@@ -97,7 +97,7 @@ pub enum RdbError {
         offset: u64,
     },
     /// Something declares a size beyond the fixed limit for its kind (a stream ID is 16 bytes,
-    /// an AUX field at most [`crate::MAX_AUX_BYTES`], a key at most [`crate::MAX_KEY_BYTES`]).
+    /// an AUX field at most [`crate::MAX_AUX_BYTES`], a key at most [`crate::MAX_BULK_BYTES`]).
     #[error(
         "corrupt or hostile RDB at byte {offset}: {what} declares {size} bytes, more than the \
          {limit} bytes Redis writes for it"

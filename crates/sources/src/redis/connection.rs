@@ -799,9 +799,9 @@ impl RedisClient {
     /// Reads one reply (after [`flush`](Self::flush)). Error replies are returned as
     /// [`Resp::Error`], not as `Err`.
     ///
-    /// Memory is bounded whatever the server sends: lines by [`MAX_LINE_BYTES`], the whole
-    /// reply by [`MAX_REPLY_BYTES`] (checked before a bulk string is read, and as arrays and
-    /// strings grow with the data that arrives), nesting by [`MAX_REPLY_DEPTH`].
+    /// Memory is bounded whatever the server sends: lines by `MAX_LINE_BYTES` (64 KiB), the
+    /// whole reply by `MAX_REPLY_BYTES` (64 MiB; checked before a bulk string is read, and as
+    /// arrays and strings grow with the data that arrives), nesting by `MAX_REPLY_DEPTH` (32).
     ///
     /// # Errors
     /// [`RedisError::Io`] when the connection fails or closes, [`RedisError::Protocol`] for
