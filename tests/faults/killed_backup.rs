@@ -6,6 +6,19 @@ use std::time::Duration;
 
 use crate::harness::{assert_success, stdout, World};
 
+/// Whatever a failed or killed backup left is a claim, a temporary file, or a backup with its
+/// manifest or its claim: never an object that would pass for an old script's backup.
+pub(crate) fn assert_nothing_passes_for_an_old_backup(w: &World, when: &str) {
+    for file in w.files() {
+        let ok = file.ends_with(".claim")
+            || file.contains("/.tmp-")
+            || file.ends_with(".manifest.json")
+            || w.object_path(&format!("{file}.manifest.json")).is_file()
+            || w.object_path(&format!("{file}.claim")).is_file();
+        assert!(ok, "{when}: {file} left");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_killed_at_any_moment_leaves_nothing_that_passes_for_complete() {
     let w = World::new(2).await;
@@ -41,16 +54,7 @@ async fn a_backup_killed_at_any_moment_leaves_nothing_that_passes_for_complete()
                 assert_success(&out, &format!("dry run of {name} after a kill"));
             }
         }
-        // Whatever was left is a claim, a temporary file, or a backup with its manifest or
-        // its claim: never an object that would pass for an old script's backup.
-        for file in w.files() {
-            let ok = file.ends_with(".claim")
-                || file.contains("/.tmp-")
-                || file.ends_with(".manifest.json")
-                || w.object_path(&format!("{file}.manifest.json")).is_file()
-                || w.object_path(&format!("{file}.claim")).is_file();
-            assert!(ok, "after a kill at {} ms: {file} left", step * 60);
-        }
+        assert_nothing_passes_for_an_old_backup(&w, &format!("after a kill at {} ms", step * 60));
     }
     // The next backup works and restores.
     let key = w.backup(&[]);

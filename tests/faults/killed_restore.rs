@@ -20,7 +20,7 @@ const FILLER_ROWS: u32 = 200_000;
 /// so that a restore spends seconds in its `COPY` while megabytes of the dump are still to be
 /// sent (`ab_filler`, then the sample tables): the tool is killed mid-stream, not after it
 /// sent everything (and its `COMMIT`).
-async fn add_slow_table(w: &World) {
+pub(crate) async fn add_slow_table(w: &World) {
     let client = w.pg.connect(SOURCE_DB).await.expect("connect");
     client
         .batch_execute(&format!(

@@ -10,9 +10,11 @@ mod harness;
 
 mod concurrent;
 mod config;
+mod disk_full;
 mod forged;
 mod killed_backup;
 mod killed_restore;
+mod postmaster;
 mod redis_faults;
 mod s3;
 mod secrets;

@@ -430,7 +430,21 @@ async fn private_copy(
     }
     let file =
         tempfile::tempfile_in(dir).map_err(|e| no_room(format!("{}: {e}", dir.display())))?;
-    let write_error = |e| backup_storage::StorageError::io("write the private copy of", key, e);
+    // A full disk (or quota) is this machine's problem, not the destination's: say where, and
+    // what to set, and do not try the backup's other destinations.
+    let write_error = |e: std::io::Error| -> CoreError {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) {
+            no_room(format!(
+                "{} filled up while the copy was written ({e})",
+                dir.display()
+            ))
+        } else {
+            backup_storage::StorageError::io("write the private copy of", key, e).into()
+        }
+    };
     let mut copy = tokio::fs::File::from_std(file.try_clone().map_err(write_error)?);
     let (counted, _) = CountingReader::new(sink.get(key).await?, progress);
     let mut verifying = VerifyingReader::new(counted, expected);

@@ -44,6 +44,8 @@ pub struct PgCluster {
     port: u16,
     password: String,
     postmaster: Option<Child>,
+    /// The options it was started with, for [`PgCluster::restart`].
+    options: PgOptions,
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -201,10 +203,12 @@ impl PgCluster {
             port: 0,
             password,
             postmaster: None,
+            options: options.clone(),
         };
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            match cluster.try_start(identity, &options).await {
+            let port = free_port()?;
+            match cluster.try_start(identity, &options, port).await {
                 Ok(()) => return Ok(cluster),
                 Err(StartFailure::PortTaken(log)) => {
                     tracing::debug!(port = cluster.port, "port was taken, trying another: {log}");
@@ -223,8 +227,8 @@ impl PgCluster {
         &mut self,
         identity: Option<(Uid, Gid)>,
         options: &PgOptions,
+        port: u16,
     ) -> Result<(), StartFailure> {
-        let port = free_port().map_err(StartFailure::Other)?;
         self.port = port;
         let log_path = self.log_path();
         let log = fs::OpenOptions::new()
@@ -453,6 +457,75 @@ impl PgCluster {
         ]
     }
 
+    /// Kills the postmaster with `SIGKILL`, as `kill -9` or the OOM killer would: no shutdown,
+    /// no checkpoint, clients cut off. Its backends notice the death and exit on their own;
+    /// they are waited for (up to 10 s, then killed too) so that the shared memory is free and
+    /// [`restart`](Self::restart) can start the server again.
+    ///
+    /// # Errors
+    /// When the server is not running or does not die.
+    pub async fn sigkill_postmaster(&mut self) -> anyhow::Result<()> {
+        let mut child = self
+            .postmaster
+            .take()
+            .ok_or_else(|| anyhow!("the postmaster is not running"))?;
+        let raw = i32::try_from(child.id()).context("postmaster pid")?;
+        let backends = children_of(raw);
+        kill(Pid::from_raw(raw), Signal::SIGKILL).context("SIGKILL to the postmaster")?;
+        child.wait().context("reaping the postmaster")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let alive: Vec<i32> = backends
+                .iter()
+                .copied()
+                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                .collect();
+            if alive.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                for pid in alive {
+                    tracing::warn!("backend {pid} outlived its postmaster by 10 s: SIGKILL");
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the server again after [`sigkill_postmaster`](Self::sigkill_postmaster) or
+    /// [`stop`](Self::stop): same data directory, port, password and settings (so an
+    /// environment from [`env`](Self::env) stays valid); after a kill, PostgreSQL runs crash
+    /// recovery first. Returns once it accepts connections.
+    ///
+    /// # Errors
+    /// When it is still running, or does not come up within 30 seconds (the error includes the
+    /// tail of the server log).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.postmaster.is_some() {
+            bail!("the postmaster is still running");
+        }
+        let identity = server_identity()?;
+        let options = self.options.clone();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            // The port or the old shared memory may be released a moment late: try again.
+            let error = match self.try_start(identity, &options, self.port).await {
+                Ok(()) => return Ok(()),
+                Err(StartFailure::PortTaken(log)) => {
+                    anyhow!("port {} is taken; server log:\n{log}", self.port)
+                }
+                Err(StartFailure::Other(e)) => e,
+            };
+            if Instant::now() > deadline {
+                return Err(error.context("restarting PostgreSQL"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Stops the server cleanly (fast shutdown, then immediate shutdown, then `SIGKILL`).
     ///
     /// The data directory is removed when the cluster is dropped.
@@ -516,6 +589,27 @@ impl Drop for PgCluster {
             }
         }
     }
+}
+
+/// Process ids whose parent is `parent` (from `/proc/*/stat`).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 /// Runs `initdb` in a new temporary directory; returns the directory and the data directory.
