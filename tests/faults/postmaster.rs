@@ -68,11 +68,11 @@ async fn finish(child: Child, what: &str) -> Output {
 fn assert_names_the_server(w: &World, out: &Output, what: &str) {
     let err = stderr(out);
     let address = format!("{}:{}", w.pg.host(), w.pg.port());
-    assert!(
-        err.contains(&address),
-        "{what}: the output does not name the server {address}:\n{err}"
-    );
     let error = &err[err.find("error:").unwrap_or(0)..];
+    assert!(
+        error.contains(&address),
+        "{what}: the error does not name the server {address}:\n{err}"
+    );
     assert!(
         error.contains(SOURCE_DB)
             && (error.contains("server closed the connection")
@@ -221,9 +221,35 @@ async fn a_replace_whose_server_is_killed_mid_restore_keeps_the_old_database_and
         );
     }
 
+    // A leftover scratch database is dropped by a later --replace once it is older than ten
+    // minutes (by the stamp in its name; a younger one may belong to a restore running now):
+    // make it look an hour old.
+    let aged = if leftovers.is_empty() {
+        None
+    } else {
+        let stamp = (chrono::Utc::now() - chrono::TimeDelta::hours(1))
+            .format("%Y%m%d_%H%M%S")
+            .to_string();
+        let aged = format!("{SOURCE_DB}_restore_{stamp}");
+        let client = w.pg.connect("postgres").await.expect("connect");
+        client
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{scratch}\" RENAME TO \"{aged}\""
+            ))
+            .await
+            .expect("age the leftover");
+        Some(aged)
+    };
+
     // The next --replace works: the backup's data, the old database kept aside.
     let out = w.run("restore-database", &args, &[]);
     assert_success(&out, "--replace after the crash");
+    if let Some(aged) = &aged {
+        assert!(
+            !w.databases().await.contains(aged),
+            "the leftover scratch database {aged:?} was not dropped"
+        );
+    }
     assert_eq!(w.checksums(SOURCE_DB).await, backed_up, "restored data");
     let kept: BTreeMap<String, _> = {
         let mut kept = BTreeMap::new();

@@ -109,6 +109,18 @@ pub enum SourceError {
         stderr: String,
     },
 
+    /// A helper program working against a server failed: the error with the server it talked
+    /// to, so that "the server closed the connection" says which server.
+    #[error("{source} (server {endpoint}, database {database:?})")]
+    AtServer {
+        /// `host:port`.
+        endpoint: String,
+        /// The database.
+        database: String,
+        /// The program's failure.
+        source: Box<SourceError>,
+    },
+
     /// The dump is incomplete or not a dump (missing completion marker, still compressed, ...).
     #[error("{0}")]
     InvalidDump(String),
@@ -170,10 +182,12 @@ pub enum SourceError {
     },
 
     /// A restore failed; says what state the databases were left in.
-    #[error("restore into database {database:?} failed: {error}; {outcome}")]
+    #[error("restore into database {database:?} on {server} failed: {error}; {outcome}")]
     Restore {
         /// The target database.
         database: String,
+        /// The server (`host:port`).
+        server: String,
         /// What failed.
         #[source]
         error: Box<SourceError>,

@@ -202,9 +202,16 @@ async fn pg_dump_failure_is_reported_with_its_stderr() {
     stream.read_to_end(&mut sink).await.unwrap();
     let err = downcast(source.finish().await.expect_err("finish must fail"));
     let msg = err.to_string();
+    // pg_dump's failure, with the server and database it was dumping.
+    let SourceError::AtServer {
+        endpoint, source, ..
+    } = &err
+    else {
+        panic!("{msg}");
+    };
     assert!(
         matches!(
-            err,
+            **source,
             SourceError::ToolFailed {
                 tool: "pg_dump",
                 ..
@@ -212,6 +219,8 @@ async fn pg_dump_failure_is_reported_with_its_stderr() {
         ),
         "{msg}"
     );
+    assert_eq!(*endpoint, c.endpoint(), "{msg}");
+    assert!(msg.contains(&format!("database {APP_DB:?}")), "{msg}");
     assert!(msg.contains("permission denied"), "{msg}");
     assert!(!msg.contains("dumper-pw"), "{msg}");
 }

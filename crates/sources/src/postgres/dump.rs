@@ -346,11 +346,25 @@ impl Source for PostgresSource {
     }
 
     async fn open(&mut self) -> Result<ByteStream, BoxError> {
-        Ok(self.start().await?)
+        Ok(self.start().await.map_err(|e| self.at_server(e))?)
     }
 
     async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
-        Ok(self.stop().await?)
+        Ok(self.stop().await.map_err(|e| self.at_server(e))?)
+    }
+}
+
+impl PostgresSource {
+    /// A failure of pg_dump with the server it dumped (its own message rarely names it).
+    fn at_server(&self, error: SourceError) -> SourceError {
+        match error {
+            SourceError::ToolFailed { .. } => SourceError::AtServer {
+                endpoint: self.conn.endpoint(),
+                database: self.conn.dbname().to_owned(),
+                source: Box::new(error),
+            },
+            other => other,
+        }
     }
 }
 

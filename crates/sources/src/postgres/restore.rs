@@ -234,6 +234,63 @@ async fn scratch_dropped(maint: &Client, target: &str, scratch: &str, server_maj
     }
 }
 
+/// How old a scratch database of `target` must be (by the stamp in its name) before a later
+/// `--replace` drops it as a leftover of an interrupted restore.
+const LEFTOVER_SCRATCH_AGE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// Whether `name` is a scratch database of `target` (`<target>_restore_<stamp>[_<n>]`) made
+/// before `cutoff`.
+fn leftover_scratch_of(target: &str, name: &str, cutoff: chrono::DateTime<Utc>) -> bool {
+    let marker = format!("_{SCRATCH_INFIX}_");
+    let Some(at) = name.rfind(&marker) else {
+        return false;
+    };
+    let rest = &name[at + marker.len()..];
+    let (stamp, n) = match rest.get(15..) {
+        Some("") => (rest, 0),
+        Some(tail) => match tail.strip_prefix('_').and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) => (&rest[..15], n),
+            None => return false,
+        },
+        None => return false,
+    };
+    let Ok(made) = chrono::NaiveDateTime::parse_from_str(stamp, backup_core::TIMESTAMP_FORMAT)
+    else {
+        return false;
+    };
+    derived_db_name(target, SCRATCH_INFIX, stamp, n) == name && made.and_utc() < cutoff
+}
+
+/// Drops the scratch databases of `target` that interrupted `--replace` restores left (a
+/// crash of the server or of the tool before it could drop them), when nobody is connected
+/// to them. They never hold the target's data: a scratch database becomes the target only by
+/// the rename at the very end. Returns a note per database dropped.
+async fn drop_leftover_scratch(maint: &Client, target: &str) -> Vec<String> {
+    let cutoff = Utc::now() - LEFTOVER_SCRATCH_AGE;
+    let Ok(rows) = maint.query("SELECT datname FROM pg_database", &[]).await else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        if !leftover_scratch_of(target, &name, cutoff) {
+            continue;
+        }
+        // Without FORCE: a database someone is connected to is not a leftover.
+        let sql = format!("DROP DATABASE {}", quote_ident(&name));
+        match exec(maint, &format!("dropping leftover {name:?}"), &sql).await {
+            Ok(()) => {
+                tracing::warn!("dropped {name:?}, left by an interrupted restore of {target:?}");
+                notes.push(format!(
+                    "dropped the scratch database {name:?} an interrupted restore had left"
+                ));
+            }
+            Err(e) => tracing::info!("left {name:?} alone: {e}"),
+        }
+    }
+    notes
+}
+
 impl PostgresRestore {
     /// A restore into `options.target_db` on the server `conn` names (its database is not
     /// used; the maintenance database `postgres` is, for creating and renaming databases).
@@ -381,8 +438,10 @@ impl PostgresRestore {
             Some(t) => t.clone(),
             None => discover_async(server_major).await?,
         };
+        let server = self.conn.endpoint();
         let restore_failed = |error: SourceError, outcome: String| SourceError::Restore {
             database: target.clone(),
+            server: server.clone(),
             error: Box::new(error),
             outcome,
         };
@@ -464,6 +523,7 @@ impl PostgresRestore {
                 sessions,
             });
         }
+        let leftovers = drop_leftover_scratch(&maint, &target).await;
         let stamp = Utc::now().format(backup_core::TIMESTAMP_FORMAT).to_string();
         let scratch = self
             .free_name(&maint, &target, SCRATCH_INFIX, &stamp, None)
@@ -492,6 +552,7 @@ impl PostgresRestore {
              kept as {aside:?} (drop it when no longer needed: DROP DATABASE {};)",
             quote_ident(&aside)
         )];
+        notes.extend(leftovers);
         if terminated > 0 {
             notes.push(format!(
                 "disconnected {terminated} session(s) from the previous {target:?}"
@@ -603,6 +664,38 @@ impl RestoreTarget for PostgresRestore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftover_scratch_databases_are_recognised_by_name_and_age() {
+        let now = Utc::now();
+        let old = (now - chrono::TimeDelta::hours(2))
+            .format(backup_core::TIMESTAMP_FORMAT)
+            .to_string();
+        let fresh = now.format(backup_core::TIMESTAMP_FORMAT).to_string();
+        let cutoff = now - LEFTOVER_SCRATCH_AGE;
+        let name = |target: &str, stamp: &str, n| derived_db_name(target, SCRATCH_INFIX, stamp, n);
+        assert!(leftover_scratch_of("app", &name("app", &old, 0), cutoff));
+        assert!(leftover_scratch_of("app", &name("app", &old, 3), cutoff));
+        assert!(
+            !leftover_scratch_of("app", &name("app", &fresh, 0), cutoff),
+            "too recent"
+        );
+        assert!(!leftover_scratch_of("other", &name("app", &old, 0), cutoff));
+        assert!(!leftover_scratch_of("ap", &name("app", &old, 0), cutoff));
+        assert!(!leftover_scratch_of(
+            "app",
+            &derived_db_name("app", ASIDE_INFIX, &old, 0),
+            cutoff
+        ));
+        assert!(!leftover_scratch_of("app", "app", cutoff));
+        assert!(!leftover_scratch_of(
+            "app",
+            &format!("app_restore_{old}_x"),
+            cutoff
+        ));
+        let long = "ş".repeat(31);
+        assert!(leftover_scratch_of(&long, &name(&long, &old, 0), cutoff));
+    }
 
     #[test]
     fn derived_names_fit_the_limit() {
