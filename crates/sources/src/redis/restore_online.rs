@@ -143,11 +143,19 @@ impl RestoreTarget for RedisOnlineRestore {
         let sent: u64 = run.keys.values().flat_map(BTreeMap::values).sum();
         match result {
             Ok(summary) => Ok(summary),
-            // Something was written and the error does not already say what stays.
+            // Keys were sent and the connection or the backup stream broke off: some were
+            // written. (A refusal by the server says itself what was written.)
             Err(e)
                 if !self.options.check_only
                     && sent > 0
-                    && !matches!(e, RedisError::RestoreRefused { .. }) =>
+                    && matches!(
+                        e,
+                        RedisError::Io { .. }
+                            | RedisError::Protocol { .. }
+                            | RedisError::Stream { .. }
+                            | RedisError::Rdb { .. }
+                            | RedisError::Timeout { .. }
+                    ) =>
             {
                 Err(Box::new(RedisError::PartlyRestored {
                     endpoint: run.endpoint(),
