@@ -122,24 +122,29 @@ impl World {
 
     /// Files in the backup directory (relative paths), sorted; temp files included.
     pub fn files(&self) -> Vec<String> {
-        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(root, &p, out);
-                } else {
-                    out.push(p.strip_prefix(root).unwrap().display().to_string());
-                }
+        files_under(&self.backups)
+    }
+}
+
+/// Files under `root` (relative paths), sorted; nothing when it does not exist.
+pub fn files_under(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
             }
         }
-        let mut out = Vec::new();
-        walk(&self.backups, &self.backups, &mut out);
-        out.sort();
-        out
     }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
 }
 
 /// A command for binary `name` with `env` and none of the developer's settings

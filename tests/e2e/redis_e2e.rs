@@ -11,7 +11,9 @@ use backup_testkit::{
 };
 use tempfile::TempDir;
 
-use crate::harness::{assert_exit, assert_success, clean_command, stderr, stdout, write_key};
+use crate::harness::{
+    assert_exit, assert_success, clean_command, files_under, stderr, stdout, write_key,
+};
 
 /// TTLs of a restored key may differ by the time the test took.
 const TTL_TOLERANCE_MS: i64 = 60_000;
@@ -97,10 +99,7 @@ impl RedisWorld {
 
     /// Files under the backup directory, relative, sorted.
     pub fn files(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        walk(&self.backups, &self.backups, &mut out);
-        out.sort();
-        out
+        files_under(&self.backups)
     }
 
     /// Asserts that `server` holds exactly the sample data and functions.
@@ -113,20 +112,6 @@ impl RedisWorld {
             self.functions,
             "function libraries"
         );
-    }
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(root, &p, out);
-        } else {
-            out.push(p.strip_prefix(root).unwrap().display().to_string());
-        }
     }
 }
 

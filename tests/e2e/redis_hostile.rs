@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use backup_testkit::hostile_rdb::{self, Generated};
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{clean_command, stderr, stdout, write_key};
+use crate::harness::{clean_command, files_under, stderr, stdout, write_key};
 
 /// The most a binary may hold at its peak, in KiB (160 MiB): the parser's default memory
 /// budget (64 MiB, when values are not captured) plus the runtime (the unoptimised test build
@@ -204,23 +204,7 @@ impl Scratch {
 
     /// Files under the backup directory, relative, sorted.
     fn files(&self) -> Vec<String> {
-        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(root, &p, out);
-                } else {
-                    out.push(p.strip_prefix(root).unwrap().display().to_string());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.backups, &self.backups, &mut out);
-        out.sort();
-        out
+        files_under(&self.backups)
     }
 
     /// Streams `rdb` through `gzip -1` into the backup directory as an old-style backup.
@@ -276,31 +260,11 @@ fn dry_run_of(what: &str, rdb: Generated, expect: &Expect) {
 
 // ------------------------------------------------------------------------ the fake master
 
-/// Reads one RESP command; `None` at end of stream.
-async fn read_command(reader: &mut BufReader<TcpStream>) -> Option<Vec<Vec<u8>>> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
-    let mut args = Vec::new();
-    for _ in 0..n {
-        line.clear();
-        reader.read_line(&mut line).await.ok()?;
-        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
-        let mut arg = vec![0; len + 2];
-        reader.read_exact(&mut arg).await.ok()?;
-        arg.truncate(len);
-        args.push(arg);
-    }
-    Some(args)
-}
-
 /// One client of the fake master: `INFO` says Redis 7.0.99, `SYNC` gets the RDB (once, as a
 /// diskless transfer: `$EOF:<mark>`, the file in pieces, the mark), anything else `+OK`.
 async fn serve(socket: TcpStream, rdb: Arc<Mutex<Option<Generated>>>) {
     let mut reader = BufReader::new(socket);
-    while let Some(args) = read_command(&mut reader).await {
+    while let Some(args) = backup_testkit::read_resp_command(&mut reader).await {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
         let socket = reader.get_mut();
         match name.as_str() {

@@ -3,13 +3,13 @@
 //! half-made may pass for a backup, and a half-done online restore must say so plainly.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use backup_testkit::RedisServer;
 
-use crate::harness::{clean_command, stderr, write_key};
+use crate::harness::{clean_command, files_under as files, stderr, write_key};
 
 /// Keys of incompressible data, so that the snapshot takes a moment to stream.
 const KEYS: usize = 64;
@@ -57,27 +57,6 @@ fn setup(server: &RedisServer) -> Setup {
         backups,
         env,
     }
-}
-
-/// Files under `root`, relative, sorted.
-fn files(root: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::Output {

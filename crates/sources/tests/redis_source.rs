@@ -11,8 +11,8 @@ use backup_sources::redis::{
 };
 use backup_storage::{MemorySink, Sink};
 use backup_testkit::{RedisOptions, RedisServer};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 
 fn config_from(env: &[(String, String)]) -> RedisConfig {
     let env = env.to_vec();
@@ -477,26 +477,6 @@ struct FakeSync {
     piece: usize,
 }
 
-/// Reads one RESP command; `None` at end of stream.
-async fn read_command(reader: &mut BufReader<TcpStream>) -> Option<Vec<Vec<u8>>> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
-    let mut args = Vec::new();
-    for _ in 0..n {
-        line.clear();
-        reader.read_line(&mut line).await.ok()?;
-        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
-        let mut arg = vec![0; len + 2];
-        reader.read_exact(&mut arg).await.ok()?;
-        arg.truncate(len);
-        args.push(arg);
-    }
-    Some(args)
-}
-
 /// A master on a free port that answers the handshake and then sends `sync`; returns the
 /// config to reach it.
 async fn fake_master(sync: FakeSync) -> RedisConfig {
@@ -507,7 +487,7 @@ async fn fake_master(sync: FakeSync) -> RedisConfig {
             return;
         };
         let mut reader = BufReader::new(socket);
-        while let Some(args) = read_command(&mut reader).await {
+        while let Some(args) = backup_testkit::read_resp_command(&mut reader).await {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
             let socket = reader.get_mut();
             match name.as_str() {
@@ -644,7 +624,7 @@ async fn corrupt_header_fails_the_stream_early() {
     tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
         let mut reader = BufReader::new(socket);
-        while let Some(args) = read_command(&mut reader).await {
+        while let Some(args) = backup_testkit::read_resp_command(&mut reader).await {
             let socket = reader.get_mut();
             if args[0].eq_ignore_ascii_case(b"SYNC") {
                 let header = format!("${len}\r\n");

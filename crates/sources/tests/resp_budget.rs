@@ -16,7 +16,7 @@ use backup_sources::redis::{RedisClient, RedisConfig, RedisError, Resp};
 use peak_alloc::PeakAlloc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 #[global_allocator]
@@ -48,26 +48,6 @@ fn measured<T>(f: impl Future<Output = T>) -> (T, usize) {
     (output, peak)
 }
 
-/// Reads one command (a RESP array of bulk strings); `None` at end of stream.
-async fn read_command(reader: &mut BufReader<TcpStream>) -> Option<Vec<Vec<u8>>> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
-    let mut args = Vec::new();
-    for _ in 0..n {
-        line.clear();
-        reader.read_line(&mut line).await.ok()?;
-        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
-        let mut arg = vec![0; len + 2];
-        reader.read_exact(&mut arg).await.ok()?;
-        arg.truncate(len);
-        args.push(arg);
-    }
-    Some(args)
-}
-
 /// A server on a free port that answers the client's handshake (`CLIENT SETNAME`, `+OK`)
 /// and hands the socket to `reply` for the next command.
 async fn hostile<F, Fut>(reply: F) -> RedisConfig
@@ -82,7 +62,7 @@ where
             return;
         };
         let mut reader = BufReader::new(socket);
-        while let Some(args) = read_command(&mut reader).await {
+        while let Some(args) = backup_testkit::read_resp_command(&mut reader).await {
             if args[0].eq_ignore_ascii_case(b"CLIENT") {
                 if reader.get_mut().write_all(b"+OK\r\n").await.is_err() {
                     return;

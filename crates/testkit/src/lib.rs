@@ -26,7 +26,7 @@ mod sample;
 pub use checksum::{sequence_values, table_checksums, TableChecksum};
 pub use cluster::{find_pg_bin_dir, PgCluster, PgOptions};
 pub use disk::{fill_filesystem, fs_size_bytes, fs_used_bytes, stop_process};
-pub use redis::{RedisOptions, RedisServer};
+pub use redis::{read_resp_command, RedisOptions, RedisServer};
 pub use redis_sample::{
     assert_snapshots_match, diff_snapshots, escape, load_redis_sample, redis_functions,
     redis_snapshot, KeySnapshot, SampleStats, FAR_FUTURE_MS, REDIS_SAMPLE_DBS,

@@ -539,6 +539,32 @@ impl Drop for RedisServer {
     }
 }
 
+/// Reads one command (a RESP array of bulk strings) a client sent, for fake servers in tests;
+/// `None` at the end of the stream or on anything else. Not for untrusted peers: lengths are
+/// believed.
+pub async fn read_resp_command<R>(reader: &mut R) -> Option<Vec<Vec<u8>>>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+    let mut args = Vec::new();
+    for _ in 0..n {
+        line.clear();
+        reader.read_line(&mut line).await.ok()?;
+        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+        let mut arg = vec![0; len + 2];
+        reader.read_exact(&mut arg).await.ok()?;
+        arg.truncate(len);
+        args.push(arg);
+    }
+    Some(args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
