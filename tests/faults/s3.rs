@@ -97,24 +97,11 @@ impl S3World {
 
     /// The multipart uploads in progress: `key (upload id)`.
     async fn pending_uploads(&self) -> Vec<String> {
-        let listed = self
-            .s3
-            .client()
-            .list_multipart_uploads()
-            .bucket(BUCKET)
-            .send()
+        self.s3
+            .pending_uploads(BUCKET)
             .await
-            .unwrap();
-        listed
-            .uploads()
-            .iter()
-            .map(|u| {
-                format!(
-                    "{} ({})",
-                    u.key().unwrap_or("?"),
-                    u.upload_id().unwrap_or("?")
-                )
-            })
+            .into_iter()
+            .map(|(key, id)| format!("{key} ({id})"))
             .collect()
     }
 

@@ -74,18 +74,8 @@ async fn read_all(sink: &S3Sink, key: &str) -> Vec<u8> {
 
 /// The keys of the multipart uploads in progress in the bucket.
 async fn pending_uploads(server: &S3Server) -> Vec<String> {
-    let output = server
-        .client()
-        .list_multipart_uploads()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .unwrap();
-    output
-        .uploads()
-        .iter()
-        .map(|upload| upload.key().unwrap_or_default().to_owned())
-        .collect()
+    let pending = server.pending_uploads(BUCKET).await;
+    pending.into_iter().map(|(key, _)| key).collect()
 }
 
 /// Waits (up to 10 s) until no multipart upload is pending.

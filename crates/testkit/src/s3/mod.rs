@@ -301,6 +301,32 @@ impl S3Server {
         Ok(())
     }
 
+    /// The multipart uploads in progress in `bucket`: (key, upload id), as the server lists
+    /// them.
+    ///
+    /// # Panics
+    /// When the listing fails (test support).
+    pub async fn pending_uploads(&self, bucket: &str) -> Vec<(String, String)> {
+        #[allow(clippy::expect_used)]
+        let listed = self
+            .client()
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("ListMultipartUploads");
+        listed
+            .uploads()
+            .iter()
+            .map(|u| {
+                (
+                    u.key().unwrap_or_default().to_owned(),
+                    u.upload_id().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// An S3 client for this server: its credentials, path-style addressing, and checksums
     /// only where required (as the backup tool configures its own client).
     pub fn client(&self) -> aws_sdk_s3::Client {
