@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let db = std::env::args().nth(1).unwrap_or("restored".to_owned());
     let options = RestoreOptions::into_database(db).creating();
     let mut target = PostgresRestore::new(PgConnection::from_env()?, options);
-    let summary = fetched.restore_into(Some(&ring), &mut target, None);
+    let summary = fetched.restore_into(&mut target, None);
     println!("restored {} bytes", summary.await?.plain_bytes);
     Ok(())
 }

@@ -326,6 +326,22 @@ async fn damaged_or_wrongly_keyed_backups_are_refused_and_the_target_is_untouche
     assert_eq!(w.checksums(SOURCE_DB).await, target_before);
     assert_eq!(w.databases().await, dbs_before);
 
+    // The key rotated: the old key in the keyring directory is found by derivation (the
+    // manifest names its key by an id derived from its own salt, not by a fixed label).
+    let ring_dir = w.dir.path().join("keys.d");
+    std::fs::create_dir(&ring_dir).unwrap();
+    write_key(&ring_dir.join("old.key"), "correct horse battery staple\n");
+    let out = w.run(
+        "restore-database",
+        &["--latest", "--target-db", "rotated", "--create"],
+        &[
+            ("BACKUP_ENCRYPTION_KEY_FILE", other_key.to_str().unwrap()),
+            ("BACKUP_KEYRING_DIR", ring_dir.to_str().unwrap()),
+        ],
+    );
+    assert_success(&out, "restore with the old key in the keyring");
+    assert_eq!(w.checksums("rotated").await, target_before);
+
     // The untouched backup still restores: the refusals were about the damage, nothing else.
     let out = w.run(
         "restore-database",

@@ -1,6 +1,8 @@
 //! Redis dying under the tool: the server killed while `backup-redis` streams its snapshot,
-//! and the target killed in the middle of a real (writing) `restore-redis --online`. Nothing
-//! half-made may pass for a backup, and a half-done online restore must say so plainly.
+//! the target killed in the middle of a real (writing) `restore-redis --online --in-place`, and
+//! the restore's connection dropped during a staged (all-or-nothing) `--online --replace`.
+//! Nothing half-made may pass for a backup, a half-done in-place restore must say so plainly,
+//! and a staged one must leave the database as it was.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -125,25 +127,25 @@ fn redis_killed_while_backup_redis_streams_leaves_nothing_and_the_next_backup_wo
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
-#[test]
-fn a_target_killed_during_an_online_restore_ends_in_a_plain_error_saying_it_is_not_atomic() {
-    let source = RedisServer::start().unwrap();
-    fill(&source);
-    let s = setup(&source);
-    let out = clean_command("backup-redis", &s.env).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-
-    let mut target = RedisServer::start().unwrap();
+/// Starts `restore-redis --latest --online ARGS` into `target` and returns once the writing
+/// pass has put at least ten keys into database `db` of it.
+fn restore_until_written(
+    s: &Setup,
+    target: &RedisServer,
+    args: &[&str],
+    db: u8,
+) -> (Child, redis::Connection) {
     let mut env = s.env.clone();
     env.insert("REDIS_TARGET_URL".into(), target.url());
     let mut child = clean_command("restore-redis", &env)
         .args(["--latest", "--online"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill the target once the writing pass has restored some keys.
     let mut conn = target.client().unwrap();
+    redis::cmd("SELECT").arg(db).query::<()>(&mut conn).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let size: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap_or(0);
@@ -157,6 +159,20 @@ fn a_target_killed_during_an_online_restore_ends_in_a_plain_error_saying_it_is_n
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    (child, conn)
+}
+
+#[test]
+fn a_target_killed_during_an_in_place_online_restore_ends_in_a_plain_error_saying_it_is_not_atomic()
+{
+    let source = RedisServer::start().unwrap();
+    fill(&source);
+    let s = setup(&source);
+    let out = clean_command("backup-redis", &s.env).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let mut target = RedisServer::start().unwrap();
+    let (mut child, _conn) = restore_until_written(&s, &target, &["--in-place"], 0);
     target.kill().unwrap();
     let out = wait_exit(&mut child, Duration::from_secs(60));
     let err = stderr(&out);
@@ -170,4 +186,63 @@ fn a_target_killed_during_an_online_restore_ends_in_a_plain_error_saying_it_is_n
         err.contains("not atomic"),
         "a half-done online restore says so: {err}"
     );
+}
+
+/// The default online restore stages each database in a spare one (here 15) and swaps it in:
+/// a connection dropped half-way leaves the target's database exactly as it was.
+#[test]
+fn a_connection_dropped_during_a_staged_replace_leaves_the_database_as_it_was() {
+    let source = RedisServer::start().unwrap();
+    fill(&source);
+    let s = setup(&source);
+    let out = clean_command("backup-redis", &s.env).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let target = RedisServer::start().unwrap();
+    let mut conn = target.client().unwrap();
+    for (key, value) in [("key:0001", "the target's own"), ("mine", "kept")] {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let (mut child, mut spare) = restore_until_written(&s, &target, &["--replace"], 15);
+    // Drop the restore's connection (every client but this one), the server stays up.
+    redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+        .query::<i64>(&mut spare)
+        .unwrap();
+    let out = wait_exit(&mut child, Duration::from_secs(60));
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("database 0, which is unchanged"),
+        "says the database is unchanged: {err}"
+    );
+    assert!(err.contains("emptied again"), "{err}");
+
+    let mut conn = target.client().unwrap();
+    let size: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(size, 2, "database 0 holds exactly what it held");
+    let own: String = redis::cmd("GET").arg("key:0001").query(&mut conn).unwrap();
+    assert_eq!(own, "the target's own");
+    redis::cmd("SELECT").arg(15).query::<()>(&mut conn).unwrap();
+    let size: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(size, 0, "the spare database is empty again");
+
+    // The same restore, uninterrupted: database 0 becomes the backup's keys plus "mine".
+    let mut env = s.env.clone();
+    env.insert("REDIS_TARGET_URL".into(), target.url());
+    let out = clean_command("restore-redis", &env)
+        .args(["--latest", "--online", "--replace"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut conn = target.client().unwrap();
+    let size: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(size, KEYS as i64 + 1);
+    let mine: String = redis::cmd("GET").arg("mine").query(&mut conn).unwrap();
+    assert_eq!(mine, "kept");
 }

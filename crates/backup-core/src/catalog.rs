@@ -443,7 +443,17 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(entries[1].key_id(), Some(key.id().as_str()));
+        // The key id of a format 3 manifest is derived from its salt: the one it was signed
+        // under, never the key's local label.
+        let signed_by = entries[1]
+            .manifest
+            .as_ref()
+            .unwrap()
+            .mac_kdf
+            .clone()
+            .unwrap();
+        assert_eq!(entries[1].key_id(), signed_by.key_id.as_deref());
+        assert_ne!(entries[1].key_id(), Some(key.id().as_str()));
 
         // --latest skips the damaged one; --date picks the newest of that day, a legacy one
         // only when legacy backups are allowed.

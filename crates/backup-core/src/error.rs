@@ -74,14 +74,15 @@ pub enum CoreError {
         /// The manifest object.
         key: String,
     },
-    /// No available key has the id the backup was encrypted with.
-    #[error("backup {key} was encrypted with key id {needed}, but the available keys have ids {available}; put the old key file in the keyring directory (BACKUP_KEYRING_DIR)")]
+    /// No available key is the one the backup was made with.
+    #[error("backup {key} was made with a key that is not loaded (its manifest names key id {needed}; the loaded keys are {available}); put the old key file in the keyring directory (BACKUP_KEYRING_DIR)")]
     KeyNotAvailable {
         /// The backup.
         key: String,
-        /// The key id recorded in the manifest.
+        /// The key id recorded in the manifest (in format 3, derived from the manifest's own
+        /// salt, so it never equals a key's local label).
         needed: String,
-        /// Ids of the keys that were loaded.
+        /// Local labels ([`backup_crypto::EncryptionKey::id`]) of the keys that were loaded.
         available: String,
     },
     /// The backup is encrypted but no key was supplied.

@@ -5,7 +5,7 @@
 //! The HMAC is computed over the canonical JSON of the manifest without its `hmac` field
 //! (object keys sorted, no whitespace), so fields added by later versions are covered too.
 
-use backup_crypto::{EncryptionKey, KeyId};
+use backup_crypto::{EncryptionKey, KeyId, Keyring, StretchedMacKey};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -16,9 +16,11 @@ use crate::layout::BackupKind;
 use crate::source::SourceFacts;
 
 /// The manifest format this version writes.
-/// Version 2 signs with a stretched MAC key ([`MacKdf`]); version 1 manifests (an HMAC
-/// under a key derived from the passphrase without stretching) still verify.
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Version 3 records a key id derived from the manifest's stretched MAC key (different in
+/// every manifest, see [`backup_crypto::KeyId`]); version 2 signs with a stretched MAC key
+/// ([`MacKdf`]) and records the key's fixed-salt label; version 1 manifests (an HMAC under a
+/// key derived from the passphrase without stretching) still verify.
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 
 /// The KDF name recorded for the stretched manifest MAC key.
 pub const MAC_KDF_NAME: &str = "pbkdf2-hmac-sha256";
@@ -33,6 +35,10 @@ pub struct MacKdf {
     pub iterations: u32,
     /// Random salt of this manifest, lowercase hex.
     pub salt: String,
+    /// Id of the signing key derived from the stretched MAC key (version 3; see
+    /// [`backup_crypto::StretchedMacKey::key_id`]). `None` in version 2 manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// Largest manifest accepted when reading (a manifest is a few hundred bytes).
@@ -102,9 +108,10 @@ impl Manifest {
         self.encryption.as_ref().map(|e| e.key_id.as_str())
     }
 
-    /// Signs the manifest with `key` (format 2: a stretched MAC key with a fresh random salt,
-    /// recorded in `mac_kdf`) and returns it as pretty JSON bytes. Without a key the manifest
-    /// is unsigned.
+    /// Signs the manifest with `key` (format 3: a stretched MAC key with a fresh random salt,
+    /// recorded in `mac_kdf` with the key id derived from it) and returns it as pretty JSON
+    /// bytes. An encrypted manifest's `encryption.key_id` becomes that id too: the signing key
+    /// is the encryption key. Without a key the manifest is unsigned.
     pub fn to_signed_json(&mut self, key: Option<&EncryptionKey>) -> Result<Vec<u8>> {
         self.hmac = None;
         self.mac_kdf = None;
@@ -118,11 +125,16 @@ impl Manifest {
             let mac_key = key.stretched_mac_key(&salt, iterations).ok_or_else(|| {
                 CoreError::Config(format!("{iterations} MAC iterations are out of range"))
             })?;
-            self.format_version = self.format_version.max(2);
+            let key_id = mac_key.key_id().to_string();
+            self.format_version = self.format_version.max(3);
+            if let Some(info) = &mut self.encryption {
+                info.key_id.clone_from(&key_id);
+            }
             self.mac_kdf = Some(MacKdf {
                 kdf: MAC_KDF_NAME.to_owned(),
                 iterations,
                 salt: hex::encode(salt),
+                key_id: Some(key_id),
             });
             let canonical = canonical_bytes(&serde_json::to_value(&*self).map_err(invalid)?)?;
             self.hmac = Some(mac_key.sign(&canonical));
@@ -157,48 +169,11 @@ impl Manifest {
     /// over the JSON as stored rather than over the parsed struct.
     pub fn parse_verified(manifest_key: &str, bytes: &[u8], key: &EncryptionKey) -> Result<Self> {
         let manifest = Self::parse(manifest_key, bytes)?;
-        let mut value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| CoreError::ManifestInvalid {
-                key: manifest_key.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let mac = value
-            .as_object_mut()
-            .and_then(|map| map.remove("hmac"))
-            .and_then(|v| v.as_str().map(str::to_owned));
-        let Some(mac) = mac else {
-            return Err(CoreError::ManifestTampered {
-                key: manifest_key.to_owned(),
-            });
-        };
-        let canonical = canonical_bytes(&value)?;
+        let (canonical, mac) = signed_parts(manifest_key, bytes)?;
         let verified = match &manifest.mac_kdf {
             // Version 1: the unstretched subkey.
             None => key.verify_manifest_mac(&canonical, &mac),
-            Some(params) => {
-                let invalid_params = |reason: String| CoreError::ManifestInvalid {
-                    key: manifest_key.to_owned(),
-                    reason,
-                };
-                if params.kdf != MAC_KDF_NAME {
-                    return Err(invalid_params(format!(
-                        "unknown MAC key derivation {:?}",
-                        params.kdf
-                    )));
-                }
-                let salt = hex::decode(&params.salt)
-                    .map_err(|_| invalid_params("its MAC salt is not hex".to_owned()))?;
-                let mac_key = key
-                    .stretched_mac_key(&salt, params.iterations)
-                    .ok_or_else(|| {
-                        invalid_params(format!(
-                            "{} MAC iterations are outside {:?}",
-                            params.iterations,
-                            backup_crypto::MANIFEST_MAC_ITERATIONS_RANGE
-                        ))
-                    })?;
-                mac_key.verify(&canonical, &mac)
-            }
+            Some(params) => stretched_key(manifest_key, params, key)?.verify(&canonical, &mac),
         };
         if !verified {
             return Err(CoreError::ManifestTampered {
@@ -206,6 +181,75 @@ impl Manifest {
             });
         }
         Ok(manifest)
+    }
+
+    /// Parses manifest JSON of the backup `object`, finds which key of `ring` signed it and
+    /// verifies its HMAC with that key; returns the manifest and the key (which also decrypts
+    /// the object when it is encrypted).
+    ///
+    /// A version 3 manifest names its key by an id derived from its own salt: each key of the
+    /// ring is stretched with that salt until one gives the id (the current key first, so the
+    /// usual case costs one derivation). Older manifests name encrypted backups' keys by their
+    /// fixed-salt label; their plain backups' signatures are tried with each key.
+    pub fn parse_verified_by<'a>(
+        object: &str,
+        manifest_key: &str,
+        bytes: &[u8],
+        ring: &'a Keyring,
+    ) -> Result<(Self, &'a EncryptionKey)> {
+        let manifest = Self::parse(manifest_key, bytes)?;
+        let tampered = || CoreError::ManifestTampered {
+            key: manifest_key.to_owned(),
+        };
+        let not_available = |needed: &str| CoreError::KeyNotAvailable {
+            key: object.to_owned(),
+            needed: needed.to_owned(),
+            available: ring
+                .keys()
+                .map(|k| k.id().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let recorded = manifest.mac_kdf.as_ref().and_then(|p| p.key_id.as_deref());
+        match (manifest.mac_kdf.as_ref(), recorded) {
+            (Some(params), Some(recorded)) => {
+                if manifest.key_id().is_some_and(|id| id != recorded) {
+                    return Err(CoreError::ManifestInvalid {
+                        key: manifest_key.to_owned(),
+                        reason: "its encryption key id differs from its signing key id".to_owned(),
+                    });
+                }
+                let (canonical, mac) = signed_parts(manifest_key, bytes)?;
+                for key in ring.keys() {
+                    let mac_key = stretched_key(manifest_key, params, key)?;
+                    if mac_key.key_id().as_str() == recorded {
+                        return if mac_key.verify(&canonical, &mac) {
+                            Ok((manifest, key))
+                        } else {
+                            Err(tampered())
+                        };
+                    }
+                }
+                Err(not_available(recorded))
+            }
+            _ => match manifest.key_id() {
+                Some(label) => {
+                    let key = ring
+                        .keys()
+                        .find(|k| k.id().as_str() == label)
+                        .ok_or_else(|| not_available(label))?;
+                    Ok((Self::parse_verified(manifest_key, bytes, key)?, key))
+                }
+                None => ring
+                    .keys()
+                    .find_map(|k| {
+                        Self::parse_verified(manifest_key, bytes, k)
+                            .ok()
+                            .map(|m| (m, k))
+                    })
+                    .ok_or_else(tampered),
+            },
+        }
     }
 
     /// Whether this manifest belongs to the object stored under `key`. Only the file names are
@@ -220,6 +264,54 @@ impl Manifest {
     pub fn encrypted_with(&self, key: &KeyId) -> bool {
         self.key_id() == Some(key.as_str())
     }
+}
+
+/// The canonical bytes a manifest's HMAC covers (the stored JSON without `hmac`) and the MAC.
+fn signed_parts(manifest_key: &str, bytes: &[u8]) -> Result<(Vec<u8>, String)> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| CoreError::ManifestInvalid {
+            key: manifest_key.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let mac = value
+        .as_object_mut()
+        .and_then(|map| map.remove("hmac"))
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let Some(mac) = mac else {
+        return Err(CoreError::ManifestTampered {
+            key: manifest_key.to_owned(),
+        });
+    };
+    Ok((canonical_bytes(&value)?, mac))
+}
+
+/// The stretched MAC key `params` ask for, after checking them (a forged manifest must not
+/// make verification take hours).
+fn stretched_key(
+    manifest_key: &str,
+    params: &MacKdf,
+    key: &EncryptionKey,
+) -> Result<StretchedMacKey> {
+    let invalid_params = |reason: String| CoreError::ManifestInvalid {
+        key: manifest_key.to_owned(),
+        reason,
+    };
+    if params.kdf != MAC_KDF_NAME {
+        return Err(invalid_params(format!(
+            "unknown MAC key derivation {:?}",
+            params.kdf
+        )));
+    }
+    let salt = hex::decode(&params.salt)
+        .map_err(|_| invalid_params("its MAC salt is not hex".to_owned()))?;
+    key.stretched_mac_key(&salt, params.iterations)
+        .ok_or_else(|| {
+            invalid_params(format!(
+                "{} MAC iterations are outside {:?}",
+                params.iterations,
+                backup_crypto::MANIFEST_MAC_ITERATIONS_RANGE
+            ))
+        })
 }
 
 /// Compact JSON with object keys sorted (serde_json's map is ordered by key).
@@ -286,7 +378,116 @@ mod tests {
         let json = m.to_signed_json(Some(&key)).unwrap();
         let parsed = Manifest::parse_verified("m", &json, &key).unwrap();
         assert_eq!(parsed, m);
-        assert!(parsed.encrypted_with(key.id()));
+    }
+
+    fn ring_of(passphrases: &[&str]) -> Keyring {
+        let mut keys = passphrases
+            .iter()
+            .map(|p| EncryptionKey::from_passphrase(*p).unwrap());
+        let mut ring = Keyring::new(keys.next().unwrap());
+        keys.for_each(|k| ring.add(k));
+        ring
+    }
+
+    #[test]
+    fn the_key_id_of_a_manifest_is_derived_from_its_salt_and_links_nothing() {
+        let key = EncryptionKey::from_passphrase("secret one").unwrap();
+        let (mut a, mut b) = (sample(&key), sample(&key));
+        a.to_signed_json(Some(&key)).unwrap();
+        b.to_signed_json(Some(&key)).unwrap();
+        let id_a = a.key_id().unwrap().to_owned();
+        assert_eq!(a.mac_kdf.as_ref().unwrap().key_id.as_deref(), Some(&*id_a));
+        assert!(id_a.parse::<KeyId>().is_ok());
+        // Not the fixed-salt label (precomputable), and not the same in two manifests.
+        assert!(!a.encrypted_with(key.id()));
+        assert_ne!(Some(&*id_a), b.key_id());
+    }
+
+    #[test]
+    fn the_signing_key_is_found_in_a_keyring_by_derivation() {
+        let ring = ring_of(&["current", "older", "oldest"]);
+        let oldest = ring.keys().nth(2).unwrap().clone();
+        let mut m = sample(&oldest);
+        let json = m.to_signed_json(Some(&oldest)).unwrap();
+        let (parsed, found) = Manifest::parse_verified_by("o", "m", &json, &ring).unwrap();
+        assert_eq!(found.id(), oldest.id());
+        assert_eq!(parsed, m);
+
+        // A plain backup's manifest is found the same way.
+        let mut plain = sample(&oldest);
+        plain.encryption = None;
+        let json = plain.to_signed_json(Some(&oldest)).unwrap();
+        let (_, found) = Manifest::parse_verified_by("o", "m", &json, &ring).unwrap();
+        assert_eq!(found.id(), oldest.id());
+
+        // A key not in the ring: named by the manifest's id, with what was loaded.
+        let stranger = EncryptionKey::from_passphrase("stranger").unwrap();
+        let mut m = sample(&stranger);
+        let json = m.to_signed_json(Some(&stranger)).unwrap();
+        let err = Manifest::parse_verified_by("o", "m", &json, &ring).unwrap_err();
+        assert!(matches!(err, CoreError::KeyNotAvailable { .. }), "{err}");
+        assert!(err.to_string().contains(m.key_id().unwrap()), "{err}");
+
+        // A key id rewritten to another key's: that key is found but the MAC refuses it.
+        let current = ring.current().clone();
+        let mut signed_by_current = sample(&current);
+        signed_by_current.to_signed_json(Some(&current)).unwrap();
+        let mut m = sample(&oldest);
+        let json = m.to_signed_json(Some(&oldest)).unwrap();
+        let their_id = m.key_id().unwrap().to_owned();
+        let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let current_id = signed_by_current.key_id().unwrap();
+        let salt = signed_by_current.mac_kdf.as_ref().unwrap().salt.clone();
+        value["mac_kdf"]["key_id"] = current_id.into();
+        value["mac_kdf"]["salt"] = salt.into();
+        value["encryption"]["key_id"] = current_id.into();
+        let json = serde_json::to_vec(&value).unwrap();
+        assert_ne!(their_id, current_id);
+        assert!(matches!(
+            Manifest::parse_verified_by("o", "m", &json, &ring),
+            Err(CoreError::ManifestTampered { .. })
+        ));
+
+        // Encryption and signing ids that disagree are not something this tool writes.
+        let mut m = sample(&current);
+        let json = m.to_signed_json(Some(&current)).unwrap();
+        let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        value["encryption"]["key_id"] = "0123456789abcdef".into();
+        let json = serde_json::to_vec(&value).unwrap();
+        assert!(matches!(
+            Manifest::parse_verified_by("o", "m", &json, &ring),
+            Err(CoreError::ManifestInvalid { .. })
+        ));
+    }
+
+    #[test]
+    fn version_2_manifests_still_verify_by_the_key_label_they_record() {
+        // A manifest as version 2 wrote it: the stretched MAC key, the key's fixed-salt label,
+        // no key id in mac_kdf.
+        let ring = ring_of(&["current", "older"]);
+        let older = ring.keys().nth(1).unwrap().clone();
+        let mut v2 = sample(&older);
+        v2.format_version = 2;
+        let salt = [7u8; 16];
+        let iterations = backup_crypto::MANIFEST_MAC_ITERATIONS;
+        v2.mac_kdf = Some(MacKdf {
+            kdf: MAC_KDF_NAME.to_owned(),
+            iterations,
+            salt: hex::encode(salt),
+            key_id: None,
+        });
+        let mut value = serde_json::to_value(&v2).unwrap();
+        value.as_object_mut().unwrap().remove("hmac");
+        let mac_key = older.stretched_mac_key(&salt, iterations).unwrap();
+        value["hmac"] = mac_key.sign(&canonical_bytes(&value).unwrap()).into();
+        let json = serde_json::to_vec(&value).unwrap();
+        let (parsed, found) = Manifest::parse_verified_by("o", "m", &json, &ring).unwrap();
+        assert_eq!(found.id(), older.id());
+        assert!(parsed.encrypted_with(older.id()));
+        // Without that key: the label it records is named.
+        let current_only = ring_of(&["current"]);
+        let err = Manifest::parse_verified_by("o", "m", &json, &current_only).unwrap_err();
+        assert!(err.to_string().contains(older.id().as_str()), "{err}");
     }
 
     #[test]
@@ -297,7 +498,7 @@ mod tests {
         let json_a = a.to_signed_json(Some(&key)).unwrap();
         let json_b = b.to_signed_json(Some(&key)).unwrap();
         let (ka, kb) = (a.mac_kdf.clone().unwrap(), b.mac_kdf.clone().unwrap());
-        assert_eq!(a.format_version, 2);
+        assert_eq!(a.format_version, 3);
         assert_eq!(ka.kdf, MAC_KDF_NAME);
         assert!(ka.iterations >= backup_crypto::MANIFEST_MAC_ITERATIONS);
         assert_eq!(ka.salt.len(), 32);

@@ -41,7 +41,7 @@ pub async fn open_backup(
 ) -> Result<OpenedBackup> {
     let prepared = prepare(sink, entry, keyring).await?;
     let reader = sink.get(&entry.key).await?;
-    open_stream(reader, prepared, &entry.key, keyring, progress)
+    open_stream(reader, prepared, progress)
 }
 
 /// What was checked of a backup before any of its bytes are read, and how to read them.
@@ -50,10 +50,18 @@ struct Prepared {
     /// Size and SHA-256 the stored bytes must have (complete backups).
     expected: Option<StreamDigest>,
     compression: Compression,
-    /// Key id and iterations, if encrypted.
-    encryption: Option<(String, u32)>,
+    /// How to decrypt, if encrypted.
+    encryption: Option<Decryption>,
     /// The HMAC-verified manifest (complete backups).
     manifest: Option<Manifest>,
+}
+
+/// The key that decrypts a backup, the id its manifest names it by, and the iterations.
+#[derive(Debug, Clone)]
+struct Decryption {
+    key: EncryptionKey,
+    id: String,
+    iterations: u32,
 }
 
 /// The checks of [`open_backup`] that need no read of the object: the manifest's HMAC, the
@@ -75,18 +83,14 @@ async fn prepare(
             let manifest_key = manifest_key_for(key);
             let bytes = sink.get_bytes(&manifest_key, MANIFEST_SIZE_LIMIT).await?;
             let unverified = Manifest::parse(&manifest_key, &bytes)?;
-            let manifest = match (&unverified.encryption, keyring) {
-                (Some(info), Some(ring)) => {
-                    let k = find_key(ring, key, &info.key_id)?;
-                    Manifest::parse_verified(&manifest_key, &bytes, k)?
-                }
+            let (manifest, signer) = match (&unverified.encryption, keyring) {
                 (Some(_), None) => {
                     return Err(CoreError::KeyRequired {
                         key: key.to_owned(),
                     })
                 }
                 // With a key at hand, every manifest must carry a valid signature: unencrypted
-                // backups are signed too (by any key of the ring: no key id is recorded).
+                // backups are signed too.
                 (None, Some(_)) if unverified.hmac.is_none() => {
                     return Err(CoreError::ManifestInvalid {
                         key: manifest_key,
@@ -96,17 +100,14 @@ async fn prepare(
                             .to_owned(),
                     });
                 }
-                (None, Some(ring)) => {
-                    let verified = ring
-                        .keys()
-                        .find_map(|k| Manifest::parse_verified(&manifest_key, &bytes, k).ok());
-                    verified.ok_or_else(|| CoreError::ManifestTampered {
-                        key: manifest_key.clone(),
-                    })?
+                (_, Some(ring)) => {
+                    let (manifest, signer) =
+                        Manifest::parse_verified_by(key, &manifest_key, &bytes, ring)?;
+                    (manifest, Some(signer))
                 }
                 // No key at all (an unencrypted backup restored without one): nothing to check
                 // the signature with; the caller says so.
-                (None, None) => unverified,
+                (None, None) => (unverified, None),
             };
             if !manifest.describes(key) {
                 return Err(CoreError::ManifestInvalid {
@@ -124,10 +125,19 @@ async fn prepare(
                     ),
                 });
             }
-            let encryption = manifest
-                .encryption
-                .as_ref()
-                .map(|e| (e.key_id.clone(), e.iterations));
+            let encryption = match (&manifest.encryption, signer) {
+                (Some(e), Some(k)) => Some(Decryption {
+                    key: k.clone(),
+                    id: e.key_id.clone(),
+                    iterations: e.iterations,
+                }),
+                (Some(_), None) => {
+                    return Err(CoreError::KeyRequired {
+                        key: key.to_owned(),
+                    })
+                }
+                (None, _) => None,
+            };
             (
                 Some(manifest.stored_digest()),
                 manifest.compression,
@@ -149,7 +159,11 @@ async fn prepare(
                     key: key.to_owned(),
                 })?;
                 let k = legacy_key(sink, key, ring, entry.name.compression).await?;
-                Some((k.id().to_string(), backup_crypto::DEFAULT_PBKDF2_ITERATIONS))
+                Some(Decryption {
+                    key: k.clone(),
+                    id: k.id().to_string(),
+                    iterations: backup_crypto::DEFAULT_PBKDF2_ITERATIONS,
+                })
             } else {
                 None
             };
@@ -164,12 +178,10 @@ async fn prepare(
     })
 }
 
-/// The verifying, decrypting, decompressing stream over `reader`, the stored bytes of `key`.
+/// The verifying, decrypting, decompressing stream over `reader`, the stored bytes.
 fn open_stream(
     reader: backup_storage::ObjectReader,
     prepared: Prepared,
-    key: &str,
-    keyring: Option<&Keyring>,
     progress: Option<ProgressFn>,
 ) -> Result<OpenedBackup> {
     let Prepared {
@@ -180,22 +192,14 @@ fn open_stream(
     } = prepared;
     let (counted, _) = CountingReader::new(reader, progress);
     let stored = VerifyingReader::new(counted, expected);
-    let decrypted: ByteStream = match (&encryption, keyring) {
-        (Some((key_id, iterations)), Some(ring)) => {
-            let k = find_key(ring, key, key_id)?;
-            Box::new(DecryptReader::new(stored, k, *iterations))
-        }
-        (Some(_), None) => {
-            return Err(CoreError::KeyRequired {
-                key: key.to_owned(),
-            })
-        }
-        (None, _) => Box::new(stored),
+    let decrypted: ByteStream = match &encryption {
+        Some(d) => Box::new(DecryptReader::new(stored, &d.key, d.iterations)),
+        None => Box::new(stored),
     };
     Ok(OpenedBackup {
         stream: compression.decoder(decrypted),
         manifest,
-        key_id: encryption.map(|(id, _)| id),
+        key_id: encryption.map(|d| d.id),
     })
 }
 
@@ -241,20 +245,6 @@ async fn legacy_key<'a>(
     Ok(ring.current())
 }
 
-fn find_key<'a>(ring: &'a Keyring, object: &str, key_id: &str) -> Result<&'a EncryptionKey> {
-    ring.keys()
-        .find(|k| k.id().as_str() == key_id)
-        .ok_or_else(|| CoreError::KeyNotAvailable {
-            key: object.to_owned(),
-            needed: key_id.to_owned(),
-            available: ring
-                .keys()
-                .map(|k| k.id().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-}
-
 /// Restores `entry` into `target`, with the private copy of the stored object in the system's
 /// temporary directory; see [`restore_backup_via`].
 pub async fn restore_backup(
@@ -287,7 +277,7 @@ pub async fn restore_backup_via(
     spool_dir: &std::path::Path,
 ) -> Result<RestoreSummary> {
     let mut fetched = fetch_backup(sink, entry, keyring, spool_dir, progress).await?;
-    fetched.restore_into(keyring, target, None).await
+    fetched.restore_into(target, None).await
 }
 
 /// A backup read from its destination, once, into a private copy, and verified: what a
@@ -323,7 +313,6 @@ impl FetchedBackup {
     /// the copy.
     pub async fn restore_into(
         &mut self,
-        keyring: Option<&Keyring>,
         target: &mut dyn RestoreTarget,
         progress: Option<ProgressFn>,
     ) -> Result<RestoreSummary> {
@@ -334,13 +323,7 @@ impl FetchedBackup {
         let mut file = self.file.try_clone().map_err(copy_error)?;
         file.rewind().map_err(copy_error)?;
         let (counted, _) = CountingReader::new(tokio::fs::File::from_std(file), progress);
-        let opened = open_stream(
-            Box::new(counted),
-            self.prepared.clone(),
-            &key,
-            keyring,
-            None,
-        )?;
+        let opened = open_stream(Box::new(counted), self.prepared.clone(), None)?;
         target
             .restore(opened.stream)
             .await

@@ -249,13 +249,12 @@ where
 pub async fn restore_into(
     common: &CommonArgs,
     fetched: &mut FetchedBackup,
-    keyring: Option<&Keyring>,
     target: &mut dyn RestoreTarget,
     action: &str,
 ) -> Result<RestoreSummary, CliError> {
     let total = fetched.entry().size;
     with_progress(common, total, action, |progress| {
-        fetched.restore_into(keyring, target, progress)
+        fetched.restore_into(target, progress)
     })
     .await
 }

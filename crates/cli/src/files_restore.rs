@@ -65,19 +65,18 @@ pub async fn run(args: RestoreFilesArgs) -> Result<ExitStatus, CliError> {
     };
     let (kind, prefix) = (args.kind.backup_kind(), args.kind.name_prefix());
     let selected = select::fetch_selected(&args.common, &args.select, kind, prefix, &config);
-    let Some((mut fetched, keyring)) = selected.await? else {
+    let Some(mut fetched) = selected.await? else {
         return Ok(ExitStatus::Success);
     };
     let options = FilesRestoreOptions {
         target_dir,
         overwrite: args.overwrite,
     };
-    let keyring = keyring.as_ref();
     let checked = fetched.entry().status.checked_as();
     let (verdict, summary) = if args.dry_run {
         let mut check = FilesCheck::new(options);
         let common = &args.common;
-        let summary = common::restore_into(common, &mut fetched, keyring, &mut check, "checking");
+        let summary = common::restore_into(common, &mut fetched, &mut check, "checking");
         let summary = summary.await?;
         for planned in &check.plan {
             println!("would restore {planned}");
@@ -86,7 +85,7 @@ pub async fn run(args: RestoreFilesArgs) -> Result<ExitStatus, CliError> {
     } else {
         let total = fetched.entry().size.saturating_mul(2);
         let summary = common::with_progress(&args.common, total, "checking, restoring", |p| {
-            check_then_extract(&mut fetched, keyring, options, p)
+            check_then_extract(&mut fetched, options, p)
         })
         .await?;
         ("restore complete".to_owned(), summary)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use backup_core::{BackupKind, RestoreSummary};
 use backup_sources::redis::{
     check_then_restore, FileRestoreOptions, OnlineRestoreOptions, RdbCheck, RedisFileRestore,
-    RedisSettings,
+    RedisSettings, Staging,
 };
 use clap::{ArgGroup, Parser};
 
@@ -73,6 +73,13 @@ pub struct RestoreRedisArgs {
     /// restore before anything is written, listing the keys)
     #[arg(long, requires = "online")]
     replace: bool,
+
+    /// With --online: write keys straight into their databases. By default each database is
+    /// restored into an empty spare database and swapped in whole (SWAPDB: all or nothing per
+    /// database, Redis 6.2+, ACL +copy +swapdb +flushdb +scan +dbsize); in place, a failure
+    /// half-way leaves the keys sent so far, but writes made meanwhile to other keys are kept
+    #[arg(long, requires = "online")]
+    in_place: bool,
 }
 
 /// Runs `restore-redis` with parsed arguments.
@@ -104,10 +111,9 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
     let kind = BackupKind::REDIS;
     let prefix = backup_sources::redis::NAME_PREFIX;
     let selected = select::fetch_selected(&args.common, &args.select, kind, prefix, &config);
-    let Some((mut fetched, keyring)) = selected.await? else {
+    let Some(mut fetched) = selected.await? else {
         return Ok(ExitStatus::Success);
     };
-    let keyring = keyring.as_ref();
     let (verdict, summary): (String, RestoreSummary) = if args.dry_run {
         let verdict = format!(
             "dry run OK: {} and the RDB is intact",
@@ -118,19 +124,24 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
             parse_memory,
         };
         let common = &args.common;
-        let summary = common::restore_into(common, &mut fetched, keyring, check, "checking");
+        let summary = common::restore_into(common, &mut fetched, check, "checking");
         (verdict, summary.await?)
     } else if let Some(target) = online_target {
         let endpoint = target.endpoint();
         let options = OnlineRestoreOptions {
             replace: args.replace,
             parse_memory,
+            staging: if args.in_place {
+                Staging::InPlace
+            } else {
+                Staging::Auto
+            },
             ..OnlineRestoreOptions::default()
         };
         // Two passes (check, then write) over the private copy.
         let total = fetched.entry().size.saturating_mul(2);
         let summary = common::with_progress(&args.common, total, "checking, restoring", |p| {
-            check_then_restore(&mut fetched, keyring, target, options, p)
+            check_then_restore(&mut fetched, target, options, p)
         })
         .await?;
         (format!("online restore into {endpoint} complete"), summary)
@@ -148,7 +159,7 @@ pub async fn run(args: RestoreRedisArgs) -> Result<ExitStatus, CliError> {
         let verdict = format!("restore into {} complete", options.destination());
         let target = &mut RedisFileRestore::new(options);
         let common = &args.common;
-        let summary = common::restore_into(common, &mut fetched, keyring, target, "restoring");
+        let summary = common::restore_into(common, &mut fetched, target, "restoring");
         (verdict, summary.await?)
     };
     select::print_verdict(&verdict, &fetched, &summary, "RDB");

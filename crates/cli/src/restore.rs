@@ -66,7 +66,7 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
         &config,
     )
     .await?;
-    let Some((mut fetched, keyring)) = selected else {
+    let Some(mut fetched) = selected else {
         return Ok(ExitStatus::Success);
     };
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
@@ -90,8 +90,7 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
         "restoring"
     };
     let target = target.as_mut();
-    let summary =
-        common::restore_into(&args.common, &mut fetched, keyring.as_ref(), target, action).await?;
+    let summary = common::restore_into(&args.common, &mut fetched, target, action).await?;
     let verdict = if args.dry_run {
         format!(
             "dry run OK: {} and complete",

@@ -8,7 +8,6 @@ use backup_core::{
     human_bytes, BackupKind, Catalog, Destinations, FetchedBackup, LocalConfig, PipelineConfig,
     RestoreConfig, RestoreRules, RestoreSummary, Selection,
 };
-use backup_crypto::Keyring;
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
 
@@ -123,15 +122,15 @@ impl SelectionArgs {
 }
 
 /// The start every restore command shares: exactly one selection; then either the listing,
-/// printed (`None`), or the chosen backup read once into a private verified copy, with the
-/// keys it needs.
+/// printed (`None`), or the chosen backup read once into a private verified copy (which holds
+/// the key its manifest was verified with, to decrypt it).
 pub async fn fetch_selected(
     common: &CommonArgs,
     args: &SelectionArgs,
     kind: BackupKind,
     prefix: &str,
     config: &Config,
-) -> Result<Option<(FetchedBackup, Option<Keyring>)>, CliError> {
+) -> Result<Option<FetchedBackup>, CliError> {
     args.require_one()?;
     let resolved = resolve(kind, prefix, args, config).await?;
     if args.list {
@@ -230,7 +229,7 @@ impl Resolved {
         &self,
         common: &CommonArgs,
         config: &Config,
-    ) -> Result<(FetchedBackup, Option<Keyring>), CliError> {
+    ) -> Result<FetchedBackup, CliError> {
         let pipeline: PipelineConfig = common::component(config)?;
         let restore: RestoreConfig = common::component(config)?;
         let local: LocalConfig = common::component(config)?;
@@ -258,7 +257,7 @@ impl Resolved {
         if let Some((bar, _)) = progress {
             bar.finish_and_clear();
         }
-        Ok((fetched.map_err(CliError::failure)?, keyring))
+        fetched.map_err(CliError::failure)
     }
 
     /// Prints the listing as a table or JSON.

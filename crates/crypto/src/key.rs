@@ -26,6 +26,8 @@ const KEY_ID_BYTES: usize = 8;
 const MANIFEST_MAC_LABEL: &[u8] = b"backup-manifest-hmac-v1";
 /// Label mixed into the salt of the stretched (version 2) manifest MAC key.
 const MANIFEST_MAC_V2_LABEL: &[u8] = b"backup-manifest-hmac-v2:";
+/// Message whose HMAC under the stretched MAC key is a (version 3) manifest's key id.
+const MANIFEST_KEY_ID_LABEL: &[u8] = b"backup-manifest-key-id-v3";
 
 /// PBKDF2-HMAC-SHA256 iterations of the stretched manifest MAC key: guessing a passphrase
 /// from a manifest costs ten times what guessing it from the ciphertext does (openssl's 10000).
@@ -35,6 +37,13 @@ pub const MANIFEST_MAC_ITERATIONS: u32 = 100_000;
 pub const MANIFEST_MAC_ITERATIONS_RANGE: std::ops::RangeInclusive<u32> = 10_000..=10_000_000;
 
 /// Short public fingerprint of a key: 16 lowercase hex chars, reveals nothing about the key.
+///
+/// Two kinds exist. [`EncryptionKey::id`] is the key's local label (keyring listings, error
+/// messages on this host; manifests of format 1 and 2 recorded it): PBKDF2 with a fixed salt,
+/// so the same passphrase has the same label everywhere. [`StretchedMacKey::key_id`] is what a
+/// manifest of format 3 records: derived from that manifest's random salt, it differs in every
+/// manifest, cannot be precomputed for a dictionary of passphrases, and does not link backups
+/// to one another; finding the key of such a manifest means deriving it with each key at hand.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyId(String);
 
@@ -241,6 +250,13 @@ impl StretchedMacKey {
             Err(_) => false,
         }
     }
+
+    /// The key id a manifest signed with this key records (format 3): the first 8 bytes of
+    /// the HMAC of a fixed label. Guessing a passphrase from it costs as much as from the MAC.
+    pub fn key_id(&self) -> KeyId {
+        let tag = hmac::sign(&self.0, MANIFEST_KEY_ID_LABEL);
+        KeyId(hex::encode(&tag.as_ref()[..KEY_ID_BYTES]))
+    }
 }
 
 /// The passphrase openssl derives from the start of a `-pass file:` file: at most 1023 bytes,
@@ -410,5 +426,23 @@ mod tests {
         ring.add(b);
         assert_eq!(ring.keys().count(), 2);
         assert_eq!(ring.current().id(), a.id());
+    }
+
+    #[test]
+    fn manifest_key_ids_depend_on_the_salt_and_the_key_and_never_equal_the_local_label() {
+        let a = EncryptionKey::from_passphrase("a").unwrap();
+        let b = EncryptionKey::from_passphrase("b").unwrap();
+        let id = |k: &EncryptionKey, salt: &[u8]| {
+            k.stretched_mac_key(salt, MANIFEST_MAC_ITERATIONS_RANGE.start().to_owned())
+                .unwrap()
+                .key_id()
+        };
+        let first = id(&a, b"salt one");
+        assert_eq!(first.as_str().len(), 16);
+        assert!(first.as_str().parse::<KeyId>().is_ok());
+        assert_eq!(first, id(&a, b"salt one"), "same salt, same key: same id");
+        assert_ne!(first, id(&a, b"salt two"), "a new salt gives a new id");
+        assert_ne!(first, id(&b, b"salt one"), "another key gives another id");
+        assert_ne!(&first, a.id());
     }
 }

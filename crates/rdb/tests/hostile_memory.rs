@@ -1,7 +1,8 @@
 //! Hostile RDB files, generated here (never stored), against a counting allocator: each cause
 //! of unbounded memory the review found ends in a clear error or a correct result, with the
-//! heap's peak under the parser's budget. The tests of this binary take turns (a lock), so
-//! each peak is its own.
+//! heap's peak under the parser's budget. The tests of this binary take turns (a lock taken
+//! on each test's first line, so that even building another test's input cannot happen
+//! meanwhile), so each peak is its own under `cargo test` as under nextest.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,9 +25,10 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const MIB: u64 = 1 << 20;
 
-/// Runs `parse` alone and returns its result with the heap's peak (bytes) while it ran.
+/// Runs `parse` and returns its result with the heap's peak (bytes) while it ran. The
+/// calling test holds its turn ([`TURN`]) from its first line, so no other test of this binary
+/// allocates meanwhile (building a hostile file included).
 async fn measured<T>(parse: impl std::future::Future<Output = T>) -> (T, u64) {
-    let _turn = TURN.lock().await;
     HEAP.reset_peak_usage();
     let before = HEAP.current_usage() as u64;
     let out = parse.await;
@@ -51,6 +53,7 @@ fn assert_peak(peak: u64, limit: u64, what: &str) {
 
 #[tokio::test]
 async fn an_lzf_key_declaring_100_mib_is_refused_by_the_budget_before_it_is_decompressed() {
+    let _turn = TURN.lock().await;
     let (result, peak) =
         parse_summary(hostile_rdb::lzf_key(100 * MIB), ParseOptions::default()).await;
     let err = result.unwrap_err();
@@ -69,6 +72,7 @@ async fn an_lzf_key_declaring_100_mib_is_refused_by_the_budget_before_it_is_deco
 
 #[tokio::test]
 async fn an_lzf_value_of_88_times_its_size_is_checked_without_being_decompressed() {
+    let _turn = TURN.lock().await;
     // 1 GiB of value from about 12 MB of LZF: a correct file, checked within the budget.
     let (result, peak) =
         parse_summary(hostile_rdb::lzf_value(1 << 30), ParseOptions::default()).await;
@@ -107,6 +111,7 @@ async fn summary_of(file: Generated, options: ParseOptions) -> (Result<u64, RdbE
 
 #[tokio::test]
 async fn an_lzf_stream_id_must_declare_16_bytes() {
+    let _turn = TURN.lock().await;
     let (result, peak) = parse_summary(
         hostile_rdb::lzf_stream_id(100 * MIB),
         ParseOptions::default(),
@@ -123,6 +128,7 @@ async fn an_lzf_stream_id_must_declare_16_bytes() {
 
 #[tokio::test]
 async fn aux_names_of_0xff_bytes_are_capped_and_kept_short_in_the_summary() {
+    let _turn = TURN.lock().await;
     // Over the 16 MiB cap of an AUX field: refused before it is decompressed.
     let (result, peak) =
         parse_summary(hostile_rdb::lzf_aux_name(32 * MIB), ParseOptions::default()).await;
@@ -142,6 +148,7 @@ async fn aux_names_of_0xff_bytes_are_capped_and_kept_short_in_the_summary() {
 
 #[tokio::test]
 async fn a_600_mb_raw_aux_value_is_refused_at_its_length() {
+    let _turn = TURN.lock().await;
     let (result, peak) = parse_summary(
         hostile_rdb::raw_aux_value(600_000_000),
         ParseOptions::default(),
@@ -164,6 +171,7 @@ async fn a_600_mb_raw_aux_value_is_refused_at_its_length() {
 
 #[tokio::test]
 async fn a_stream_listpack_of_2_byte_entries_is_validated_without_collecting_them() {
+    let _turn = TURN.lock().await;
     // 100 MiB of listpack is more than the default budget may buffer...
     let (result, peak) = parse_summary(
         hostile_rdb::stream_listpack(100 * MIB),
@@ -190,6 +198,7 @@ async fn a_stream_listpack_of_2_byte_entries_is_validated_without_collecting_the
 
 #[tokio::test]
 async fn thousands_of_databases_and_aux_fields_keep_a_bounded_summary() {
+    let _turn = TURN.lock().await;
     let n = 100_000;
     let (result, peak) =
         parse_summary(hostile_rdb::many_selectdb(n), ParseOptions::default()).await;
@@ -210,6 +219,7 @@ async fn thousands_of_databases_and_aux_fields_keep_a_bounded_summary() {
 
 #[tokio::test]
 async fn an_lzf_listpack_declaring_more_than_the_budget_is_refused_before_it_is_decompressed() {
+    let _turn = TURN.lock().await;
     let (result, peak) = parse_summary(
         hostile_rdb::lzf_hash_listpack(1 << 30),
         ParseOptions::default(),
@@ -222,6 +232,7 @@ async fn an_lzf_listpack_declaring_more_than_the_budget_is_refused_before_it_is_
 
 #[tokio::test]
 async fn a_stream_with_8_million_pending_entries_is_read_in_pieces() {
+    let _turn = TURN.lock().await;
     // About 200 MB of consumer group: a correct file, walked a thousand entries at a time.
     let (result, peak) = parse_summary(hostile_rdb::pel(8_000_000), ParseOptions::default()).await;
     let summary = result.unwrap();
@@ -231,6 +242,7 @@ async fn a_stream_with_8_million_pending_entries_is_read_in_pieces() {
 
 #[tokio::test]
 async fn a_module_value_with_a_600_mb_string_is_skipped_as_it_streams() {
+    let _turn = TURN.lock().await;
     let (result, peak) = parse_summary(
         hostile_rdb::module_string(600_000_000),
         ParseOptions::default(),
@@ -288,6 +300,7 @@ impl AsyncRead for BigValue {
 
 #[tokio::test]
 async fn a_captured_value_is_held_once() {
+    let _turn = TURN.lock().await;
     const SIZE: u32 = 100 << 20;
     let options = ParseOptions {
         capture_payload: true,
@@ -337,6 +350,7 @@ async fn a_captured_value_is_held_once() {
 
 #[tokio::test]
 async fn a_walked_stream_tail_agrees_with_the_captured_one_at_every_piece_boundary() {
+    let _turn = TURN.lock().await;
     // The tail is read a thousand pending entries at a time when walked; the same file read
     // whole (captured) must give the same key and element count, however the bytes arrive.
     for n in [0u64, 1, 5, 1023, 1024, 1025, 2048, 3000, 50_000] {

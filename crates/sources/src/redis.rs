@@ -15,6 +15,7 @@ mod restore_file;
 mod restore_online;
 mod settings;
 mod source;
+mod staging;
 
 pub use check::RdbCheck;
 pub use connection::{RedisClient, RedisConfig, Resp};
@@ -25,8 +26,9 @@ pub use restore_file::{
     KEPT_INFIX, RESTORE_TEMP_INFIX,
 };
 pub use restore_online::{
-    check_then_restore, OnlineRestoreOptions, RedisOnlineRestore, DEFAULT_BATCH_BYTES,
+    check_then_restore, OnlineRestoreOptions, RedisOnlineRestore, Staging, DEFAULT_BATCH_BYTES,
     DEFAULT_BATCH_COMMANDS,
 };
 pub use settings::{RedisMethod, RedisSettings};
 pub use source::{BackupMethod, RedisSource, NAME_PREFIX};
+pub use staging::{choose_spare, STAGING_ACL};

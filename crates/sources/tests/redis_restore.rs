@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use backup_core::{ByteStream, RestoreSummary, RestoreTarget};
 use backup_sources::redis::{
-    aof_warning, aof_warning_for_dir, FileRestoreOptions, OnlineRestoreOptions, RdbCheck,
-    RedisClient, RedisConfig, RedisError, RedisFileRestore, RedisOnlineRestore, Resp,
+    aof_warning, aof_warning_for_dir, choose_spare, FileRestoreOptions, OnlineRestoreOptions,
+    RdbCheck, RedisClient, RedisConfig, RedisError, RedisFileRestore, RedisOnlineRestore, Resp,
+    Staging,
 };
 use backup_testkit::{
     assert_snapshots_match, load_redis_sample, redis_functions, redis_snapshot, RedisOptions,
@@ -798,6 +799,192 @@ async fn online_restore_needs_restore_permission() {
         .await
         .unwrap();
     }
+}
+
+// ------------------------------------------------------------------------ staged (SWAPDB)
+
+async fn staged(
+    server: &RedisServer,
+    replace: bool,
+    spare: u64,
+    stream: ByteStream,
+) -> Result<RestoreSummary, RedisError> {
+    RedisOnlineRestore::new(
+        config_of(server),
+        OnlineRestoreOptions {
+            replace,
+            staging: Staging::Spare(spare),
+            ..OnlineRestoreOptions::default()
+        },
+    )
+    .restore(stream)
+    .await
+    .map_err(downcast)
+}
+
+async fn get(client: &mut RedisClient, db: u8, key: &str) -> Resp {
+    cmd(client, &["SELECT", &db.to_string()]).await;
+    client.command(&[b"GET", key.as_bytes()]).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_staged_replace_swaps_each_database_in_whole_and_keeps_the_targets_other_keys() {
+    // The backup: db 0 {a = "1", l}, db 3 {h (a hash)}.
+    let rdb = small_rdb().await;
+    let target = RedisServer::start().unwrap();
+    let mut c = client_of(&target).await;
+    cmd(&mut c, &["SET", "a", "old"]).await;
+    cmd(&mut c, &["SET", "only-here", "t", "EX", "3600"]).await;
+    cmd(&mut c, &["SELECT", "3"]).await;
+    cmd(
+        &mut c,
+        &["SET", "h", "a string, replaced by the backup's hash"],
+    )
+    .await;
+    cmd(&mut c, &["SELECT", "5"]).await;
+    cmd(&mut c, &["SET", "elsewhere", "x"]).await;
+
+    let dbs = [0u64, 3].into_iter().collect();
+    let spare = choose_spare(&config_of(&target), &dbs)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(spare, 15, "the highest empty database not in the backup");
+
+    let summary = staged(&target, true, spare, stream(rdb)).await.unwrap();
+    let notes = summary.notes.join("\n");
+    assert!(notes.contains("all or nothing per database"), "{notes}");
+    assert!(notes.contains("1 key(s) of the target"), "{notes}");
+
+    assert_eq!(get(&mut c, 0, "a").await, Resp::Bulk(Some(b"1".to_vec())));
+    assert_eq!(
+        get(&mut c, 0, "only-here").await,
+        Resp::Bulk(Some(b"t".to_vec()))
+    );
+    match cmd(&mut c, &["TTL", "only-here"]).await {
+        Resp::Integer(ttl) => assert!(ttl > 3000, "the kept key keeps its TTL: {ttl}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dbsize(&mut c, 0).await, 3);
+    cmd(&mut c, &["SELECT", "3"]).await;
+    assert_eq!(
+        cmd(&mut c, &["HGET", "h", "f"]).await,
+        Resp::Bulk(Some(b"v".to_vec()))
+    );
+    assert_eq!(dbsize(&mut c, 5).await, 1, "a database not in the backup");
+    assert_eq!(dbsize(&mut c, 15).await, 0, "the spare is emptied");
+}
+
+#[tokio::test]
+async fn a_staged_restore_that_fails_half_way_leaves_the_database_unchanged() {
+    // A backup whose first database is large enough to be cut in the middle.
+    let source = RedisServer::start().unwrap();
+    let mut s = client_of(&source).await;
+    let value = "v".repeat(1024);
+    for i in 0..2000 {
+        cmd(&mut s, &["SET", &format!("k{i}"), &value]).await;
+    }
+    let rdb = save(&source).await;
+
+    let target = RedisServer::start().unwrap();
+    let mut c = client_of(&target).await;
+    cmd(&mut c, &["SET", "k1", "old"]).await;
+    cmd(&mut c, &["SET", "z", "keep"]).await;
+    let limit = rdb.len() / 2;
+    for replace in [true, false] {
+        let cut = Box::new(FailingReader {
+            data: rdb.clone(),
+            pos: 0,
+            limit,
+        });
+        let err = staged(&target, replace, 15, cut).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, RedisError::StagedRestoreFailed { .. }),
+            "{msg}"
+        );
+        assert!(msg.contains("HMAC mismatch"), "{msg}");
+        assert!(msg.contains("database 0, which is unchanged"), "{msg}");
+        assert!(msg.contains("No database was replaced"), "{msg}");
+        assert!(msg.contains("emptied again"), "{msg}");
+        assert_eq!(dbsize(&mut c, 0).await, 2);
+        assert_eq!(
+            get(&mut c, 0, "k1").await,
+            Resp::Bulk(Some(b"old".to_vec()))
+        );
+        assert_eq!(dbsize(&mut c, 15).await, 0, "the spare is emptied");
+    }
+}
+
+#[tokio::test]
+async fn a_staged_restore_without_replace_refuses_keys_that_appeared_after_the_check() {
+    let rdb = small_rdb().await;
+    let target = RedisServer::start().unwrap();
+    let mut c = client_of(&target).await;
+    // "a" is in the backup: the check would have refused it; here it appears "after" it.
+    cmd(&mut c, &["SET", "a", "arrived later"]).await;
+    let err = staged(&target, false, 15, stream(rdb)).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("appeared in database 0 after the check"),
+        "{msg}"
+    );
+    assert!(msg.contains("database 0, which is unchanged"), "{msg}");
+    assert_eq!(dbsize(&mut c, 0).await, 1);
+    assert_eq!(
+        get(&mut c, 0, "a").await,
+        Resp::Bulk(Some(b"arrived later".to_vec()))
+    );
+    assert_eq!(
+        dbsize(&mut c, 3).await,
+        0,
+        "nothing reached database 3 either"
+    );
+    assert_eq!(dbsize(&mut c, 15).await, 0);
+}
+
+#[tokio::test]
+async fn no_spare_database_is_chosen_where_the_server_does_not_allow_a_staged_restore() {
+    // No COPY / SWAPDB for this user: said, with the ACL rule to add.
+    let target = RedisServer::start_with(RedisOptions {
+        acl_users: vec![(
+            "restorer".to_owned(),
+            "pw".to_owned(),
+            "~* +restore +select +exists +function|load +function|list +info +time +dbsize \
+             +scan"
+                .to_owned(),
+        )],
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let mut config = config_of(&target);
+    config.username = Some("restorer".to_owned());
+    config.password = Some(zeroize::Zeroizing::new("pw".to_owned()));
+    let dbs = [0u64].into_iter().collect();
+    let reason = choose_spare(&config, &dbs).await.unwrap().unwrap_err();
+    assert!(reason.contains("may not run COPY"), "{reason}");
+    assert!(reason.contains("+copy +swapdb"), "{reason}");
+
+    // Every database in use (by the backup or by keys).
+    let small = RedisServer::start_with(RedisOptions {
+        config: vec![("databases".to_owned(), "2".to_owned())],
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let mut c = client_of(&small).await;
+    cmd(&mut c, &["SELECT", "1"]).await;
+    cmd(&mut c, &["SET", "busy", "1"]).await;
+    let reason = choose_spare(&config_of(&small), &dbs)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        reason.contains("none of the server's 2 databases"),
+        "{reason}"
+    );
+    // With database 1 free again, it is the spare.
+    cmd(&mut c, &["DEL", "busy"]).await;
+    assert_eq!(choose_spare(&config_of(&small), &dbs).await.unwrap(), Ok(1));
 }
 
 // ------------------------------------------------------------------------------- dry run

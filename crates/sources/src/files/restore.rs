@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, FetchedBackup, ProgressFn, RestoreSummary, RestoreTarget};
-use backup_crypto::Keyring;
 use backup_storage::atomic::TempFile;
 use tokio_util::io::SyncIoBridge;
 
@@ -145,16 +144,13 @@ impl RestoreTarget for FilesExtract {
 /// each complete: files are renamed into place whole).
 pub async fn check_then_extract(
     fetched: &mut FetchedBackup,
-    keyring: Option<&Keyring>,
     options: FilesRestoreOptions,
     progress: Option<ProgressFn>,
 ) -> backup_core::Result<RestoreSummary> {
     let mut check = FilesCheck::new(options.clone());
-    fetched
-        .restore_into(keyring, &mut check, progress.clone())
-        .await?;
+    fetched.restore_into(&mut check, progress.clone()).await?;
     let mut extract = FilesExtract::new(options);
-    fetched.restore_into(keyring, &mut extract, progress).await
+    fetched.restore_into(&mut extract, progress).await
 }
 
 /// Reads every entry: checks it, and with `write` (the directories created, with their modes,

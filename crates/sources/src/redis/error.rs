@@ -186,10 +186,7 @@ pub enum RedisError {
     },
 
     /// `RESTORE` or `FUNCTION LOAD` was refused for some keys (online restore).
-    #[error(
-        "Redis at {endpoint} refused {count} key(s) of the restore: {details}; keys sent \
-         before were restored"
-    )]
+    #[error("Redis at {endpoint} refused {count} key(s) of the restore: {details}{written}")]
     RestoreRefused {
         /// `host:port`.
         endpoint: String,
@@ -197,6 +194,27 @@ pub enum RedisError {
         count: u64,
         /// The first failures, as `db N key K: reason`.
         details: String,
+        /// What the keys sent before became: `; keys sent before were restored` when keys are
+        /// written in place, empty when a staged restore says it itself.
+        written: String,
+    },
+
+    /// A staged (all-or-nothing per database) online restore stopped: the database being
+    /// restored is unchanged, those swapped in before are restored whole.
+    #[error(
+        "{source}; the online restore into Redis at {endpoint} stopped{database}. {swapped}; {spare}"
+    )]
+    StagedRestoreFailed {
+        /// `host:port`.
+        endpoint: String,
+        /// ` while restoring database N, which is unchanged (...)` or empty.
+        database: String,
+        /// Which databases had been swapped in whole before.
+        swapped: String,
+        /// Whether the spare database was emptied, or what to do about it.
+        spare: String,
+        /// What stopped it.
+        source: Box<RedisError>,
     },
 
     /// A writing online restore stopped part way (the target died, the connection dropped, the

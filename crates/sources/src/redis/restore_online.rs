@@ -16,19 +16,23 @@
 //! target accepts ([`backup_rdb::rdb_version_for_server`] of its `redis_version`): `RESTORE`
 //! refuses payloads of a newer version, so such a restore is refused up front.
 //!
-//! **The online restore is not atomic.** Keys are written while the stream is read, so a
-//! stream that fails verification half-way, a refused key or a lost connection leaves the keys
-//! sent so far in place. The CLI therefore runs it twice: first with
-//! [`check_only`](OnlineRestoreOptions::check_only) (a full parse of the verified stream,
-//! version check, and unless `replace`, a check that no key of the backup exists on the target;
-//! nothing is written), then for real.
+//! **All or nothing per database, where the server allows it.** [`check_then_restore`] runs
+//! the restore twice: first with [`check_only`](OnlineRestoreOptions::check_only) (a full
+//! parse of the verified stream, version check, and unless `replace`, a check that no key of
+//! the backup exists on the target; nothing is written), then for real. For the real pass it
+//! picks an empty spare database ([`Staging::Auto`]): each database of the backup is restored
+//! into it, the target's other keys are copied beside them, and `SWAPDB` makes it the
+//! database's contents at once (see the `staging` module). Where the server does not allow that
+//! (Redis before 6.2, cluster mode, no free database, ACL) or with [`Staging::InPlace`], keys
+//! are written straight into their databases while the stream is read: a stream that fails
+//! half-way, a refused key or a lost connection then leaves the keys sent so far in place, and
+//! the error says so ([`RedisError::PartlyRestored`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use backup_core::{BoxError, ByteStream, FetchedBackup, ProgressFn, RestoreSummary, RestoreTarget};
-use backup_crypto::Keyring;
 use backup_rdb::{
     into_restore_payload, rdb_version_for_server, Entry, Item, ParseOptions, RdbReader, ValueType,
     REDIS_RDB_VERSIONS,
@@ -36,6 +40,7 @@ use backup_rdb::{
 
 use crate::redis::connection::{RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
+use crate::redis::staging;
 
 /// Default [`OnlineRestoreOptions::batch_commands`].
 pub const DEFAULT_BATCH_COMMANDS: usize = 1000;
@@ -65,6 +70,23 @@ pub struct OnlineRestoreOptions {
     /// check, the largest value Redis accepts (512 MiB) plus 64 MiB for the restore, which
     /// holds each value to send it).
     pub parse_memory: Option<u64>,
+    /// Where the keys are written (ignored by the check).
+    pub staging: Staging,
+}
+
+/// Where a writing online restore puts the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Staging {
+    /// [`check_then_restore`] picks an empty spare database and stages each database of the
+    /// backup in it (all or nothing per database) when the server allows it, else writes in
+    /// place and says why. [`RedisOnlineRestore`] alone writes in place.
+    #[default]
+    Auto,
+    /// Keys go straight into their databases (not atomic; writes made meanwhile to other
+    /// keys are kept).
+    InPlace,
+    /// Stage each database in this empty spare database, then `SWAPDB` it in.
+    Spare(u64),
 }
 
 impl Default for OnlineRestoreOptions {
@@ -75,6 +97,7 @@ impl Default for OnlineRestoreOptions {
             batch_commands: DEFAULT_BATCH_COMMANDS,
             batch_bytes: DEFAULT_BATCH_BYTES,
             parse_memory: None,
+            staging: Staging::Auto,
         }
     }
 }
@@ -85,12 +108,15 @@ impl Default for OnlineRestoreOptions {
 /// private copy, not the destination. `progress` counts the stored bytes of both passes
 /// (twice the object's size in all).
 ///
+/// Between the passes it chooses where to write ([`Staging::Auto`]: an empty spare database
+/// when the server allows it, see [`Staging`]); the summary's notes say which it was.
+///
 /// # Errors
-/// The first pass's (target unchanged) or the second's (not atomic: the keys restored until
-/// then stay).
+/// The first pass's (target unchanged) or the second's: staged, the database being restored
+/// is unchanged ([`RedisError::StagedRestoreFailed`]); in place, the keys restored until then
+/// stay ([`RedisError::PartlyRestored`]).
 pub async fn check_then_restore(
     fetched: &mut FetchedBackup,
-    keyring: Option<&Keyring>,
     config: RedisConfig,
     options: OnlineRestoreOptions,
     progress: Option<ProgressFn>,
@@ -102,31 +128,74 @@ pub async fn check_then_restore(
         ..options.clone()
     };
     let mut check = RedisOnlineRestore::new(config.clone(), check_options);
-    fetched
-        .restore_into(keyring, &mut check, progress.clone())
-        .await?;
-    tracing::info!("restoring into {endpoint}");
+    fetched.restore_into(&mut check, progress.clone()).await?;
+    let mut staging = options.staging;
+    let mut in_place_reason = None;
+    if staging == Staging::Auto {
+        let chosen = staging::choose_spare(&config, &check.databases)
+            .await
+            .map_err(|e| backup_core::CoreError::Restore {
+                key: fetched.entry().key.clone(),
+                source: Box::new(e),
+            })?;
+        staging = match chosen {
+            Ok(spare) => Staging::Spare(spare),
+            Err(reason) => {
+                tracing::warn!(
+                    "the restore into {endpoint} will not be all-or-nothing: {reason}; keys \
+                     are written straight into their databases"
+                );
+                in_place_reason = Some(reason);
+                Staging::InPlace
+            }
+        };
+    }
+    match staging {
+        Staging::Spare(spare) => tracing::info!(
+            "restoring into {endpoint}: each database into spare database {spare}, then \
+             swapped in whole"
+        ),
+        _ => tracing::info!("restoring into {endpoint}"),
+    }
     let mut target = RedisOnlineRestore::new(
         config,
         OnlineRestoreOptions {
             check_only: false,
+            staging,
             ..options
         },
     );
-    fetched.restore_into(keyring, &mut target, progress).await
+    let mut summary = fetched.restore_into(&mut target, progress).await?;
+    if let Some(reason) = in_place_reason {
+        summary.notes.push(format!(
+            "not all-or-nothing: {reason}; keys were written straight into their databases"
+        ));
+    }
+    Ok(summary)
 }
 
 /// Replays an RDB into a running server.
 pub struct RedisOnlineRestore {
     config: RedisConfig,
     options: OnlineRestoreOptions,
+    /// The databases the last run wrote (or, checking, would write) keys to.
+    databases: BTreeSet<u64>,
 }
 
 impl RedisOnlineRestore {
     /// An online restore into the server of `config` (keys go to their original databases;
     /// the database of `config` is not used).
     pub fn new(config: RedisConfig, options: OnlineRestoreOptions) -> Self {
-        Self { config, options }
+        Self {
+            config,
+            options,
+            databases: BTreeSet::new(),
+        }
+    }
+
+    /// The databases the last run wrote keys to (checking: would write to).
+    pub fn databases(&self) -> &BTreeSet<u64> {
+        &self.databases
     }
 }
 
@@ -140,9 +209,14 @@ impl RestoreTarget for RedisOnlineRestore {
             .await
             .map_err(|e| Box::new(e) as BoxError)?;
         let result = run.run(stream).await;
+        self.databases = run.keys.keys().copied().collect();
         let sent: u64 = run.keys.values().flat_map(BTreeMap::values).sum();
         match result {
             Ok(summary) => Ok(summary),
+            Err(e) if run.stage.is_some() => {
+                let e = run.staged_failure(&self.config, e).await;
+                Err(Box::new(e))
+            }
             // Keys were sent and the connection or the backup stream broke off: some were
             // written. (A refusal by the server says itself what was written.)
             Err(e)
@@ -176,6 +250,18 @@ enum Sent {
     Function { name: String },
 }
 
+/// A staged restore's progress: the spare database, the backup database staged in it now,
+/// and those swapped in.
+struct Stage {
+    spare: u64,
+    current: Option<u64>,
+    /// `SWAPDB` of `current` was sent and its reply not yet read.
+    swapping: bool,
+    swapped: Vec<u64>,
+    /// Keys of the target kept beside the backup's (copied into the spare database).
+    kept: u64,
+}
+
 /// One restore (or check) in progress.
 struct Run {
     client: RedisClient,
@@ -196,6 +282,7 @@ struct Run {
     clashes: u64,
     clash_list: Vec<String>,
     library_clashes: Vec<String>,
+    stage: Option<Stage>,
 }
 
 impl Run {
@@ -211,7 +298,18 @@ impl Run {
         }
         let target_version = client.server_version().await?;
         let server_ms_at_start = server_time_ms(&mut client).await?;
+        let stage = match options.staging {
+            Staging::Spare(spare) if !options.check_only => Some(Stage {
+                spare,
+                current: None,
+                swapping: false,
+                swapped: Vec::new(),
+                kept: 0,
+            }),
+            _ => None,
+        };
         Ok(Self {
+            stage,
             target_rdb: rdb_version_for_server(&target_version),
             client,
             options,
@@ -286,6 +384,7 @@ impl Run {
             self.check_version(reader.version().unwrap_or(0), &aux)?;
         }
         self.finish_batch().await?;
+        self.finish_stage().await?;
 
         if check_only && (self.clashes > 0 || !self.library_clashes.is_empty()) {
             let mut listed = self.clash_list.clone();
@@ -355,7 +454,18 @@ impl Run {
             .or_default()
             .entry(entry.value_type)
             .or_default() += 1;
-        self.select(entry.db);
+        match self.stage.as_ref().map(|s| (s.spare, s.current)) {
+            Some((spare, current)) => {
+                if current != Some(entry.db) {
+                    self.finish_stage().await?;
+                    if let Some(stage) = &mut self.stage {
+                        stage.current = Some(entry.db);
+                    }
+                }
+                self.select(spare);
+            }
+            None => self.select(entry.db),
+        }
         if self.options.check_only {
             if !self.options.replace {
                 self.client.send(&[b"EXISTS", &entry.key]);
@@ -400,6 +510,118 @@ impl Run {
         {
             self.finish_batch().await?;
         }
+        Ok(())
+    }
+
+    /// Ends the staging of the current database: the target's own keys copied beside the
+    /// backup's in the spare database, `SWAPDB`, the spare emptied.
+    async fn finish_stage(&mut self) -> Result<(), RedisError> {
+        let Some((spare, Some(db))) = self.stage.as_ref().map(|s| (s.spare, s.current)) else {
+            return Ok(());
+        };
+        self.finish_batch().await?;
+        let (copied, present) = staging::copy_missing(&mut self.client, db, spare).await?;
+        if present > 0 && !self.options.replace {
+            return Err(RedisError::Command {
+                endpoint: self.endpoint(),
+                command: "COPY".to_owned(),
+                reason: format!(
+                    "{present} key(s) of the backup appeared in database {db} after the check; \
+                     restore again (with --replace to overwrite them)"
+                ),
+            });
+        }
+        if let Some(stage) = &mut self.stage {
+            stage.swapping = true;
+        }
+        staging::swap_in(&mut self.client, db, spare).await?;
+        self.conn_db = Some(spare);
+        if let Some(stage) = &mut self.stage {
+            stage.swapping = false;
+            stage.current = None;
+            stage.swapped.push(db);
+            stage.kept += copied;
+        }
+        Ok(())
+    }
+
+    /// The error of a staged restore that stopped: what was swapped in, what is unchanged,
+    /// and the spare database emptied (on this connection, or a new one when it broke).
+    async fn staged_failure(&mut self, config: &RedisConfig, source: RedisError) -> RedisError {
+        let endpoint = self.endpoint();
+        let Some(stage) = self.stage.take() else {
+            return source;
+        };
+        let source = match source {
+            RedisError::RestoreRefused {
+                endpoint,
+                count,
+                details,
+                ..
+            } => RedisError::RestoreRefused {
+                endpoint,
+                count,
+                details,
+                written: String::new(),
+            },
+            other => other,
+        };
+        let database = match (stage.current, stage.swapping) {
+            (Some(db), false) => format!(
+                " while restoring database {db}, which is unchanged (the backup was being \
+                 restored into the spare database {})",
+                stage.spare
+            ),
+            (Some(db), true) => format!(
+                " while swapping database {db} in: it holds either its old or its restored \
+                 contents, in full (check with DBSIZE)"
+            ),
+            (None, _) => String::new(),
+        };
+        let swapped = match stage.swapped.as_slice() {
+            [] => "No database was replaced".to_owned(),
+            dbs => format!(
+                "Database(s) {} were restored whole before",
+                dbs.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        // On this connection the replies still owed are read first, so the FLUSHDB comes
+        // after every RESTORE sent; a broken connection sends nothing more.
+        let mut cleaned = self.drain().await.is_ok()
+            && staging::empty(&mut self.client, stage.spare).await.is_ok();
+        if !cleaned {
+            if let Ok(mut fresh) = RedisClient::connect(config).await {
+                cleaned = staging::empty(&mut fresh, stage.spare).await.is_ok();
+            }
+        }
+        let spare = if cleaned {
+            format!("the spare database {} was emptied again", stage.spare)
+        } else {
+            format!(
+                "the spare database {0} may hold a partial copy: empty it (SELECT {0}, then \
+                 FLUSHDB) when the server is back, and run the restore again",
+                stage.spare
+            )
+        };
+        RedisError::StagedRestoreFailed {
+            endpoint,
+            database,
+            swapped,
+            spare,
+            source: Box::new(source),
+        }
+    }
+
+    /// Sends what is buffered and reads (and drops) the replies still owed.
+    async fn drain(&mut self) -> Result<(), RedisError> {
+        self.client.flush().await?;
+        for _ in std::mem::take(&mut self.pending) {
+            self.client.read_reply().await?;
+        }
+        self.pending_bytes = 0;
         Ok(())
     }
 
@@ -491,6 +713,7 @@ impl Run {
                 endpoint: self.endpoint(),
                 count: failed,
                 details: failures.join("; "),
+                written: "; keys sent before were restored".to_owned(),
             });
         }
         Ok(())
@@ -561,6 +784,14 @@ impl Run {
         }
         if self.options.check_only && !self.options.replace {
             notes.push("no key of the backup exists on the target".to_owned());
+        }
+        if let Some(stage) = &self.stage {
+            notes.push(format!(
+                "all or nothing per database: each was restored into the spare database {} \
+                 and swapped in whole (SWAPDB); {} key(s) of the target that the backup lacks \
+                 were kept",
+                stage.spare, stage.kept
+            ));
         }
         notes
     }
