@@ -601,6 +601,9 @@ async fn a_drill_whose_restored_counts_differ_from_the_record_fails_the_componen
     let postgres = PostgresConfig {
         connection: connection.clone(),
         bin_dir: None,
+        allow_empty: false,
+        globals: true,
+        role_passwords: true,
     };
     std::fs::create_dir_all(&w.backups).unwrap();
     let sink = backup::storage::LocalSink::new(&w.backups).unwrap();

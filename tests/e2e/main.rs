@@ -13,6 +13,7 @@ mod redis_hostile;
 
 use std::time::Duration;
 
+use backup_testkit::{table_checksums, PgCluster};
 use harness::*;
 
 /// `restore-database` arguments that put the newest backup in place of the source database,
@@ -423,6 +424,250 @@ async fn replace_keeps_the_old_database_under_a_before_restore_name() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(w.checksums(&aside[0]).await, changed);
+}
+
+/// A misconfigured run (`POSTGRES_DB` unset: the `postgres` database) or a database without
+/// user tables is not a successful backup: exit 2 naming the database, nothing stored.
+#[tokio::test]
+async fn an_empty_database_is_not_a_successful_backup_unless_allowed() {
+    let w = World::new(1).await;
+    w.pg.create_database("hollow").await.unwrap();
+    let hollow = w.pg.connect("hollow").await.unwrap();
+    // A view, a function and an extension, but no table of its own.
+    hollow
+        .batch_execute(
+            "CREATE EXTENSION pgcrypto; CREATE VIEW v AS SELECT 1 AS one; \
+             CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+        )
+        .await
+        .unwrap();
+    let mut unset = w.env();
+    unset.remove("POSTGRES_DB");
+    let runs = [
+        (
+            "POSTGRES_DB unset",
+            clean_command("backup-database", &unset).output(),
+        ),
+        (
+            "no user tables",
+            w.command("backup-database")
+                .env("POSTGRES_DB", "hollow")
+                .output(),
+        ),
+    ];
+    for ((what, out), db) in runs.into_iter().zip(["postgres", "hollow"]) {
+        let out = out.unwrap();
+        assert_exit(&out, 2, what);
+        let err = stderr(&out);
+        assert!(err.contains(&format!("database \"{db}\"")), "{what}: {err}");
+        assert!(err.contains("no user tables"), "{what}: {err}");
+        assert!(err.contains("POSTGRES_DB"), "{what}: {err}");
+        assert!(err.contains("--allow-empty"), "{what}: {err}");
+        assert!(stdout(&out).trim().is_empty(), "{what}: no name printed");
+    }
+    assert!(files_under(&w.backups).is_empty(), "nothing stored");
+
+    // Asked for, by flag or by setting, it is backed up.
+    let out = w.run(
+        "backup-database",
+        &["--allow-empty"],
+        &[("POSTGRES_DB", "hollow")],
+    );
+    assert_success(&out, "--allow-empty");
+    let out = w.run(
+        "backup-database",
+        &[],
+        &[("POSTGRES_DB", "hollow"), ("POSTGRES_ALLOW_EMPTY", "true")],
+    );
+    assert_success(&out, "POSTGRES_ALLOW_EMPTY=true");
+}
+
+/// Objects owned by an application role, with grants to a second one, restored into a new
+/// cluster (initdb'd, never the source): without the roles the restore fails; with
+/// `--with-globals` the roles come first (password included), owners and grants are kept, and
+/// a second run finds the roles there and changes nothing.
+#[tokio::test]
+async fn with_globals_a_new_server_gets_the_roles_owners_and_grants_back() {
+    let w = World::new(1).await;
+    let source = w.pg.connect(SOURCE_DB).await.unwrap();
+    source
+        .batch_execute(
+            "CREATE ROLE app_owner LOGIN PASSWORD 'owner-pw-1'; \
+             CREATE ROLE \"Read Only\" NOLOGIN; \
+             GRANT \"Read Only\" TO app_owner; \
+             ALTER ROLE app_owner SET statement_timeout = '5min'; \
+             CREATE TABLE owned (id serial PRIMARY KEY, v text); \
+             INSERT INTO owned (v) SELECT md5(i::text) FROM generate_series(1, 500) i; \
+             CREATE VIEW owned_view AS SELECT id FROM owned; \
+             ALTER TABLE owned OWNER TO app_owner; \
+             ALTER VIEW owned_view OWNER TO app_owner; \
+             GRANT SELECT ON owned TO \"Read Only\";",
+        )
+        .await
+        .unwrap();
+    let expected = w.checksums(SOURCE_DB).await;
+    let key = w.backup(&[]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.object_path(&format!("{key}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let globals = &manifest["attachments"]["globals.sql"];
+    assert!(globals["plain_bytes"].as_u64().unwrap() > 0, "{manifest}");
+    let text = manifest.to_string();
+    assert!(
+        !text.contains("app_owner"),
+        "the roles are encrypted: {text}"
+    );
+    assert_eq!(manifest["source"]["globals"]["role_passwords"], true);
+
+    let target = PgCluster::start().await.unwrap();
+    let mut env = w.env();
+    env.extend(target.env(SOURCE_DB));
+    let restore = |args: &[&str]| clean_command("restore-database", &env).args(args).output();
+
+    // Without the roles, the dump's ALTER ... OWNER TO fails on the new server.
+    let out = restore(&["--latest", "--create"]).unwrap();
+    assert_exit(&out, 2, "restore without the roles");
+    assert!(stderr(&out).contains("app_owner"), "{}", stderr(&out));
+
+    let out = restore(&["--latest", "--dry-run", "--with-globals"]).unwrap();
+    assert_success(&out, "dry run with globals");
+    assert!(
+        stdout(&out).contains("roles in the backup: Read Only, app_owner, postgres"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = restore(&["--latest", "--create", "--with-globals"]).unwrap();
+    assert_success(&out, "restore with globals");
+    let report = stdout(&out);
+    assert!(
+        report.contains("roles created: Read Only, app_owner ("),
+        "{report}"
+    );
+    assert!(report.contains("left unchanged: postgres"), "{report}");
+    assert!(report.contains("1 memberships"), "{report}");
+    assert!(
+        !report.contains("SCRAM"),
+        "no password hash in the report: {report}"
+    );
+
+    let restored = target.connect(SOURCE_DB).await.unwrap();
+    let checksums = table_checksums(&restored).await.unwrap();
+    assert_eq!(checksums, expected);
+    let row = restored
+        .query_one(
+            "SELECT (SELECT tableowner FROM pg_tables WHERE tablename = 'owned'), \
+                    (SELECT viewowner FROM pg_views WHERE viewname = 'owned_view'), \
+                    has_table_privilege('Read Only', 'owned', 'SELECT'), \
+                    pg_has_role('app_owner', 'Read Only', 'MEMBER')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "app_owner");
+    assert_eq!(row.get::<_, String>(1), "app_owner");
+    assert!(row.get::<_, bool>(2), "the grant is back");
+    assert!(row.get::<_, bool>(3), "the membership is back");
+    // The application role logs in with its old password.
+    let (app, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=app_owner password=owner-pw-1 dbname={SOURCE_DB}",
+            target.port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("app_owner logs in with its old password");
+    tokio::spawn(connection);
+    let timeout: String = app
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "5min", "the role's settings are back");
+
+    // Again: the roles exist and are left as they are.
+    let out = restore(&[
+        "--latest",
+        "--target-db",
+        "again",
+        "--create",
+        "--with-globals",
+    ])
+    .unwrap();
+    assert_success(&out, "second restore with globals");
+    let report = stdout(&out);
+    assert!(report.contains("roles created: none"), "{report}");
+    assert!(
+        report.contains("left unchanged: Read Only, app_owner, postgres"),
+        "{report}"
+    );
+}
+
+/// A backup user that may not read role passwords (as on a managed server): the roles are
+/// captured without them and a warning says so; `--no-role-passwords` asks for that directly.
+#[tokio::test]
+async fn roles_are_captured_without_passwords_where_the_server_refuses_them() {
+    let w = World::new(1).await;
+    let source = w.pg.connect(SOURCE_DB).await.unwrap();
+    source
+        .batch_execute(
+            "CREATE ROLE dumper LOGIN PASSWORD 'dumper-pw'; \
+             DO $$ DECLARE s text; BEGIN \
+               FOR s IN SELECT nspname FROM pg_namespace \
+                        WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' \
+               LOOP \
+                 EXECUTE format('GRANT USAGE ON SCHEMA %I TO dumper', s); \
+                 EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO dumper', s); \
+                 EXECUTE format('GRANT SELECT ON ALL SEQUENCES IN SCHEMA %I TO dumper', s); \
+               END LOOP; END $$;",
+        )
+        .await
+        .unwrap();
+    let globals_of = |name: &str| -> serde_json::Value {
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(w.object_path(&format!("{name}.manifest.json"))).unwrap(),
+        )
+        .unwrap();
+        manifest["source"]["globals"].clone()
+    };
+    let out = w.run(
+        "backup-database",
+        &[],
+        &[
+            ("POSTGRES_USER", "dumper"),
+            ("POSTGRES_PASSWORD", "dumper-pw"),
+        ],
+    );
+    assert_success(&out, "backup by a user without superuser");
+    assert!(
+        stderr(&out).contains("without them"),
+        "a warning says so: {}",
+        stderr(&out)
+    );
+    assert_eq!(globals_of(stdout(&out).trim())["role_passwords"], false);
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = w.run("backup-database", &["--no-role-passwords"], &[]);
+    assert_success(&out, "--no-role-passwords");
+    assert!(!stderr(&out).contains("without them"), "{}", stderr(&out));
+    assert_eq!(globals_of(stdout(&out).trim())["role_passwords"], false);
+
+    // Not captured at all: --with-globals says the backup holds none.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = w.run("backup-database", &[], &[("POSTGRES_GLOBALS", "false")]);
+    assert_success(&out, "POSTGRES_GLOBALS=false");
+    let name = stdout(&out).trim().to_owned();
+    assert_eq!(globals_of(&name), serde_json::Value::Null);
+    let file = name.rsplit('/').next().unwrap();
+    let out = w.run(
+        "restore-database",
+        &["--file", file, "--dry-run", "--with-globals"],
+        &[],
+    );
+    assert_exit(&out, 2, "--with-globals of a backup without globals");
+    assert!(stderr(&out).contains("holds no roles"), "{}", stderr(&out));
 }
 
 #[tokio::test]

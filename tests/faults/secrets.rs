@@ -1,17 +1,17 @@
-//! Child processes get only the secrets they need: `pg_dump` and `psql` their `PGPASSWORD`,
-//! nothing of Redis's or the cloud's, whatever the tool itself was given.
+//! Child processes get only the secrets they need: `pg_dump`, `pg_dumpall` and `psql` their
+//! `PGPASSWORD`, nothing of Redis's or the cloud's, whatever the tool itself was given.
 
 use std::path::Path;
 
 use crate::harness::{assert_success, stdout, World};
 
-/// A `PG_BIN_DIR` whose `pg_dump`, `psql` and `pg_restore` record their environment in
+/// A `PG_BIN_DIR` whose `pg_dump`, `pg_dumpall`, `psql` and `pg_restore` record their environment in
 /// `DIR/env.NAME.PID` and then run the real tool.
 fn recording_bin_dir(w: &World) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = w.dir.path().join("pg-bin");
     std::fs::create_dir_all(&dir).unwrap();
-    for tool in ["pg_dump", "psql", "pg_restore"] {
+    for tool in ["pg_dump", "pg_dumpall", "psql", "pg_restore"] {
         let real = w.pg.bin_dir().join(tool);
         let script = format!(
             "#!/bin/sh\nenv > \"{dir}/env.{tool}.$$\"\nexec \"{real}\" \"$@\"\n",
@@ -73,7 +73,7 @@ async fn pg_dump_and_psql_inherit_no_secret_but_their_own_password() {
     assert_success(&out, "restore of a custom archive");
 
     let envs = recorded(&bin_dir);
-    for tool in ["pg_dump", "psql", "pg_restore"] {
+    for tool in ["pg_dump", "pg_dumpall", "psql", "pg_restore"] {
         assert!(
             envs.iter().any(|(t, _)| t == tool),
             "{tool} never ran through the recording PG_BIN_DIR"
@@ -88,9 +88,10 @@ async fn pg_dump_and_psql_inherit_no_secret_but_their_own_password() {
             !env.contains("POSTGRES_PASSWORD="),
             "{tool} inherited POSTGRES_PASSWORD"
         );
-        // pg_dump and psql connect and get their password; pg_restore (archive to SQL) and
-        // the --version probe connect nowhere and get none.
-        let connects = (tool == "pg_dump" || tool == "psql") && env.contains("PGDATABASE=");
+        // pg_dump, pg_dumpall and psql connect and get their password; pg_restore (archive
+        // to SQL) and the --version probe connect nowhere and get none.
+        let connects = ["pg_dump", "pg_dumpall", "psql"].contains(&tool.as_str())
+            && env.contains("PGDATABASE=");
         assert_eq!(
             env.contains(&password_line),
             connects,

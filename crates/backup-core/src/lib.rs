@@ -42,7 +42,10 @@ pub use hashing::{
 };
 pub use layout::{claim_key_for, manifest_key_for, BackupKind, CLAIM_SUFFIX, MANIFEST_SUFFIX};
 pub use listing::{human_bytes, printable};
-pub use manifest::{EncryptionInfo, MacKdf, Manifest, MAC_KDF_NAME, MANIFEST_FORMAT_VERSION};
+pub use manifest::{
+    EmbeddedAttachment, EncryptionInfo, MacKdf, Manifest, MAC_KDF_NAME, MANIFEST_FORMAT_VERSION,
+    MAX_ATTACHMENT_BYTES,
+};
 pub use naming::{BackupName, TIMESTAMP_FORMAT};
 pub use pipeline::{
     run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult,
@@ -76,5 +79,6 @@ impl RunStatus {
 
 pub use retention::{list_dated, Dated, PruneOutcome, PrunePlan, RetentionPolicy};
 pub use source::{
-    BoxError, ByteStream, MemorySource, RestoreSummary, RestoreTarget, Source, SourceFacts,
+    Attachment, BoxError, ByteStream, MemorySource, RestoreSummary, RestoreTarget, Source,
+    SourceFacts,
 };

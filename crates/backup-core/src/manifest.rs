@@ -41,8 +41,24 @@ pub struct MacKdf {
     pub key_id: Option<String>,
 }
 
-/// Largest manifest accepted when reading (a manifest is a few hundred bytes).
-pub const MANIFEST_SIZE_LIMIT: u64 = 1024 * 1024;
+/// Largest manifest accepted when reading (a manifest is a few hundred bytes, or some
+/// kilobytes with attachments).
+pub const MANIFEST_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// The most stored (compressed, encrypted) bytes all attachments of one backup may take; their
+/// base64 text stays well under the largest manifest read (8 MiB).
+pub const MAX_ATTACHMENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// A side payload of the backup ([`crate::Attachment`]), embedded in the manifest: compressed
+/// and encrypted like the object (the manifest's `compression` and `encryption`), base64. The
+/// manifest's HMAC covers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddedAttachment {
+    /// Size of the plain bytes.
+    pub plain_bytes: u64,
+    /// The stored bytes (compressed, then encrypted), standard base64.
+    pub data: String,
+}
 
 /// How the stored bytes were encrypted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +100,9 @@ pub struct Manifest {
     pub sha256: String,
     /// Name and version of the tool that wrote the backup.
     pub tool: String,
+    /// Side payloads by name (e.g. `globals.sql`: the PostgreSQL cluster's roles).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attachments: std::collections::BTreeMap<String, EmbeddedAttachment>,
     /// How the MAC key was derived (version 2); `None` in version 1 manifests and unsigned
     /// ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,6 +376,7 @@ pub(crate) mod tests_support {
             stored_bytes: 400,
             sha256: "ab".repeat(32),
             tool: "backup 0.1.0".into(),
+            attachments: Default::default(),
             hmac: None,
             mac_kdf: None,
         }

@@ -412,6 +412,13 @@ async fn backup_under(
             });
         }
     };
+    let attachments = match embed_attachments(source.take_attachments(), options).await {
+        Ok(embedded) => embedded,
+        Err(e) => {
+            abort_all(&mut writers).await;
+            return Err(e);
+        }
+    };
     let digest = hashed.digest();
     let mut manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
@@ -431,6 +438,7 @@ async fn backup_under(
         stored_bytes: digest.size,
         sha256: digest.sha256.clone(),
         tool: TOOL_NAME.to_owned(),
+        attachments,
         hmac: None,
         mac_kdf: None,
     };
@@ -560,4 +568,47 @@ async fn copy_to_all(
             return Ok(());
         }
     }
+}
+
+/// Compresses and encrypts each attachment as the object is (`options`), for the manifest.
+async fn embed_attachments(
+    attachments: Vec<crate::source::Attachment>,
+    options: &BackupOptions,
+) -> Result<std::collections::BTreeMap<String, crate::manifest::EmbeddedAttachment>> {
+    use base64::Engine as _;
+    let mut embedded = std::collections::BTreeMap::new();
+    let mut total = 0usize;
+    for attachment in attachments {
+        let plain_bytes = attachment.bytes.len() as u64;
+        let reader = std::io::Cursor::new(attachment.bytes);
+        let compressed = options.compression.encoder(reader);
+        let mut stored: ByteStream = match &options.key {
+            Some(k) => Box::new(EncryptReader::new(compressed, k, options.iterations)),
+            None => compressed,
+        };
+        let mut bytes = Vec::new();
+        let limit = (crate::manifest::MAX_ATTACHMENT_BYTES - total) as u64 + 1;
+        (&mut stored)
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| CoreError::Config(format!("encoding {}: {e}", attachment.name)))?;
+        total += bytes.len();
+        if total > crate::manifest::MAX_ATTACHMENT_BYTES {
+            return Err(CoreError::Config(format!(
+                "the backup's attachments ({}) take more than {} bytes compressed, the most a \
+                 manifest holds",
+                attachment.name,
+                crate::manifest::MAX_ATTACHMENT_BYTES
+            )));
+        }
+        embedded.insert(
+            attachment.name,
+            crate::manifest::EmbeddedAttachment {
+                plain_bytes,
+                data: base64::engine::general_purpose::STANDARD.encode(&bytes),
+            },
+        );
+    }
+    Ok(embedded)
 }

@@ -308,6 +308,55 @@ impl FetchedBackup {
         self.prepared.manifest.as_ref()
     }
 
+    /// The attachment `name` of the backup ([`crate::Attachment`]), decrypted and decompressed
+    /// from the verified manifest; `None` when the backup has no such attachment (or no
+    /// manifest).
+    ///
+    /// # Errors
+    /// When it does not decode, decrypt or decompress to its recorded size.
+    pub async fn attachment(&self, name: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        use base64::Engine as _;
+        /// The most plain bytes an attachment may claim.
+        const MAX_PLAIN: u64 = 256 * 1024 * 1024;
+        let Some(embedded) = self
+            .prepared
+            .manifest
+            .as_ref()
+            .and_then(|m| m.attachments.get(name))
+        else {
+            return Ok(None);
+        };
+        let damaged = |detail: String| CoreError::Integrity {
+            key: format!("{} (attachment {name})", self.entry.key),
+            detail,
+        };
+        let stored = base64::engine::general_purpose::STANDARD
+            .decode(&embedded.data)
+            .map_err(|e| damaged(format!("not base64: {e}")))?;
+        let stored = std::io::Cursor::new(stored);
+        let decrypted: ByteStream = match &self.prepared.encryption {
+            Some(d) => Box::new(DecryptReader::new(stored, &d.key, d.iterations)),
+            None => Box::new(stored),
+        };
+        let mut plain = zeroize::Zeroizing::new(Vec::new());
+        let limit = embedded.plain_bytes.min(MAX_PLAIN) + 1;
+        self.prepared
+            .compression
+            .decoder(decrypted)
+            .take(limit)
+            .read_to_end(&mut plain)
+            .await
+            .map_err(|e| damaged(e.to_string()))?;
+        if plain.len() as u64 != embedded.plain_bytes {
+            return Err(damaged(format!(
+                "{} bytes instead of the {} recorded",
+                plain.len(),
+                embedded.plain_bytes
+            )));
+        }
+        Ok(Some(plain))
+    }
+
     /// Streams the private copy, decrypted and decompressed, into `target`, which commits only
     /// at the stream's verified end. `progress` is told of stored bytes as they are read from
     /// the copy.

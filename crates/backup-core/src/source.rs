@@ -31,6 +31,27 @@ pub struct SourceFacts {
     pub details: BTreeMap<String, serde_json::Value>,
 }
 
+/// A small side payload of a backup that belongs with it but not in its stream (a PostgreSQL
+/// cluster's roles beside the dump of one database): the pipeline compresses and encrypts it
+/// like the object and embeds it in the signed manifest ([`crate::EmbeddedAttachment`]), so it
+/// is committed, listed, kept and pruned with the backup; a restore reads it back with
+/// [`crate::FetchedBackup::attachment`].
+pub struct Attachment {
+    /// Its name in the manifest, e.g. `globals.sql`.
+    pub name: String,
+    /// The plain bytes (wiped when dropped: they may hold password hashes).
+    pub bytes: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("name", &self.name)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// Something that produces a backup as a byte stream: `pg_dump`, a Redis `SYNC`, a tar of files.
 ///
 /// The pipeline calls [`open`](Source::open), reads the stream to its end, then calls
@@ -56,6 +77,12 @@ pub trait Source: Send {
 
     /// Waits for the producer to end and reports whether the stream it gave was complete.
     async fn finish(&mut self) -> Result<SourceFacts, BoxError>;
+
+    /// Side payloads to embed in the manifest ([`Attachment`]), taken after a successful
+    /// [`finish`](Source::finish). None by default.
+    fn take_attachments(&mut self) -> Vec<Attachment> {
+        Vec::new()
+    }
 }
 
 /// Where a restore writes: a database, a Redis data file, a directory.

@@ -664,6 +664,7 @@ fn manifest_json(key: &str, kind: BackupKind) -> Vec<u8> {
         tool: "test".into(),
         hmac: None,
         mac_kdf: None,
+        attachments: Default::default(),
     };
     // Signed, as this tool signs every manifest of an encrypted backup (pruning never checks
     // the signature itself, only that there is one).

@@ -37,6 +37,18 @@ pub struct BackupDatabaseArgs {
     #[arg(long, value_name = "PREFIX")]
     name_prefix: Option<String>,
 
+    /// Back up the database even if it has no user tables (by default that fails with exit
+    /// 2: it is most likely the wrong database, e.g. "postgres" with POSTGRES_DB unset)
+    /// [env: POSTGRES_ALLOW_EMPTY]
+    #[arg(long)]
+    allow_empty: bool,
+
+    /// Capture the cluster's roles without their passwords (for a managed server that does
+    /// not show them; it is also done, with a warning, when the server refuses)
+    /// [env: POSTGRES_ROLE_PASSWORDS=false]
+    #[arg(long)]
+    no_role_passwords: bool,
+
     /// Print the result as JSON (object name, manifest) instead of just the object name
     #[arg(long)]
     json: bool,
@@ -52,6 +64,16 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
             "BACKUP_NAME_PREFIX",
             "--name-prefix",
             args.name_prefix.as_ref(),
+        ),
+        flag(
+            "POSTGRES_ALLOW_EMPTY",
+            "--allow-empty",
+            args.allow_empty.then_some("true"),
+        ),
+        flag(
+            "POSTGRES_ROLE_PASSWORDS",
+            "--no-role-passwords",
+            args.no_role_passwords.then_some("false"),
         ),
     ]);
     let config = match args.common.load(flags)? {

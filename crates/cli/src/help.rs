@@ -14,8 +14,13 @@ on stdout. A failed backup leaves nothing under either name.
 Destinations: BACKUP_LOCAL_DIR and/or BACKUP_S3_BUCKET; with both, one pass writes both and
 each commits on its own.
 
-Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup failed,
-3 usage or configuration error.
+The cluster's roles and tablespaces (pg_dumpall --globals-only) are captured too, encrypted in
+the signed manifest, for restore-database --with-globals (POSTGRES_GLOBALS=false: not).
+A database without user tables (POSTGRES_DB unset: postgres) is a failed backup unless
+--allow-empty.
+
+Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup failed (also: the
+database has no user tables), 3 usage or configuration error.
 
 Examples:
   # Nightly backup as the old script made it
@@ -49,6 +54,9 @@ Examples:
 
   # Disaster recovery into a new database
   restore-database --latest --target-db randevubu_restored --create
+
+  # Onto a new server: the backup's roles (owners, grants, passwords) first
+  restore-database --latest --create --with-globals
 
   # Put last Monday's backup in place of the live database, keeping the old one aside
   restore-database --date 2024-01-15 --target-db randevubu --replace --terminate-connections

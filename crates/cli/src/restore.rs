@@ -1,7 +1,7 @@
 //! `restore-database`: list, check and restore PostgreSQL backups.
 
 use backup_core::{BackupKind, PipelineConfig, RestoreTarget};
-use backup_sources::postgres::{PostgresConfig, RestoreOptions};
+use backup_sources::postgres::{apply_fetched_globals, PostgresConfig, RestoreOptions};
 use clap::{ArgGroup, Parser};
 
 use crate::common::{self, CommonArgs, Loaded};
@@ -47,6 +47,13 @@ pub struct RestoreDatabaseArgs {
     /// With --replace: disconnect other sessions from the target database before renaming it
     #[arg(long, requires = "replace")]
     terminate_connections: bool,
+
+    /// First recreate the roles (with their passwords, settings and memberships) and
+    /// tablespaces the backup captured, so that the restored objects keep their owners and
+    /// grants on a new server; roles that exist are left unchanged. With --dry-run: only
+    /// decrypt them and say what would be created
+    #[arg(long)]
+    with_globals: bool,
 }
 
 /// Runs `restore-database` with parsed arguments.
@@ -69,6 +76,16 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     let Some(mut fetched) = selected else {
         return Ok(ExitStatus::Success);
     };
+    let globals = if args.with_globals {
+        // Roles first: the restore's ALTER ... OWNER TO and GRANT statements need them.
+        let server = postgres.connection.with_dbname("postgres");
+        let report = apply_fetched_globals(&fetched, &server, args.dry_run)
+            .await
+            .map_err(CliError::failure)?;
+        Some(report)
+    } else {
+        None
+    };
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
         Box::new(postgres.dump_check().map_err(CliError::usage)?)
     } else {
@@ -90,7 +107,11 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
         "restoring"
     };
     let target = target.as_mut();
-    let summary = common::restore_into(&args.common, &mut fetched, target, action).await?;
+    let mut summary = common::restore_into(&args.common, &mut fetched, target, action).await?;
+    if let Some(report) = globals {
+        let lines = report.lines(args.dry_run).into_iter();
+        summary.notes.extend(lines.map(|l| format!("globals: {l}")));
+    }
     let verdict = if args.dry_run {
         format!(
             "dry run OK: {} and complete",

@@ -67,6 +67,7 @@ fn complete(root: &Path, key: &str, kind: BackupKind, signing: &EncryptionKey) {
         tool: "test".into(),
         hmac: None,
         mac_kdf: None,
+        attachments: Default::default(),
     };
     let json = manifest.to_signed_json(Some(signing)).unwrap();
     write(root, &format!("{key}.manifest.json"), &json);

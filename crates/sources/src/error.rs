@@ -121,6 +121,31 @@ pub enum SourceError {
         source: Box<SourceError>,
     },
 
+    /// The database to back up has no user tables: most likely the wrong database (with
+    /// `POSTGRES_DB` unset, `postgres`).
+    #[error(
+        "database {database:?} on {endpoint} has no user tables, so its backup would restore \
+         nothing: check POSTGRES_DB (unset, it is \"postgres\"), or back it up anyway with \
+         --allow-empty (POSTGRES_ALLOW_EMPTY=true)"
+    )]
+    EmptyDatabase {
+        /// `host:port`.
+        endpoint: String,
+        /// The database.
+        database: String,
+    },
+
+    /// `--with-globals` asked for the roles of a backup that holds none.
+    #[error(
+        "backup {backup} holds no roles or tablespaces (it was made by an earlier version or \
+         with POSTGRES_GLOBALS=false): restore it without --with-globals, after creating its \
+         roles by hand"
+    )]
+    NoGlobals {
+        /// The backup.
+        backup: String,
+    },
+
     /// The dump is incomplete or not a dump (missing completion marker, still compressed, ...).
     #[error("{0}")]
     InvalidDump(String),

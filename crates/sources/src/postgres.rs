@@ -11,6 +11,7 @@ mod check;
 mod config;
 mod connection;
 mod dump;
+mod globals;
 mod restore;
 mod restrict;
 mod rows;
@@ -21,6 +22,10 @@ pub use check::PgDumpCheck;
 pub use config::PostgresConfig;
 pub use connection::{PgConnection, APPLICATION_NAME, CONNECT_TIMEOUT_SECS};
 pub use dump::{pg_dump_args, DumpFormat, PostgresSource};
+pub use globals::{
+    apply as apply_globals, apply_fetched as apply_fetched_globals, capture as capture_globals,
+    plan as plan_globals, CapturedGlobals, GlobalsReport, GLOBALS_ATTACHMENT, MAX_GLOBALS_BYTES,
+};
 pub use restore::{
     derived_db_name, quote_ident, validate_db_name, PostgresRestore, RestoreOptions, ASIDE_INFIX,
     MAX_DB_NAME_BYTES, SCRATCH_INFIX,

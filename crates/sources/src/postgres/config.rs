@@ -21,6 +21,15 @@ pub struct PostgresConfig {
     /// The directory of `pg_dump`, `pg_restore` and `psql` (`PG_BIN_DIR`); `None`: the newest
     /// `/usr/lib/postgresql/*/bin`, else `PATH`, at least the server's major version.
     pub bin_dir: Option<PathBuf>,
+    /// Back up a database without user tables too (`POSTGRES_ALLOW_EMPTY`); by default such
+    /// a backup fails ([`SourceError::EmptyDatabase`]).
+    pub allow_empty: bool,
+    /// Capture the cluster's roles and tablespaces with each backup (`POSTGRES_GLOBALS`,
+    /// default on; see [`PostgresSource::with_globals`]).
+    pub globals: bool,
+    /// With them the roles' passwords (as stored hashes; `POSTGRES_ROLE_PASSWORDS`, default
+    /// on; a server that refuses to show them gets a warning, not a failure).
+    pub role_passwords: bool,
 }
 
 impl PostgresConfig {
@@ -38,7 +47,11 @@ impl PostgresConfig {
     /// # Errors
     /// As [`tools`](Self::tools).
     pub fn source(&self, format: DumpFormat) -> Result<PostgresSource, SourceError> {
-        let source = PostgresSource::new(self.connection.clone(), format);
+        let mut source =
+            PostgresSource::new(self.connection.clone(), format).allowing_empty(self.allow_empty);
+        if self.globals {
+            source = source.with_globals(self.role_passwords);
+        }
         Ok(match self.tools()? {
             Some(tools) => source.with_tools(tools),
             None => source,
@@ -83,6 +96,26 @@ const POSTGRES: &[Setting] = &[
     Setting::new("POSTGRES_DB", "database", "database to back up or restore").default("postgres"),
     Setting::new("POSTGRES_PASSWORD", "password", "password").secret(),
     Setting::new(
+        "POSTGRES_ALLOW_EMPTY",
+        "allow_empty",
+        "back up a database without user tables too (by default that fails: it is most \
+         likely the wrong database)",
+    )
+    .default("false"),
+    Setting::new(
+        "POSTGRES_GLOBALS",
+        "globals",
+        "capture the cluster's roles and tablespaces (pg_dumpall --globals-only) with each \
+         backup, for restore-database --with-globals",
+    )
+    .default("true"),
+    Setting::new(
+        "POSTGRES_ROLE_PASSWORDS",
+        "role_passwords",
+        "capture the roles' password hashes with them (off: --no-role-passwords)",
+    )
+    .default("true"),
+    Setting::new(
         "PG_BIN_DIR",
         "bin_dir",
         "directory of pg_dump, pg_restore and psql (default: the newest \
@@ -105,6 +138,9 @@ impl Component for PostgresConfig {
         Ok(Self {
             connection,
             bin_dir: config.path("PG_BIN_DIR"),
+            allow_empty: config.bool("POSTGRES_ALLOW_EMPTY")?.unwrap_or(false),
+            globals: config.bool("POSTGRES_GLOBALS")?.unwrap_or(true),
+            role_passwords: config.bool("POSTGRES_ROLE_PASSWORDS")?.unwrap_or(true),
         })
     }
 }

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use async_trait::async_trait;
-use backup_core::{BackupKind, BoxError, ByteStream, Source, SourceFacts};
+use backup_core::{Attachment, BackupKind, BoxError, ByteStream, Source, SourceFacts};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::connection::PgConnection;
+use super::globals::{capture, CapturedGlobals};
 use super::rows::CountedSnapshot;
 use super::tools::{discover_async, PgTools};
 use super::DUMP_COMPLETE_MARKER;
@@ -83,7 +84,17 @@ pub struct PostgresSource {
     format: DumpFormat,
     tools: Option<PgTools>,
     row_counts: bool,
+    allow_empty: bool,
+    globals: Option<Globals>,
+    /// The globals taken by the last run, handed to the pipeline after it.
+    captured: Option<CapturedGlobals>,
     running: Option<Running>,
+}
+
+/// Whether and how the cluster's globals are captured ([`PostgresSource::with_globals`]).
+#[derive(Debug, Clone, Copy)]
+struct Globals {
+    role_passwords: bool,
 }
 
 impl std::fmt::Debug for PostgresSource {
@@ -108,8 +119,28 @@ impl PostgresSource {
             format,
             tools: None,
             row_counts: false,
+            allow_empty: false,
+            globals: None,
+            captured: None,
             running: None,
         }
+    }
+
+    /// Also captures the cluster's globals (roles, memberships, role settings, tablespaces)
+    /// with `pg_dumpall --globals-only` when the dump starts, embedded in the manifest as the
+    /// attachment [`GLOBALS_ATTACHMENT`](super::GLOBALS_ATTACHMENT) (compressed and encrypted
+    /// like the dump). Without `role_passwords` (or when the server refuses to show them) the
+    /// roles are captured without their passwords.
+    pub fn with_globals(mut self, role_passwords: bool) -> Self {
+        self.globals = Some(Globals { role_passwords });
+        self
+    }
+
+    /// Backs up a database without user tables too. By default [`open`](Source::open) refuses
+    /// one ([`SourceError::EmptyDatabase`]): it is most likely the wrong database.
+    pub fn allowing_empty(mut self, allow: bool) -> Self {
+        self.allow_empty = allow;
+        self
     }
 
     /// Also records the row count of every table (`table_rows` in the manifest's source
@@ -158,6 +189,20 @@ impl PostgresSource {
             )
             .await
             .map_err(|e| SourceError::query("reading the server version", e))?;
+        if !self.allow_empty {
+            let count = format!("SELECT count(*) FROM ({}) t", super::rows::TABLES);
+            let tables: i64 = client
+                .query_one(&count, &[])
+                .await
+                .map_err(|e| SourceError::query("counting the user tables", e))?
+                .get(0);
+            if tables == 0 {
+                return Err(SourceError::EmptyDatabase {
+                    endpoint: self.conn.endpoint(),
+                    database: self.conn.dbname().to_owned(),
+                });
+            }
+        }
         drop(client);
         let full_version: String = row.get(0);
         let server_version = full_version
@@ -176,6 +221,21 @@ impl PostgresSource {
             Some(t) => t.clone(),
             None => discover_async(server_major).await?,
         };
+
+        self.captured = None;
+        if let Some(globals) = self.globals {
+            let captured = capture(&tools, &self.conn, globals.role_passwords).await?;
+            tracing::info!(
+                "captured the cluster's roles and tablespaces ({} bytes{})",
+                captured.sql.len(),
+                if captured.role_passwords {
+                    ""
+                } else {
+                    ", without role passwords"
+                }
+            );
+            self.captured = Some(captured);
+        }
 
         // pg_dump writes into a plain pipe read by a thread of its own (see `PipeStream`).
         let spawn_error = |source| SourceError::Spawn {
@@ -283,6 +343,15 @@ impl PostgresSource {
             );
             details.insert("table_rows".to_owned(), serde_json::json!(counts));
         }
+        if let Some(captured) = &self.captured {
+            details.insert(
+                "globals".to_owned(),
+                serde_json::json!({
+                    "attachment": super::GLOBALS_ATTACHMENT,
+                    "role_passwords": captured.role_passwords,
+                }),
+            );
+        }
         details.insert(
             "dump_format".to_owned(),
             serde_json::Value::from(self.format.name()),
@@ -351,6 +420,17 @@ impl Source for PostgresSource {
 
     async fn finish(&mut self) -> Result<SourceFacts, BoxError> {
         Ok(self.stop().await.map_err(|e| self.at_server(e))?)
+    }
+
+    fn take_attachments(&mut self) -> Vec<Attachment> {
+        self.captured
+            .take()
+            .map(|c| Attachment {
+                name: super::GLOBALS_ATTACHMENT.to_owned(),
+                bytes: c.sql,
+            })
+            .into_iter()
+            .collect()
     }
 }
 

@@ -14,7 +14,7 @@ use crate::error::SourceError;
 
 /// The tables whose rows a dump holds: ordinary and partitioned tables outside the system
 /// schemas, not owned by an extension.
-const TABLES: &str = "\
+pub(crate) const TABLES: &str = "\
 SELECT n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')

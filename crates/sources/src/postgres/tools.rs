@@ -234,6 +234,11 @@ impl PgTools {
         self.bin_dir.join("pg_restore")
     }
 
+    /// Path of `pg_dumpall` (beside `pg_dump` in every PostgreSQL client package).
+    pub fn pg_dumpall(&self) -> PathBuf {
+        self.bin_dir.join("pg_dumpall")
+    }
+
     /// Path of `psql`.
     pub fn psql(&self) -> PathBuf {
         self.bin_dir.join("psql")
