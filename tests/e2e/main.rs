@@ -546,6 +546,11 @@ async fn with_globals_a_new_server_gets_the_roles_owners_and_grants_back() {
         "{report}"
     );
     assert!(report.contains("left unchanged: postgres"), "{report}");
+    assert!(report.contains("matches the backup"), "{report}");
+    assert!(
+        report.contains(&format!("{} tables", expected.len())),
+        "{report}"
+    );
     assert!(report.contains("1 memberships"), "{report}");
     assert!(
         !report.contains("SCRAM"),
@@ -587,21 +592,47 @@ async fn with_globals_a_new_server_gets_the_roles_owners_and_grants_back() {
         .get(0);
     assert_eq!(timeout, "5min", "the role's settings are back");
 
-    // Again: the roles exist and are left as they are.
+    // Again, with the report as JSON: the roles exist and are left as they are.
     let out = restore(&[
         "--latest",
         "--target-db",
         "again",
         "--create",
         "--with-globals",
+        "--json",
     ])
     .unwrap();
     assert_success(&out, "second restore with globals");
-    let report = stdout(&out);
-    assert!(report.contains("roles created: none"), "{report}");
-    assert!(
-        report.contains("left unchanged: Read Only, app_owner, postgres"),
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["matches_backup"], true, "{report}");
+    assert_eq!(report["database"], "again");
+    assert_eq!(report["backup"].as_str().unwrap(), key);
+    assert!(report["backup_started_at"].is_string(), "{report}");
+    assert_eq!(
+        report["tables"].as_object().unwrap().len(),
+        expected.len(),
         "{report}"
+    );
+    assert_eq!(report["tables"]["public.owned"], 500);
+    assert_eq!(report["recorded_tables"], expected.len());
+    let globals = &report["globals"];
+    assert_eq!(globals["roles_created"], serde_json::json!([]));
+    assert_eq!(
+        globals["roles_existing"],
+        serde_json::json!(["Read Only", "app_owner", "postgres"])
+    );
+
+    // The other restores print text, and say so when asked for JSON.
+    let out = clean_command("restore-files", &env)
+        .args(["--kind", "config", "--latest", "--json", "--target-dir"])
+        .arg(w.dir.path().join("files"))
+        .output()
+        .unwrap();
+    assert_exit(&out, 3, "restore-files --json without --list");
+    assert!(
+        stderr(&out).contains("--json goes with --list"),
+        "{}",
+        stderr(&out)
     );
 }
 

@@ -1,7 +1,9 @@
 //! `restore-database`: list, check and restore PostgreSQL backups.
 
 use backup_core::{BackupKind, PipelineConfig, RestoreTarget};
-use backup_sources::postgres::{apply_fetched_globals, PostgresConfig, RestoreOptions};
+use backup_sources::postgres::{
+    apply_fetched_globals, PostgresConfig, RecoveryReport, RestoreOptions,
+};
 use clap::{ArgGroup, Parser};
 
 use crate::common::{self, CommonArgs, Loaded};
@@ -63,6 +65,12 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
         Loaded::Run(config) => config,
         Loaded::Printed(status) => return Ok(status),
     };
+    if args.select.json && args.dry_run {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--json prints the recovery report of a restore, or with --list the listing; a dry \
+             run prints text"
+        )));
+    }
     let pipeline: PipelineConfig = common::component(&config)?;
     let postgres: PostgresConfig = common::component(&config)?;
     let selected = select::fetch_selected(
@@ -76,6 +84,7 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     let Some(mut fetched) = selected else {
         return Ok(ExitStatus::Success);
     };
+    let started = std::time::Instant::now();
     let globals = if args.with_globals {
         // Roles first: the restore's ALTER ... OWNER TO and GRANT statements need them.
         let server = postgres.connection.with_dbname("postgres");
@@ -86,15 +95,15 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     } else {
         None
     };
+    let target_db = args.target_db.clone();
+    let target_db = target_db.unwrap_or_else(|| postgres.connection.dbname().to_owned());
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
         Box::new(postgres.dump_check().map_err(CliError::usage)?)
     } else {
-        let target_db = args.target_db.clone();
-        let target_db = target_db.unwrap_or_else(|| postgres.connection.dbname().to_owned());
         let on = postgres.connection.endpoint();
         tracing::info!("restoring into database {target_db} on {on}");
         let options = RestoreOptions {
-            target_db,
+            target_db: target_db.clone(),
             create: args.create,
             replace: args.replace,
             terminate_connections: args.terminate_connections,
@@ -108,18 +117,34 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     };
     let target = target.as_mut();
     let mut summary = common::restore_into(&args.common, &mut fetched, target, action).await?;
-    if let Some(report) = globals {
-        let lines = report.lines(args.dry_run).into_iter();
-        summary.notes.extend(lines.map(|l| format!("globals: {l}")));
+    if args.dry_run {
+        if let Some(report) = globals {
+            let lines = report.lines(true).into_iter();
+            summary.notes.extend(lines.map(|l| format!("globals: {l}")));
+        }
+        let checked = fetched.entry().status.checked_as();
+        let verdict = format!("dry run OK: {checked} and complete");
+        select::print_verdict(&verdict, &fetched, &summary, "SQL");
+        return Ok(ExitStatus::Success);
     }
-    let verdict = if args.dry_run {
-        format!(
-            "dry run OK: {} and complete",
-            fetched.entry().status.checked_as()
-        )
-    } else {
-        "restore complete".to_owned()
-    };
+    let restored = postgres.connection.with_dbname(&target_db);
+    let seconds = started.elapsed().as_secs_f64();
+    let report = RecoveryReport::check(&restored, &fetched, seconds, globals)
+        .await
+        .map_err(CliError::failure)?;
+    if report.matches_backup == Some(false) {
+        tracing::warn!(
+            "the restored database does not match what the backup recorded: {}",
+            report.differences.join("; ")
+        );
+    }
+    if args.select.json {
+        let json = serde_json::to_string_pretty(&report).map_err(CliError::failure)?;
+        println!("{json}");
+        return Ok(ExitStatus::Success);
+    }
+    summary.notes.extend(report.lines());
+    let verdict = "restore complete".to_owned();
     select::print_verdict(&verdict, &fetched, &summary, "SQL");
     Ok(ExitStatus::Success)
 }

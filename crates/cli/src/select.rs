@@ -59,9 +59,9 @@ pub struct SelectionArgs {
     #[arg(long, requires = "file")]
     pub allow_unverified: bool,
 
-    /// Machine-readable output of --list (refused without it: a restore prints its result as
-    /// text)
-    #[arg(long, requires = "list")]
+    /// Machine-readable output: of --list; restore-database also prints its recovery report
+    /// as JSON (the other restores refuse it without --list)
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -132,6 +132,11 @@ pub async fn fetch_selected(
     config: &Config,
 ) -> Result<Option<FetchedBackup>, CliError> {
     args.require_one()?;
+    if args.json && !args.list && kind != BackupKind::DATABASE {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--json goes with --list here (a restore prints its result as text)"
+        )));
+    }
     let resolved = resolve(kind, prefix, args, config).await?;
     if args.list {
         resolved.print_list(args.json);

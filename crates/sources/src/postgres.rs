@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod dump;
 mod globals;
+mod report;
 mod restore;
 mod restrict;
 mod rows;
@@ -26,6 +27,7 @@ pub use globals::{
     apply as apply_globals, apply_fetched as apply_fetched_globals, capture as capture_globals,
     plan as plan_globals, CapturedGlobals, GlobalsReport, GLOBALS_ATTACHMENT, MAX_GLOBALS_BYTES,
 };
+pub use report::RecoveryReport;
 pub use restore::{
     derived_db_name, quote_ident, validate_db_name, PostgresRestore, RestoreOptions, ASIDE_INFIX,
     MAX_DB_NAME_BYTES, SCRATCH_INFIX,

@@ -86,6 +86,8 @@ pub struct PostgresSource {
     row_counts: bool,
     allow_empty: bool,
     globals: Option<Globals>,
+    /// How many tables the database had when the dump started (recorded as `user_tables`).
+    user_tables: u64,
     /// The globals taken by the last run, handed to the pipeline after it.
     captured: Option<CapturedGlobals>,
     running: Option<Running>,
@@ -121,6 +123,7 @@ impl PostgresSource {
             row_counts: false,
             allow_empty: false,
             globals: None,
+            user_tables: 0,
             captured: None,
             running: None,
         }
@@ -189,19 +192,18 @@ impl PostgresSource {
             )
             .await
             .map_err(|e| SourceError::query("reading the server version", e))?;
-        if !self.allow_empty {
-            let count = format!("SELECT count(*) FROM ({}) t", super::rows::TABLES);
-            let tables: i64 = client
-                .query_one(&count, &[])
-                .await
-                .map_err(|e| SourceError::query("counting the user tables", e))?
-                .get(0);
-            if tables == 0 {
-                return Err(SourceError::EmptyDatabase {
-                    endpoint: self.conn.endpoint(),
-                    database: self.conn.dbname().to_owned(),
-                });
-            }
+        let count = format!("SELECT count(*) FROM ({}) t", super::rows::TABLES);
+        let tables: i64 = client
+            .query_one(&count, &[])
+            .await
+            .map_err(|e| SourceError::query("counting the user tables", e))?
+            .get(0);
+        self.user_tables = u64::try_from(tables).unwrap_or(0);
+        if !self.allow_empty && tables == 0 {
+            return Err(SourceError::EmptyDatabase {
+                endpoint: self.conn.endpoint(),
+                database: self.conn.dbname().to_owned(),
+            });
         }
         drop(client);
         let full_version: String = row.get(0);
@@ -352,6 +354,7 @@ impl PostgresSource {
                 }),
             );
         }
+        details.insert("user_tables".to_owned(), self.user_tables.into());
         details.insert(
             "dump_format".to_owned(),
             serde_json::Value::from(self.format.name()),

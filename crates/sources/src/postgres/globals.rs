@@ -120,7 +120,7 @@ async fn run_pg_dumpall(
 }
 
 /// What [`apply`] did (or, [`plan`] only, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GlobalsReport {
     /// Roles created.
     pub roles_created: Vec<String>,
