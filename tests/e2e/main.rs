@@ -13,7 +13,7 @@ mod redis_hostile;
 
 use std::time::Duration;
 
-use backup_testkit::{table_checksums, PgCluster};
+use backup_testkit::{sequence_values, table_checksums, PgCluster};
 use harness::*;
 
 /// `restore-database` arguments that put the newest backup in place of the source database,
@@ -482,6 +482,30 @@ async fn an_empty_database_is_not_a_successful_backup_unless_allowed() {
     assert_success(&out, "POSTGRES_ALLOW_EMPTY=true");
 }
 
+/// `pg_dump --schema-only` of `db` on `cluster`, without the random `\restrict` key lines.
+fn schema_only(cluster: &PgCluster, db: &str) -> String {
+    let out = std::process::Command::new(cluster.bin_dir().join("pg_dump"))
+        .args(["--schema-only", "--no-password"])
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .env("PGPASSWORD", cluster.password())
+        .env("PGDATABASE", db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Objects owned by an application role, with grants to a second one, restored into a new
 /// cluster (initdb'd, never the source): without the roles the restore fails; with
 /// `--with-globals` the roles come first (password included), owners and grants are kept, and
@@ -501,7 +525,12 @@ async fn with_globals_a_new_server_gets_the_roles_owners_and_grants_back() {
              CREATE VIEW owned_view AS SELECT id FROM owned; \
              ALTER TABLE owned OWNER TO app_owner; \
              ALTER VIEW owned_view OWNER TO app_owner; \
-             GRANT SELECT ON owned TO \"Read Only\";",
+             GRANT SELECT ON owned TO \"Read Only\"; \
+             CREATE EXTENSION pgcrypto; \
+             CREATE FUNCTION owned_digest() RETURNS text LANGUAGE sql \
+               AS 'SELECT encode(digest(string_agg(v, '','' ORDER BY id), ''sha256''), ''hex'') FROM owned'; \
+             ALTER FUNCTION owned_digest() OWNER TO app_owner; \
+             SELECT setval('owned_id_seq', 4242);",
         )
         .await
         .unwrap();
@@ -560,6 +589,16 @@ async fn with_globals_a_new_server_gets_the_roles_owners_and_grants_back() {
     let restored = target.connect(SOURCE_DB).await.unwrap();
     let checksums = table_checksums(&restored).await.unwrap();
     assert_eq!(checksums, expected);
+    assert_eq!(
+        sequence_values(&restored).await.unwrap(),
+        sequence_values(&source).await.unwrap(),
+        "every sequence's value"
+    );
+    assert_eq!(
+        schema_only(&target, SOURCE_DB),
+        schema_only(&w.pg, SOURCE_DB),
+        "pg_dump --schema-only of both sides"
+    );
     let row = restored
         .query_one(
             "SELECT (SELECT tableowner FROM pg_tables WHERE tablename = 'owned'), \
