@@ -66,13 +66,11 @@ async fn main() -> anyhow::Result<()> {
 
     println!("2. Backing up to {} ...", sink.describe());
     let mut source = PostgresSource::new(connection.clone(), DumpFormat::Plain);
-    let options = BackupOptions {
-        name_prefix: "randevubu".into(),
-        compression: Compression::gzip(),
-        key: Some(key.clone()),
-        signing_key: None,
-        iterations: DEFAULT_PBKDF2_ITERATIONS,
-    };
+    let options = BackupOptions::default()
+        .with_name_prefix("randevubu")
+        .with_compression(Compression::gzip())
+        .with_iterations(DEFAULT_PBKDF2_ITERATIONS)
+        .encrypted_with(key.clone());
     let report = run_backup(&mut source, &sink, &options, None).await?;
     println!(
         "   {}: {} bytes of SQL stored as {} bytes in {:.2}s (key id {})",
@@ -80,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         report.manifest.raw_bytes,
         report.manifest.stored_bytes,
         report.elapsed.as_secs_f64(),
-        key.id()
+        report.manifest.key_id().unwrap_or("-")
     );
 
     println!("3. Listing backups:");

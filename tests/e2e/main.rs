@@ -66,8 +66,20 @@ async fn backup_then_restore_into_a_new_database_gives_identical_tables() {
 #[tokio::test]
 async fn zstd_and_custom_format_backups_restore_identically() {
     let w = World::new(1).await;
-    let key = w.backup(&["--compression", "zstd", "--format", "custom"]);
+    let key = w.backup(&[
+        "--compression",
+        "zstd",
+        "--compression-threads",
+        "2",
+        "--format",
+        "custom",
+    ]);
     assert!(key.ends_with(".dump.zst.enc"), "{key}");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.object_path(&format!("{key}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["compression_threads"], 2, "{manifest}");
     let name = key.rsplit('/').next().unwrap();
     let out = w.run(
         "restore-database",

@@ -17,6 +17,10 @@ use crate::source::ByteStream;
 /// Buffer size for the readers feeding the codecs.
 const CODEC_BUFFER: usize = 128 * 1024;
 
+/// Input bytes per job of a multi-threaded zstd encoder: small enough that memory stays a few
+/// MiB per thread, large enough that the ratio stays that of one thread.
+pub const ZSTD_JOB_BYTES: u32 = 2 * 1024 * 1024;
+
 /// A compression algorithm and level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "lowercase")]
@@ -88,8 +92,19 @@ impl Compression {
         }
     }
 
-    /// Wraps `input` so that reading yields the compressed stream.
+    /// Wraps `input` so that reading yields the compressed stream (one thread).
     pub fn encoder<R>(&self, input: R) -> ByteStream
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        self.encoder_with_threads(input, 1)
+    }
+
+    /// Like [`encoder`](Self::encoder), with zstd compressing on `threads` worker threads of
+    /// libzstd's own (jobs of [`ZSTD_JOB_BYTES`], so memory stays near `threads` x 3 jobs);
+    /// the output is one ordinary zstd frame that `zstd -d` and every reader read. gzip runs
+    /// on one thread whatever `threads` says.
+    pub fn encoder_with_threads<R>(&self, input: R, threads: u32) -> ByteStream
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
@@ -102,6 +117,15 @@ impl Compression {
             )),
             // With a content checksum, as the `zstd` tool writes by default: corruption inside
             // a frame is then an error rather than silently wrong output.
+            Self::Zstd { level } if threads > 1 => Box::new(ZstdEncoder::with_quality_and_params(
+                buffered,
+                Level::Precise(level),
+                &[
+                    CParameter::checksum_flag(true),
+                    CParameter::nb_workers(threads),
+                    CParameter::job_size(ZSTD_JOB_BYTES),
+                ],
+            )),
             Self::Zstd { level } => Box::new(ZstdEncoder::with_quality_and_params(
                 buffered,
                 Level::Precise(level),

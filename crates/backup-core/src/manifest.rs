@@ -100,6 +100,10 @@ pub struct Manifest {
     pub sha256: String,
     /// Name and version of the tool that wrote the backup.
     pub tool: String,
+    /// Threads that compressed the stream, when more than one did (zstd's workers, each
+    /// holding about three jobs of [`crate::compression::ZSTD_JOB_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_threads: Option<u32>,
     /// Side payloads by name (e.g. `globals.sql`: the PostgreSQL cluster's roles).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub attachments: std::collections::BTreeMap<String, EmbeddedAttachment>,
@@ -376,6 +380,7 @@ pub(crate) mod tests_support {
             stored_bytes: 400,
             sha256: "ab".repeat(32),
             tool: "backup 0.1.0".into(),
+            compression_threads: None,
             attachments: Default::default(),
             hmac: None,
             mac_kdf: None,

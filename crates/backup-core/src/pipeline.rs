@@ -47,6 +47,8 @@ pub struct BackupOptions {
     pub signing_key: Option<EncryptionKey>,
     /// PBKDF2 iterations (openssl's `-iter`).
     pub iterations: u32,
+    /// Threads compressing (zstd; gzip uses one). At least 1.
+    pub compression_threads: u32,
 }
 
 impl Default for BackupOptions {
@@ -59,6 +61,7 @@ impl Default for BackupOptions {
             key: None,
             signing_key: None,
             iterations: backup_crypto::DEFAULT_PBKDF2_ITERATIONS,
+            compression_threads: 1,
         }
     }
 }
@@ -85,6 +88,12 @@ impl BackupOptions {
     /// Compresses with `compression`.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Compresses on `threads` threads where the algorithm can (zstd; at least 1).
+    pub fn with_compression_threads(mut self, threads: u32) -> Self {
+        self.compression_threads = threads.max(1);
         self
     }
 
@@ -382,7 +391,9 @@ async fn backup_under(
     }
 
     let (counted, raw_counter) = CountingReader::new(stream, progress);
-    let compressed = options.compression.encoder(counted);
+    let compressed = options
+        .compression
+        .encoder_with_threads(counted, options.compression_threads);
     let stored: ByteStream = match &options.key {
         Some(k) => Box::new(EncryptReader::new(compressed, k, options.iterations)),
         None => compressed,
@@ -438,6 +449,9 @@ async fn backup_under(
         stored_bytes: digest.size,
         sha256: digest.sha256.clone(),
         tool: TOOL_NAME.to_owned(),
+        compression_threads: matches!(options.compression, Compression::Zstd { .. })
+            .then_some(options.compression_threads)
+            .filter(|t| *t > 1),
         attachments,
         hmac: None,
         mac_kdf: None,

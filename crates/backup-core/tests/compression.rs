@@ -105,6 +105,50 @@ async fn our_zstd_is_read_by_zstd_and_zstd_output_is_read_by_us() {
     );
 }
 
+/// zstd on 1, 2 and 8 threads: one ordinary frame, read by `zstd -d` and by us, at the sizes
+/// around a job's boundary and well past several jobs; the ratio stays that of one thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_threaded_zstd_round_trips_and_zstd_reads_it() {
+    use backup_core::ZSTD_JOB_BYTES;
+    let job = ZSTD_JOB_BYTES as usize;
+    let big = sample(5 * job + 12_345);
+    let mut single_size = 0usize;
+    for threads in [1u32, 2, 8] {
+        for len in [0, 1, job - 1, job, job + 1, big.len()] {
+            let data = &big[..len];
+            let mut ours = Vec::new();
+            Compression::zstd()
+                .encoder_with_threads(std::io::Cursor::new(data.to_vec()), threads)
+                .read_to_end(&mut ours)
+                .await
+                .unwrap();
+            assert_eq!(
+                decompress(Compression::zstd(), &ours).await.unwrap(),
+                data,
+                "{threads} threads, {len} bytes"
+            );
+            let out = run_tool("zstd", &["-d", "-c"], &ours);
+            assert!(
+                out.status.success(),
+                "{threads} threads, {len} bytes: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.stdout, data, "zstd -d, {threads} threads, {len} bytes");
+            if len == big.len() {
+                if threads == 1 {
+                    single_size = ours.len();
+                } else {
+                    let ratio = ours.len() as f64 / single_size as f64;
+                    assert!(
+                        ratio < 1.03,
+                        "{threads} threads: {ratio:.3} of one thread's size"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn truncated_or_corrupted_streams_are_errors_not_short_output() {
     let data = sample(500_000);

@@ -50,6 +50,7 @@ fn options() -> BackupOptions {
         key: Some(key()),
         signing_key: None,
         iterations: 1000,
+        compression_threads: 1,
     }
 }
 

@@ -67,6 +67,7 @@ fn options(key: Option<&EncryptionKey>, compression: Compression) -> BackupOptio
         key: key.cloned(),
         signing_key: None,
         iterations: 1000,
+        compression_threads: 1,
     }
 }
 

@@ -665,6 +665,7 @@ fn manifest_json(key: &str, kind: BackupKind) -> Vec<u8> {
         hmac: None,
         mac_kdf: None,
         attachments: Default::default(),
+        compression_threads: None,
     };
     // Signed, as this tool signs every manifest of an encrypted backup (pruning never checks
     // the signature itself, only that there is one).
@@ -942,6 +943,7 @@ async fn an_object_delete_failing_after_its_manifest_leaves_a_restorable_legacy_
             key: Some(key.clone()),
             signing_key: None,
             // A legacy backup is decrypted with the default iterations (no manifest says
+            compression_threads: 1,
             // otherwise), as the old scripts' `openssl enc -pbkdf2` wrote them.
             iterations: backup_crypto::DEFAULT_PBKDF2_ITERATIONS,
         },

@@ -59,6 +59,11 @@ pub struct CompressionArgs {
     /// Compression level (gzip 1-9, zstd 1-19) [env: BACKUP_COMPRESSION_LEVEL]
     #[arg(long, value_name = "N")]
     pub compression_level: Option<i32>,
+
+    /// Threads compressing: zstd runs on this many (one ordinary zstd frame); gzip uses one
+    /// [env: BACKUP_COMPRESSION_THREADS] [default: every core]
+    #[arg(long, value_name = "N")]
+    pub compression_threads: Option<u32>,
 }
 
 impl CompressionArgs {
@@ -70,6 +75,11 @@ impl CompressionArgs {
                 "BACKUP_COMPRESSION_LEVEL",
                 "--compression-level",
                 self.compression_level,
+            ),
+            flag(
+                "BACKUP_COMPRESSION_THREADS",
+                "--compression-threads",
+                self.compression_threads,
             ),
         ]
     }

@@ -68,6 +68,7 @@ fn complete(root: &Path, key: &str, kind: BackupKind, signing: &EncryptionKey) {
         hmac: None,
         mac_kdf: None,
         attachments: Default::default(),
+        compression_threads: None,
     };
     let json = manifest.to_signed_json(Some(signing)).unwrap();
     write(root, &format!("{key}.manifest.json"), &json);

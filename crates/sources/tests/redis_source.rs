@@ -33,6 +33,7 @@ fn options() -> BackupOptions {
         key: None,
         signing_key: None,
         iterations: 10000,
+        compression_threads: 1,
     }
 }
 

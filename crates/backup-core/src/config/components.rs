@@ -66,6 +66,9 @@ pub struct PipelineConfig {
     pub pbkdf2_iterations: u32,
     /// Object-name prefix (`PREFIX_backup_...`).
     pub name_prefix: String,
+    /// Threads compressing a backup (`BACKUP_COMPRESSION_THREADS`; zstd uses them, gzip one);
+    /// every core by default.
+    pub compression_threads: u32,
 }
 
 impl Default for PipelineConfig {
@@ -76,6 +79,9 @@ impl Default for PipelineConfig {
             keyring_dir: None,
             pbkdf2_iterations: backup_crypto::DEFAULT_PBKDF2_ITERATIONS,
             name_prefix: DEFAULT_NAME_PREFIX.to_owned(),
+            compression_threads: std::thread::available_parallelism()
+                .map(|n| u32::try_from(n.get()).unwrap_or(1))
+                .unwrap_or(1),
         }
     }
 }
@@ -91,6 +97,11 @@ const PIPELINE: &[Setting] = &[
         "BACKUP_COMPRESSION_LEVEL",
         "compression_level",
         "compression level (gzip 1-9, zstd 1-19)",
+    ),
+    Setting::new(
+        "BACKUP_COMPRESSION_THREADS",
+        "compression_threads",
+        "threads compressing a backup (zstd; gzip uses one); default: every core",
     ),
     Setting::new(
         "BACKUP_ENCRYPTION_KEY_FILE",
@@ -143,6 +154,15 @@ impl Component for PipelineConfig {
                 "BACKUP_PBKDF2_ITERATIONS must be at least 1".into(),
             ));
         }
+        let compression_threads = match config.number::<u32>("BACKUP_COMPRESSION_THREADS")? {
+            Some(0) => {
+                return Err(CoreError::Config(
+                    "BACKUP_COMPRESSION_THREADS must be at least 1".into(),
+                ))
+            }
+            Some(n) => n,
+            None => defaults.compression_threads,
+        };
         let name_prefix = config
             .get("BACKUP_NAME_PREFIX")
             .unwrap_or(DEFAULT_NAME_PREFIX)
@@ -156,6 +176,7 @@ impl Component for PipelineConfig {
             keyring_dir: config.path("BACKUP_KEYRING_DIR"),
             pbkdf2_iterations,
             name_prefix,
+            compression_threads,
         })
     }
 }
@@ -169,6 +190,7 @@ impl PipelineConfig {
         crate::BackupOptions::default()
             .with_name_prefix(self.name_prefix.clone())
             .with_compression(self.compression)
+            .with_compression_threads(self.compression_threads)
             .with_iterations(self.pbkdf2_iterations)
     }
 }
