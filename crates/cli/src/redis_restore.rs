@@ -76,8 +76,9 @@ pub struct RestoreRedisArgs {
 
     /// With --online: write keys straight into their databases. By default each database is
     /// restored into an empty spare database and swapped in whole (SWAPDB: all or nothing per
-    /// database, Redis 6.2+, ACL +copy +swapdb +flushdb +scan +dbsize); in place, a failure
-    /// half-way leaves the keys sent so far, but writes made meanwhile to other keys are kept
+    /// database, Redis 6.2+, ACL +copy +swapdb +flushdb +scan +dbsize +set +get +del +multi
+    /// +exec); in place, a failure half-way leaves the keys sent so far, but writes made
+    /// meanwhile to other keys are kept
     #[arg(long, requires = "online")]
     in_place: bool,
 }

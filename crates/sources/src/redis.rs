@@ -31,4 +31,4 @@ pub use restore_online::{
 };
 pub use settings::{RedisMethod, RedisSettings};
 pub use source::{BackupMethod, RedisSource, NAME_PREFIX};
-pub use staging::{choose_spare, STAGING_ACL};
+pub use staging::{choose_spare, SpareDb, CLAIM_KEY, STAGING_ACL};

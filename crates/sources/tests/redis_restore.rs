@@ -13,7 +13,7 @@ use backup_core::{ByteStream, RestoreSummary, RestoreTarget};
 use backup_sources::redis::{
     aof_warning, aof_warning_for_dir, choose_spare, FileRestoreOptions, OnlineRestoreOptions,
     RdbCheck, RedisClient, RedisConfig, RedisError, RedisFileRestore, RedisOnlineRestore, Resp,
-    Staging,
+    SpareDb, Staging,
 };
 use backup_testkit::{
     assert_snapshots_match, load_redis_sample, redis_functions, redis_snapshot, RedisOptions,
@@ -806,7 +806,7 @@ async fn online_restore_needs_restore_permission() {
 async fn staged(
     server: &RedisServer,
     replace: bool,
-    spare: u64,
+    spare: SpareDb,
     stream: ByteStream,
 ) -> Result<RestoreSummary, RedisError> {
     RedisOnlineRestore::new(
@@ -849,7 +849,14 @@ async fn a_staged_replace_swaps_each_database_in_whole_and_keeps_the_targets_oth
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(spare, 15, "the highest empty database not in the backup");
+    assert_eq!(spare.db, 15, "the highest empty database not in the backup");
+    // A second restore choosing at the same moment gets another one: 15 is claimed.
+    let other = choose_spare(&config_of(&target), &dbs)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.db, 14);
+    assert_eq!(dbsize(&mut c, 14).await, 1, "only the claim");
 
     let summary = staged(&target, true, spare, stream(rdb)).await.unwrap();
     let notes = summary.notes.join("\n");
@@ -897,7 +904,9 @@ async fn a_staged_restore_that_fails_half_way_leaves_the_database_unchanged() {
             pos: 0,
             limit,
         });
-        let err = staged(&target, replace, 15, cut).await.unwrap_err();
+        let err = staged(&target, replace, SpareDb::new(15), cut)
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(
             matches!(err, RedisError::StagedRestoreFailed { .. }),
@@ -923,7 +932,9 @@ async fn a_staged_restore_without_replace_refuses_keys_that_appeared_after_the_c
     let mut c = client_of(&target).await;
     // "a" is in the backup: the check would have refused it; here it appears "after" it.
     cmd(&mut c, &["SET", "a", "arrived later"]).await;
-    let err = staged(&target, false, 15, stream(rdb)).await.unwrap_err();
+    let err = staged(&target, false, SpareDb::new(15), stream(rdb))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("appeared in database 0 after the check"),
@@ -984,7 +995,26 @@ async fn no_spare_database_is_chosen_where_the_server_does_not_allow_a_staged_re
     );
     // With database 1 free again, it is the spare.
     cmd(&mut c, &["DEL", "busy"]).await;
-    assert_eq!(choose_spare(&config_of(&small), &dbs).await.unwrap(), Ok(1));
+    let spare = choose_spare(&config_of(&small), &dbs)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(spare.db, 1);
+
+    // A spare claimed by another restore is refused and left alone, its claim too.
+    let theirs = staged(&small, true, SpareDb::new(1), stream(small_rdb().await))
+        .await
+        .unwrap_err();
+    assert!(
+        theirs.to_string().contains("claimed by another restore"),
+        "{theirs}"
+    );
+    cmd(&mut c, &["SELECT", "1"]).await;
+    assert_eq!(
+        cmd(&mut c, &["GET", "backup-restore:spare-claim"]).await,
+        Resp::Bulk(Some(spare.token.clone().into_bytes()))
+    );
+    assert_eq!(dbsize(&mut c, 0).await, 0, "nothing was written");
 }
 
 // ------------------------------------------------------------------------------- dry run

@@ -40,7 +40,7 @@ use backup_rdb::{
 
 use crate::redis::connection::{RedisClient, RedisConfig, Resp};
 use crate::redis::error::RedisError;
-use crate::redis::staging;
+use crate::redis::staging::{self, SpareDb};
 
 /// Default [`OnlineRestoreOptions::batch_commands`].
 pub const DEFAULT_BATCH_COMMANDS: usize = 1000;
@@ -75,7 +75,7 @@ pub struct OnlineRestoreOptions {
 }
 
 /// Where a writing online restore puts the keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Staging {
     /// [`check_then_restore`] picks an empty spare database and stages each database of the
     /// backup in it (all or nothing per database) when the server allows it, else writes in
@@ -85,8 +85,9 @@ pub enum Staging {
     /// Keys go straight into their databases (not atomic; writes made meanwhile to other
     /// keys are kept).
     InPlace,
-    /// Stage each database in this empty spare database, then `SWAPDB` it in.
-    Spare(u64),
+    /// Stage each database in this empty spare database, then `SWAPDB` it in (claimed
+    /// when the restore starts, unless [`choose_spare`](crate::redis::choose_spare) did).
+    Spare(SpareDb),
 }
 
 impl Default for OnlineRestoreOptions {
@@ -129,7 +130,7 @@ pub async fn check_then_restore(
     };
     let mut check = RedisOnlineRestore::new(config.clone(), check_options);
     fetched.restore_into(&mut check, progress.clone()).await?;
-    let mut staging = options.staging;
+    let mut staging = options.staging.clone();
     let mut in_place_reason = None;
     if staging == Staging::Auto {
         let chosen = staging::choose_spare(&config, &check.databases)
@@ -150,10 +151,11 @@ pub async fn check_then_restore(
             }
         };
     }
-    match staging {
+    match &staging {
         Staging::Spare(spare) => tracing::info!(
-            "restoring into {endpoint}: each database into spare database {spare}, then \
-             swapped in whole"
+            "restoring into {endpoint}: each database into spare database {}, then swapped \
+             in whole",
+            spare.db
         ),
         _ => tracing::info!("restoring into {endpoint}"),
     }
@@ -253,7 +255,7 @@ enum Sent {
 /// A staged restore's progress: the spare database, the backup database staged in it now,
 /// and those swapped in.
 struct Stage {
-    spare: u64,
+    spare: SpareDb,
     current: Option<u64>,
     /// `SWAPDB` of `current` was sent and its reply not yet read.
     swapping: bool,
@@ -298,14 +300,27 @@ impl Run {
         }
         let target_version = client.server_version().await?;
         let server_ms_at_start = server_time_ms(&mut client).await?;
-        let stage = match options.staging {
-            Staging::Spare(spare) if !options.check_only => Some(Stage {
-                spare,
-                current: None,
-                swapping: false,
-                swapped: Vec::new(),
-                kept: 0,
-            }),
+        let stage = match &options.staging {
+            Staging::Spare(spare) if !options.check_only => {
+                if !staging::claim(&mut client, spare).await? {
+                    return Err(RedisError::Command {
+                        endpoint: client.endpoint().to_owned(),
+                        command: "SET".to_owned(),
+                        reason: format!(
+                            "the spare database {} is claimed by another restore or holds \
+                             keys; nothing was written",
+                            spare.db
+                        ),
+                    });
+                }
+                Some(Stage {
+                    spare: spare.clone(),
+                    current: None,
+                    swapping: false,
+                    swapped: Vec::new(),
+                    kept: 0,
+                })
+            }
             _ => None,
         };
         Ok(Self {
@@ -385,6 +400,9 @@ impl Run {
         }
         self.finish_batch().await?;
         self.finish_stage().await?;
+        if let Some(stage) = &self.stage {
+            staging::release(&mut self.client, &stage.spare).await?;
+        }
 
         if check_only && (self.clashes > 0 || !self.library_clashes.is_empty()) {
             let mut listed = self.clash_list.clone();
@@ -454,7 +472,7 @@ impl Run {
             .or_default()
             .entry(entry.value_type)
             .or_default() += 1;
-        match self.stage.as_ref().map(|s| (s.spare, s.current)) {
+        match self.stage.as_ref().map(|s| (s.spare.db, s.current)) {
             Some((spare, current)) => {
                 if current != Some(entry.db) {
                     self.finish_stage().await?;
@@ -516,11 +534,12 @@ impl Run {
     /// Ends the staging of the current database: the target's own keys copied beside the
     /// backup's in the spare database, `SWAPDB`, the spare emptied.
     async fn finish_stage(&mut self) -> Result<(), RedisError> {
-        let Some((spare, Some(db))) = self.stage.as_ref().map(|s| (s.spare, s.current)) else {
+        let Some((spare, Some(db))) = self.stage.as_ref().map(|s| (s.spare.clone(), s.current))
+        else {
             return Ok(());
         };
         self.finish_batch().await?;
-        let (copied, present) = staging::copy_missing(&mut self.client, db, spare).await?;
+        let (copied, present) = staging::copy_missing(&mut self.client, db, spare.db).await?;
         if present > 0 && !self.options.replace {
             return Err(RedisError::Command {
                 endpoint: self.endpoint(),
@@ -534,8 +553,8 @@ impl Run {
         if let Some(stage) = &mut self.stage {
             stage.swapping = true;
         }
-        staging::swap_in(&mut self.client, db, spare).await?;
-        self.conn_db = Some(spare);
+        staging::swap_in(&mut self.client, db, &spare).await?;
+        self.conn_db = Some(spare.db);
         if let Some(stage) = &mut self.stage {
             stage.swapping = false;
             stage.current = None;
@@ -570,7 +589,7 @@ impl Run {
             (Some(db), false) => format!(
                 " while restoring database {db}, which is unchanged (the backup was being \
                  restored into the spare database {})",
-                stage.spare
+                stage.spare.db
             ),
             (Some(db), true) => format!(
                 " while swapping database {db} in: it holds either its old or its restored \
@@ -590,21 +609,26 @@ impl Run {
         };
         // On this connection the replies still owed are read first, so the FLUSHDB comes
         // after every RESTORE sent; a broken connection sends nothing more.
-        let mut cleaned = self.drain().await.is_ok()
-            && staging::empty(&mut self.client, stage.spare).await.is_ok();
-        if !cleaned {
+        let mut cleaned = match self.drain().await {
+            Ok(()) => staging::discard(&mut self.client, &stage.spare).await.ok(),
+            Err(_) => None,
+        };
+        if cleaned.is_none() {
             if let Ok(mut fresh) = RedisClient::connect(config).await {
-                cleaned = staging::empty(&mut fresh, stage.spare).await.is_ok();
+                cleaned = staging::discard(&mut fresh, &stage.spare).await.ok();
             }
         }
-        let spare = if cleaned {
-            format!("the spare database {} was emptied again", stage.spare)
-        } else {
-            format!(
+        let spare = match cleaned {
+            Some(true) => format!("the spare database {} was emptied again", stage.spare.db),
+            Some(false) => format!(
+                "the spare database {} is claimed by another restore now and was left alone",
+                stage.spare.db
+            ),
+            None => format!(
                 "the spare database {0} may hold a partial copy: empty it (SELECT {0}, then \
                  FLUSHDB) when the server is back, and run the restore again",
-                stage.spare
-            )
+                stage.spare.db
+            ),
         };
         RedisError::StagedRestoreFailed {
             endpoint,
@@ -790,7 +814,7 @@ impl Run {
                 "all or nothing per database: each was restored into the spare database {} \
                  and swapped in whole (SWAPDB); {} key(s) of the target that the backup lacks \
                  were kept",
-                stage.spare, stage.kept
+                stage.spare.db, stage.kept
             ));
         }
         notes

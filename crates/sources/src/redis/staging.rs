@@ -9,7 +9,13 @@
 //! the copy and the swap are lost (stop the application first, as for any restore).
 //!
 //! [`choose_spare`] finds out whether the server allows it (version, not cluster mode, a free
-//! database, the commands permitted) and names the spare database, or says why not.
+//! database, the commands permitted), and claims the spare database with a key of its own
+//! ([`CLAIM_KEY`], holding a token of this run, expiring after a day) so that a second restore
+//! started at the same moment chooses another one. The claim stays in the spare while it is
+//! used; the `SWAPDB` runs in one `MULTI`/`EXEC` with the claim's removal before it and its
+//! renewal after the spare is emptied, so the claim never reaches a restored database and the
+//! spare is never unclaimed while in use. A failed restore empties the spare only while the
+//! claim is still its own.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +27,70 @@ const MIN_VERSION: (u32, u32) = (6, 2);
 /// Keys asked for per `SCAN` call while copying the target's own keys.
 const SCAN_COUNT: &[u8] = b"1000";
 /// The ACL rule a staged restore needs beyond a plain online restore.
-pub const STAGING_ACL: &str = "+copy +swapdb +flushdb +scan +dbsize";
+pub const STAGING_ACL: &str = "+copy +swapdb +flushdb +scan +dbsize +set +get +del +multi +exec";
+/// The key that claims a spare database for one restore (it lives only there).
+pub const CLAIM_KEY: &[u8] = b"backup-restore:spare-claim";
+/// How long a claim lasts when its restore never ends (killed): a day, in seconds.
+const CLAIM_SECONDS: &[u8] = b"86400";
+
+/// A spare database claimed for one restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpareDb {
+    /// The database index.
+    pub db: u64,
+    /// This run's token, the value of [`CLAIM_KEY`] there.
+    pub token: String,
+}
+
+impl SpareDb {
+    /// A spare database `db` with a fresh token (claimed when the restore starts, or by
+    /// [`choose_spare`]).
+    pub fn new(db: u64) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Self {
+            db,
+            token: format!("{}-{nanos}", std::process::id()),
+        }
+    }
+}
+
+/// Claims `spare` for this run: `SET claim token NX EX 86400` there, and it must then hold
+/// nothing else. `Ok(false)` when another restore holds it or it holds other keys (our claim,
+/// if set, is taken back).
+///
+/// # Errors
+/// I/O and error replies (`NOPERM`).
+pub(crate) async fn claim(client: &mut RedisClient, spare: &SpareDb) -> Result<bool, RedisError> {
+    let text = spare.db.to_string();
+    client.call(&[b"SELECT", text.as_bytes()]).await?;
+    let set = client
+        .call(&[
+            b"SET",
+            CLAIM_KEY,
+            spare.token.as_bytes(),
+            b"NX",
+            b"EX",
+            CLAIM_SECONDS,
+        ])
+        .await?;
+    if matches!(set, Resp::Bulk(None) | Resp::Array(None)) {
+        return owns(client, spare).await;
+    }
+    if matches!(client.call(&[b"DBSIZE"]).await?, Resp::Integer(1)) {
+        return Ok(true);
+    }
+    client.call(&[b"DEL", CLAIM_KEY]).await?;
+    Ok(false)
+}
+
+/// Whether the claim in the selected database is `spare`'s.
+async fn owns(client: &mut RedisClient, spare: &SpareDb) -> Result<bool, RedisError> {
+    let held = client.call(&[b"GET", CLAIM_KEY]).await?;
+    Ok(matches!(held, Resp::Bulk(Some(t)) if t == spare.token.as_bytes()))
+}
 
 /// The spare database to stage the restore in, or why the server allows no staged restore
 /// (`Ok(Err(reason))`; the caller falls back to writing keys in place and says so).
@@ -34,7 +103,7 @@ pub const STAGING_ACL: &str = "+copy +swapdb +flushdb +scan +dbsize";
 pub async fn choose_spare(
     config: &RedisConfig,
     backup_dbs: &BTreeSet<u64>,
-) -> Result<Result<u64, String>, RedisError> {
+) -> Result<Result<SpareDb, String>, RedisError> {
     let mut client = RedisClient::connect(config).await?;
     let version = client.server_version().await?;
     if parse_version(&version).is_none_or(|v| v < MIN_VERSION) {
@@ -69,19 +138,20 @@ pub async fn choose_spare(
         .keys()
         .filter_map(|k| k.strip_prefix("db").and_then(|n| n.parse().ok()))
         .collect();
-    let Some(spare) = (0..databases)
+    let candidates: Vec<u64> = (0..databases)
         .rev()
-        .find(|db| !used.contains(db) && !backup_dbs.contains(db))
-    else {
+        .filter(|db| !used.contains(db) && !backup_dbs.contains(db))
+        .collect();
+    let Some(&first) = candidates.first() else {
         return Ok(Err(format!(
             "none of the server's {databases} databases is empty and unused by the backup"
         )));
     };
-    // Every command the staged restore needs, tried where it changes nothing: on the empty
-    // spare database.
-    let spare_text = spare.to_string();
-    let probes: [(&str, Vec<&[u8]>); 6] = [
-        ("SELECT", vec![b"SELECT", spare_text.as_bytes()]),
+    // The commands the staged restore needs that cannot be tried by claiming, tried where
+    // they change nothing: on an empty database.
+    let first_text = first.to_string();
+    let probes: [(&str, Vec<&[u8]>); 5] = [
+        ("SELECT", vec![b"SELECT", first_text.as_bytes()]),
         ("DBSIZE", vec![b"DBSIZE"]),
         ("SCAN", vec![b"SCAN", b"0", b"COUNT", b"1"]),
         (
@@ -91,31 +161,42 @@ pub async fn choose_spare(
                 b"backup-restore-probe\xff",
                 b"backup-restore-probe\xfe",
                 b"DB",
-                spare_text.as_bytes(),
+                first_text.as_bytes(),
             ],
         ),
         (
             "SWAPDB",
-            vec![b"SWAPDB", spare_text.as_bytes(), spare_text.as_bytes()],
+            vec![b"SWAPDB", first_text.as_bytes(), first_text.as_bytes()],
         ),
-        ("FLUSHDB", vec![b"FLUSHDB"]),
     ];
     for (name, args) in probes {
-        // A key may have arrived in the spare database since INFO: then it is in use.
-        if name == "FLUSHDB" && !matches!(client.command(&[b"DBSIZE"]).await?, Resp::Integer(0)) {
-            return Ok(Err(format!(
-                "database {spare} received keys while it was being checked as a spare"
-            )));
-        }
         if let Resp::Error(message) = client.command(&args).await? {
-            return Ok(Err(if message.starts_with("NOPERM") {
-                format!("this user may not run {name} (a staged restore needs ACL {STAGING_ACL})")
-            } else {
-                format!("{name} on database {spare} failed: {message}")
-            }));
+            return Ok(Err(refusal(name, first, &message)));
         }
     }
-    Ok(Ok(spare))
+    for db in candidates {
+        let spare = SpareDb::new(db);
+        match claim(&mut client, &spare).await {
+            Ok(true) => return Ok(Ok(spare)),
+            Ok(false) => continue,
+            Err(RedisError::Permission { command, .. }) => {
+                return Ok(Err(refusal(&command, db, "NOPERM")))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Err(
+        "every free database was claimed by another restore or received keys meanwhile".to_owned(),
+    ))
+}
+
+/// Why a command refused on database `db` rules a staged restore out.
+fn refusal(command: &str, db: u64, message: &str) -> String {
+    if message.starts_with("NOPERM") {
+        format!("this user may not run {command} (a staged restore needs ACL {STAGING_ACL})")
+    } else {
+        format!("{command} on database {db} failed: {message}")
+    }
 }
 
 /// Copies the keys of database `db` into `spare` where `spare` does not have them yet (the
@@ -177,26 +258,74 @@ pub(crate) async fn copy_missing(
     }
 }
 
-/// `SWAPDB db spare`, then the spare database (now holding the old contents) emptied. The
-/// connection is left on `spare`.
+/// In one `MULTI`/`EXEC`: the claim taken out of the spare, `SWAPDB db spare`, the spare (now
+/// holding the old contents) emptied and claimed again. The connection is left on the spare.
 pub(crate) async fn swap_in(
     client: &mut RedisClient,
     db: u64,
-    spare: u64,
+    spare: &SpareDb,
 ) -> Result<(), RedisError> {
-    let (db_text, spare_text) = (db.to_string(), spare.to_string());
-    client
-        .call(&[b"SWAPDB", db_text.as_bytes(), spare_text.as_bytes()])
-        .await?;
-    empty(client, spare).await
+    let (db_text, spare_text) = (db.to_string(), spare.db.to_string());
+    client.call(&[b"SELECT", spare_text.as_bytes()]).await?;
+    let commands: [&[&[u8]]; 5] = [
+        &[b"DEL", CLAIM_KEY],
+        &[b"SWAPDB", db_text.as_bytes(), spare_text.as_bytes()],
+        &[b"FLUSHDB", b"ASYNC"],
+        &[
+            b"SET",
+            CLAIM_KEY,
+            spare.token.as_bytes(),
+            b"EX",
+            CLAIM_SECONDS,
+        ],
+        &[b"EXEC"],
+    ];
+    client.send(&[b"MULTI"]);
+    for command in commands {
+        client.send(command);
+    }
+    client.flush().await?;
+    // MULTI's +OK, a +QUEUED per command (or an error that aborts the EXEC), then EXEC's.
+    let mut failure = None;
+    for name in ["MULTI", "DEL", "SWAPDB", "FLUSHDB", "SET"] {
+        if let Resp::Error(message) = client.read_reply().await? {
+            failure.get_or_insert_with(|| client.reply_error(name, &message));
+        }
+    }
+    let exec = client.read_reply().await?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    match exec {
+        Resp::Array(Some(replies)) => match replies.iter().find(|r| r.is_error()) {
+            Some(Resp::Error(message)) => Err(client.reply_error("SWAPDB", message)),
+            _ => Ok(()),
+        },
+        Resp::Error(message) => Err(client.reply_error("EXEC", &message)),
+        other => Err(protocol(client, "to EXEC", format!("{other:?}"))),
+    }
 }
 
-/// Empties the spare database.
-pub(crate) async fn empty(client: &mut RedisClient, spare: u64) -> Result<(), RedisError> {
-    let spare_text = spare.to_string();
-    client.call(&[b"SELECT", spare_text.as_bytes()]).await?;
-    client.call(&[b"FLUSHDB", b"ASYNC"]).await?;
+/// Gives the spare up at the end: its claim removed (the spare is empty then).
+pub(crate) async fn release(client: &mut RedisClient, spare: &SpareDb) -> Result<(), RedisError> {
+    let text = spare.db.to_string();
+    client.call(&[b"SELECT", text.as_bytes()]).await?;
+    if owns(client, spare).await? {
+        client.call(&[b"DEL", CLAIM_KEY]).await?;
+    }
     Ok(())
+}
+
+/// Empties the spare after a failure, if it is still this run's (`Ok(false)` when another
+/// restore holds it now: then it is left alone).
+pub(crate) async fn discard(client: &mut RedisClient, spare: &SpareDb) -> Result<bool, RedisError> {
+    let text = spare.db.to_string();
+    client.call(&[b"SELECT", text.as_bytes()]).await?;
+    if !owns(client, spare).await? {
+        return Ok(false);
+    }
+    client.call(&[b"FLUSHDB", b"ASYNC"]).await?;
+    Ok(true)
 }
 
 fn protocol(client: &RedisClient, context: &str, detail: String) -> RedisError {
