@@ -102,8 +102,10 @@ impl Compression {
 
     /// Like [`encoder`](Self::encoder), with zstd compressing on `threads` worker threads of
     /// libzstd's own (jobs of [`ZSTD_JOB_BYTES`], so memory stays near `threads` x 3 jobs);
-    /// the output is one ordinary zstd frame that `zstd -d` and every reader read. gzip runs
-    /// on one thread whatever `threads` says.
+    /// the output is one ordinary zstd frame that `zstd -d` and every reader read. The encoder
+    /// runs on a blocking thread that waits for its input instead of flushing whenever the
+    /// input is not ready (which would make the workers take turns); it fails the stream, never
+    /// ends it early, if that thread stops. gzip runs on one thread whatever `threads` says.
     pub fn encoder_with_threads<R>(&self, input: R, threads: u32) -> ByteStream
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -117,15 +119,7 @@ impl Compression {
             )),
             // With a content checksum, as the `zstd` tool writes by default: corruption inside
             // a frame is then an error rather than silently wrong output.
-            Self::Zstd { level } if threads > 1 => Box::new(ZstdEncoder::with_quality_and_params(
-                buffered,
-                Level::Precise(level),
-                &[
-                    CParameter::checksum_flag(true),
-                    CParameter::nb_workers(threads),
-                    CParameter::job_size(ZSTD_JOB_BYTES),
-                ],
-            )),
+            Self::Zstd { level } if threads > 1 => threaded_zstd(buffered, level, threads),
             Self::Zstd { level } => Box::new(ZstdEncoder::with_quality_and_params(
                 buffered,
                 Level::Precise(level),
@@ -216,6 +210,107 @@ impl FromStr for Compression {
                     .parse()
                     .map_err(|_| format!("compression level {l:?} is not a number"))?;
                 base.with_level(level)
+            }
+        }
+    }
+}
+
+/// Output chunks in flight between the zstd thread and the reader.
+const ZSTD_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What the zstd thread hands over.
+enum ZstdChunk {
+    Data(Vec<u8>),
+    Done,
+    Failed(io::Error),
+}
+
+/// Sends what the encoder writes to the reader, a chunk per write.
+struct ChunkSender(tokio::sync::mpsc::Sender<ZstdChunk>);
+
+impl io::Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(ZstdChunk::Data(buf.to_vec()))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// libzstd with `threads` workers on a blocking thread of its own, reading `input` through a
+/// [`tokio_util::io::SyncIoBridge`].
+fn threaded_zstd<R>(input: R, level: i32, threads: u32) -> ByteStream
+where
+    R: AsyncRead + Send + Unpin + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(ZSTD_CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let run = |tx: tokio::sync::mpsc::Sender<ZstdChunk>| -> io::Result<()> {
+            let mut input = tokio_util::io::SyncIoBridge::new(input);
+            let mut encoder = zstd::stream::write::Encoder::new(ChunkSender(tx), level)?;
+            encoder.include_checksum(true)?;
+            encoder.multithread(threads)?;
+            encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_BYTES))?;
+            io::copy(&mut input, &mut encoder)?;
+            encoder.finish()?;
+            Ok(())
+        };
+        let last = match run(tx.clone()) {
+            Ok(()) => ZstdChunk::Done,
+            Err(e) => ZstdChunk::Failed(e),
+        };
+        // The reader may be gone already: nothing to tell then.
+        let _ = tx.blocking_send(last);
+    });
+    Box::new(ChunkReader {
+        rx,
+        current: Vec::new(),
+        pos: 0,
+        done: false,
+    })
+}
+
+/// The reading end of [`threaded_zstd`]: end of file only after the thread said `Done`.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<ZstdChunk>,
+    current: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl AsyncRead for ChunkReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.pos < this.current.len() {
+                let n = buf.remaining().min(this.current.len() - this.pos);
+                buf.put_slice(&this.current[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.done {
+                return Poll::Ready(Ok(()));
+            }
+            match std::task::ready!(this.rx.poll_recv(cx)) {
+                Some(ZstdChunk::Data(data)) => {
+                    this.current = data;
+                    this.pos = 0;
+                }
+                Some(ZstdChunk::Done) => this.done = true,
+                Some(ZstdChunk::Failed(e)) => return Poll::Ready(Err(e)),
+                None => {
+                    return Poll::Ready(Err(io::Error::other(
+                        "the zstd compression thread stopped before the end of the stream",
+                    )))
+                }
             }
         }
     }

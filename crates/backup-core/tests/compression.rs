@@ -149,6 +149,51 @@ async fn multi_threaded_zstd_round_trips_and_zstd_reads_it() {
     }
 }
 
+/// Gives `ok` bytes of `data`, then an error (a source that breaks off).
+struct Breaking {
+    data: Vec<u8>,
+    pos: usize,
+    ok: usize,
+}
+
+impl tokio::io::AsyncRead for Breaking {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pos >= this.ok {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the source broke off")));
+        }
+        let n = buf.remaining().min(this.ok - this.pos);
+        buf.put_slice(&this.data[this.pos..this.pos + n]);
+        this.pos += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// When the input of the multi-threaded encoder fails, its stream fails: never a short but
+/// well-formed frame that would pass for the whole backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_input_fails_the_multi_threaded_zstd_stream() {
+    let data = sample(3 * backup_core::ZSTD_JOB_BYTES as usize);
+    for threads in [2u32, 8] {
+        let input = Breaking {
+            data: data.clone(),
+            pos: 0,
+            ok: data.len() / 2,
+        };
+        let mut out = Vec::new();
+        let err = Compression::zstd()
+            .encoder_with_threads(input, threads)
+            .read_to_end(&mut out)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("broke off"), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn truncated_or_corrupted_streams_are_errors_not_short_output() {
     let data = sample(500_000);
