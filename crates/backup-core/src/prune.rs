@@ -272,7 +272,7 @@ pub async fn prune_destination(
         let plan = match kind.backup_kind() {
             Some(backup_kind) => list_backups(sink, backup_kind)
                 .await
-                .map(|entries| retention::plan(&entries, policy, now)),
+                .map(|entries| retention::plan_series(&entries, policy, now)),
             None => list_dated(sink, &kind.prefix())
                 .await
                 .map(|entries| retention::plan(&entries, policy, now)),

@@ -30,6 +30,10 @@
 //!
 //! - The **newest complete backup is always kept**, whatever the policy (even with 0 days and
 //!   no keep rule). When there is no complete backup, the newest legacy one is kept instead.
+//!   Backups of several series (name prefixes: one per database when several are backed up)
+//!   are planned per series ([`plan_series`]): each keeps its newest, and the keep rules count
+//!   within it. A series that is no longer written (a database dropped from the list) keeps
+//!   its last backup until it is deleted by hand.
 //! - **Damaged** entries (a manifest that cannot be read) are never deleted automatically: they
 //!   are kept and reported ("damaged, inspect by hand") and are not counted by any rule.
 //! - **In progress** entries (a run's claim is on the name, the manifest not yet written) are
@@ -345,13 +349,50 @@ impl PrunePlan {
         self.decisions.iter().filter(|d| d.action == Action::Keep)
     }
 
-    /// The entry kept by the newest-backup guarantee, if there is any whole backup.
+    /// The entry kept by the newest-backup guarantee, if there is any whole backup (the
+    /// first, for a plan of several series: see [`guaranteed_all`](Self::guaranteed_all)).
     pub fn guaranteed(&self) -> Option<&Decision> {
-        self.decisions.iter().find(|d| {
+        self.guaranteed_all().next()
+    }
+
+    /// Every entry kept by the newest-backup guarantee: one per series ([`plan_series`]).
+    pub fn guaranteed_all(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| {
             d.reasons
                 .iter()
                 .any(|r| matches!(r, Reason::NewestComplete | Reason::NewestLegacy))
         })
+    }
+}
+
+/// [`plan`] for backups of several series: the entries of each name prefix (one series per
+/// database when several are backed up, `randevubu_app_backup_...` beside
+/// `randevubu_billing_backup_...`) are judged on their own, so every series keeps its newest
+/// complete backup and its own keep-last/daily/weekly/monthly counts, and one database's
+/// backups never push another's out. Decisions come in the order the entries were given.
+pub fn plan_series(
+    entries: &[crate::catalog::BackupEntry],
+    policy: &RetentionPolicy,
+    now: DateTime<Utc>,
+) -> PrunePlan {
+    let mut series: Vec<&str> = entries.iter().map(|e| e.name.prefix.as_str()).collect();
+    series.sort_unstable();
+    series.dedup();
+    let mut decisions: Vec<Option<Decision>> = vec![None; entries.len()];
+    for prefix in series {
+        let indices: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].name.prefix == prefix)
+            .collect();
+        let group: Vec<Dated> = indices.iter().map(|&i| entries[i].to_dated()).collect();
+        let planned = plan(&group, policy, now);
+        for (i, decision) in indices.into_iter().zip(planned.decisions) {
+            decisions[i] = Some(decision);
+        }
+    }
+    PrunePlan {
+        policy: policy.clone(),
+        now,
+        decisions: decisions.into_iter().flatten().collect(),
     }
 }
 
@@ -571,8 +612,8 @@ pub struct PruneOutcome {
 /// then (only if that succeeded) its object. A failed delete does not stop the others; it is
 /// reported in [`PruneOutcome::failed`].
 ///
-/// Before deleting anything it checks that the entry the plan keeps as the newest backup
-/// ([`PrunePlan::guaranteed`]) is still in `sink`, so a plan made for another destination or
+/// Before deleting anything it checks that each entry the plan keeps as the newest backup
+/// ([`PrunePlan::guaranteed_all`]) is still in `sink`, so a plan made for another destination or
 /// from an out-of-date listing deletes nothing: that is the only error, besides a storage error
 /// from that check.
 pub async fn apply(sink: &dyn Sink, plan: &PrunePlan) -> Result<PruneOutcome> {
@@ -581,7 +622,7 @@ pub async fn apply(sink: &dyn Sink, plan: &PrunePlan) -> Result<PruneOutcome> {
     if doomed.is_empty() {
         return Ok(outcome);
     }
-    if let Some(kept) = plan.guaranteed() {
+    for kept in plan.guaranteed_all() {
         let entry = &kept.entry;
         let mut keys = vec![entry.key.as_str()];
         keys.extend(entry.manifest_key.as_deref());

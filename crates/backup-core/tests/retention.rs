@@ -543,6 +543,57 @@ fn newest_complete_backup_is_kept_with_zero_days_and_no_rules() {
 }
 
 #[test]
+fn each_series_keeps_its_newest_backup_and_counts_its_own_keep_rules() {
+    let in_series = |prefix: &str, t: DateTime<Utc>| {
+        let mut e = complete(t);
+        e.name.prefix = prefix.to_owned();
+        e.key = e.name.key();
+        e
+    };
+    let now = at(2024, 6, 30, 12, 0, 0);
+    // "app" backed up daily for 10 days; "billing" dropped from the list 60 days ago.
+    let mut entries: Vec<BackupEntry> = (0..10)
+        .map(|d| in_series("randevubu_app", now - Duration::days(10 - d)))
+        .collect();
+    entries.push(in_series("randevubu_billing", now - Duration::days(61)));
+    entries.push(in_series("randevubu_billing", now - Duration::days(60)));
+    let rules = RetentionPolicy {
+        within_days: Some(0),
+        keep_last: Some(2),
+        ..policy()
+    };
+    let plan = retention::plan_series(&entries, &rules, now);
+    assert_eq!(plan.decisions().len(), entries.len());
+    // Decisions keep the input order.
+    for (d, e) in plan.decisions().iter().zip(&entries) {
+        assert_eq!(d.entry.key, e.key);
+    }
+    let kept: Vec<&str> = plan.to_keep().map(|d| d.entry.key.as_str()).collect();
+    assert_eq!(
+        kept,
+        [
+            entries[8].key.as_str(),
+            entries[9].key.as_str(),
+            entries[10].key.as_str(),
+            entries[11].key.as_str()
+        ],
+        "keep-last 2 counts within each series, so the old series' two stay"
+    );
+    let guaranteed: Vec<&str> = plan
+        .guaranteed_all()
+        .map(|d| d.entry.key.as_str())
+        .collect();
+    assert_eq!(
+        guaranteed,
+        [entries[9].key.as_str(), entries[11].key.as_str()]
+    );
+    // One plan over everything would have let the newer series push the old one out.
+    let mixed = retention::plan(&entries, &rules, now);
+    assert_eq!(mixed.to_keep().count(), 2);
+    assert!(mixed.to_delete().any(|d| d.entry.key.contains("billing")));
+}
+
+#[test]
 fn damaged_entries_are_never_deleted_and_never_counted() {
     let now = at(2024, 6, 30, 12, 0, 0);
     let entries = vec![

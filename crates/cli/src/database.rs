@@ -1,8 +1,8 @@
 //! `backup-database`: one PostgreSQL backup to the configured destination.
 
 use backup_core::PipelineConfig;
-use backup_orchestrate::BackupJob;
-use backup_sources::postgres::{DumpFormat, PostgresConfig};
+use backup_orchestrate::{back_up_databases, BackupJob};
+use backup_sources::postgres::{DatabaseRunPlan, DumpFormat, PostgresConfig};
 use clap::Parser;
 
 use crate::common::{self, flag, CommonArgs, CompressionArgs, Loaded};
@@ -29,9 +29,16 @@ pub struct BackupDatabaseArgs {
     #[arg(long, value_enum, default_value_t = DumpFormat::Plain)]
     format: DumpFormat,
 
-    /// Database to back up [env: POSTGRES_DB]
-    #[arg(long, value_name = "NAME")]
+    /// Database to back up; several separated by commas (app,billing), each its own object
+    /// named PREFIX_DATABASE_backup_... [env: POSTGRES_DB]
+    #[arg(long, value_name = "NAME[,NAME...]")]
     database: Option<String>,
+
+    /// Back up every database of the server, each as its own object named
+    /// PREFIX_DATABASE_backup_... (templates, and databases without user tables unless
+    /// --allow-empty, left out) [env: POSTGRES_ALL_DATABASES]
+    #[arg(long, conflicts_with = "database")]
+    all_databases: bool,
 
     /// Object name prefix [env: BACKUP_NAME_PREFIX] [default: randevubu]
     #[arg(long, value_name = "PREFIX")]
@@ -66,6 +73,11 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
             args.name_prefix.as_ref(),
         ),
         flag(
+            "POSTGRES_ALL_DATABASES",
+            "--all-databases",
+            args.all_databases.then_some("true"),
+        ),
+        flag(
             "POSTGRES_ALLOW_EMPTY",
             "--allow-empty",
             args.allow_empty.then_some("true"),
@@ -87,25 +99,60 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
         .backup_options()
         .encrypted_with(common::load_key(&pipeline)?);
     // The flag names the database even when DATABASE_URL names another.
-    let connection = match &args.database {
-        Some(db) => postgres.connection.with_dbname(db),
-        None => postgres.connection.clone(),
+    let postgres = match &args.database {
+        Some(db) => postgres.selecting(db).map_err(CliError::usage)?,
+        None => postgres,
     };
-    tracing::info!(
-        "backing up database {} on {} to {}",
-        connection.dbname(),
-        connection.endpoint(),
-        outcome::describe(&destinations)
-    );
-    let postgres = PostgresConfig {
-        connection,
-        ..postgres
-    };
-    let mut source = postgres.source(args.format).map_err(CliError::usage)?;
+    let plan = DatabaseRunPlan::prepare(&postgres, &options.name_prefix)
+        .await
+        .map_err(CliError::failure)?;
     let job = BackupJob {
         options,
         publish_latest: None,
     };
-    let run = outcome::run_job(&args.common, &destinations, &mut source, &job, "pg_dump").await?;
-    outcome::report(&run, "dump", args.json)
+    let label = |db: &str| format!("pg_dump {db}");
+    match plan.databases.as_slice() {
+        [single] if plan.run.is_none() => {
+            tracing::info!(
+                "backing up database {} on {} to {}",
+                single.database,
+                postgres.connection.endpoint(),
+                outcome::describe(&destinations)
+            );
+            let mut source = plan
+                .source(&postgres, single, args.format)
+                .map_err(CliError::usage)?;
+            let run = outcome::run_job(
+                &args.common,
+                &destinations,
+                &mut source,
+                &job,
+                &label(&single.database),
+            )
+            .await?;
+            outcome::report(&run, "dump", args.json)
+        }
+        _ => {
+            if !plan.skipped_empty.is_empty() {
+                tracing::warn!(
+                    "left out, without user tables: {} (back them up with --allow-empty)",
+                    plan.skipped_empty.join(", ")
+                );
+            }
+            let progress = args.common.progress(None, "pg_dump");
+            let factory = |db: &str| {
+                progress.as_ref().map(|(bar, f)| {
+                    bar.set_message(label(db));
+                    f.clone()
+                })
+            };
+            let backups =
+                back_up_databases(&plan, &postgres, args.format, &destinations, &job, &factory)
+                    .await;
+            if let Some((bar, _)) = progress {
+                bar.finish_and_clear();
+            }
+            outcome::report_databases(&plan, &backups, args.json)
+        }
+    }
 }

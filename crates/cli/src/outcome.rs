@@ -3,7 +3,10 @@
 //! everywhere, 1 somewhere, 2 nowhere). The job itself is `backup_orchestrate::back_up`.
 
 use backup_core::{Destinations, Source};
-use backup_orchestrate::{back_up, BackupJob, BackupRun, RunStatus};
+use backup_orchestrate::{
+    back_up, databases_json, databases_status, BackupJob, BackupRun, DatabaseBackup, RunStatus,
+};
+use backup_sources::postgres::DatabaseRunPlan;
 
 use crate::common::CommonArgs;
 use crate::exit::{CliError, ExitStatus};
@@ -76,6 +79,64 @@ pub fn report(run: &BackupRun, raw: &str, json: bool) -> Result<ExitStatus, CliE
         }
         RunStatus::Failed => Err(CliError::failure(anyhow::anyhow!(
             "backup failed on every destination: {failures}"
+        ))),
+    }
+}
+
+/// [`report`] for a run of several databases: each database's outcome logged, one object name
+/// per line (or the run's JSON document), and the exit status of the whole (0 every database
+/// everywhere, 1 some, 2 none).
+pub fn report_databases(
+    plan: &DatabaseRunPlan,
+    backups: &[DatabaseBackup],
+    json: bool,
+) -> Result<ExitStatus, CliError> {
+    let mut failures = Vec::new();
+    for backup in backups {
+        match &backup.outcome {
+            Ok(run) => {
+                for (_, outcome) in &run.results {
+                    match &outcome.result {
+                        Ok(r) => tracing::info!(
+                            "database {}: backup complete on {}: {} ({})",
+                            backup.database,
+                            outcome.destination,
+                            r.key,
+                            backup_core::human_bytes(r.manifest.stored_bytes)
+                        ),
+                        Err(e) => tracing::error!(
+                            "database {}: backup failed on {}: {e}",
+                            backup.database,
+                            outcome.destination
+                        ),
+                    }
+                }
+                if !run.failures().is_empty() {
+                    failures.push(format!(
+                        "{}: {}",
+                        backup.database,
+                        run.failures().join("; ")
+                    ));
+                }
+                if let (false, Some(r)) = (json, run.committed()) {
+                    println!("{}", r.key);
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", backup.database)),
+        }
+    }
+    if json {
+        println!("{:#}", databases_json(plan, backups));
+    }
+    let failures = failures.join("; ");
+    match databases_status(backups) {
+        RunStatus::Success => Ok(ExitStatus::Success),
+        RunStatus::Partial => {
+            eprintln!("error: not every database was backed up everywhere: {failures}");
+            Ok(ExitStatus::Partial)
+        }
+        RunStatus::Failed => Err(CliError::failure(anyhow::anyhow!(
+            "no database was backed up: {failures}"
         ))),
     }
 }

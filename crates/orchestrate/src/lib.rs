@@ -10,6 +10,7 @@
 mod checks;
 mod components;
 mod config;
+mod databases;
 mod drill;
 mod job;
 mod lock;
@@ -27,6 +28,7 @@ pub use components::{
     overall, run_stages, Component, ComponentResult, ComponentWork, Outcome, Plan,
 };
 pub use config::{sections, NotifyConfig, NotifyOn};
+pub use databases::{back_up_databases, databases_json, databases_status, DatabaseBackup};
 pub use drill::{database_drill, recorded_keys_per_db, recorded_row_counts, redis_drill, Drill};
 pub use job::{back_up, BackupJob, BackupRun};
 pub use lock::{LockError, RunLock};

@@ -8,6 +8,7 @@
 
 mod apply;
 mod check;
+mod cluster;
 mod config;
 mod connection;
 mod dump;
@@ -20,6 +21,11 @@ mod tools;
 
 pub use apply::{pg_restore_args, psql_args};
 pub use check::PgDumpCheck;
+pub use cluster::{
+    capture_cluster_globals, database_of_series, list_databases, resolve_databases, series_prefix,
+    ClusterRun, DatabaseRunPlan, DatabaseSelection, PlannedDatabase, ResolvedDatabases,
+    CLUSTER_RUN_FACT,
+};
 pub use config::PostgresConfig;
 pub use connection::{PgConnection, APPLICATION_NAME, CONNECT_TIMEOUT_SECS};
 pub use dump::{pg_dump_args, DumpFormat, PostgresSource};

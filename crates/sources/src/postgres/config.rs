@@ -7,6 +7,7 @@ use backup_core::config::{check, Component, Config, Section, Setting};
 use backup_core::CoreError;
 
 use super::check::PgDumpCheck;
+use super::cluster::DatabaseSelection;
 use super::connection::PgConnection;
 use super::dump::{DumpFormat, PostgresSource};
 use super::restore::{PostgresRestore, RestoreOptions};
@@ -16,8 +17,12 @@ use crate::error::SourceError;
 /// Where the database is and which client tools to use (`[postgres]`).
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
-    /// The connection (password environment-only).
+    /// The connection (password environment-only). With several databases it names the
+    /// first; with all of them, the database the list is read from.
     pub connection: PgConnection,
+    /// Which databases a backup covers (`POSTGRES_DB`, a comma-separated list, or
+    /// `POSTGRES_ALL_DATABASES`).
+    pub databases: DatabaseSelection,
     /// The directory of `pg_dump`, `pg_restore` and `psql` (`PG_BIN_DIR`); `None`: the newest
     /// `/usr/lib/postgresql/*/bin`, else `PATH`, at least the server's major version.
     pub bin_dir: Option<PathBuf>,
@@ -70,6 +75,26 @@ impl PostgresConfig {
         })
     }
 
+    /// The same settings for the databases `postgres_db` names (one, or several separated by
+    /// commas), as `--database` gives them; all of them stays all of them.
+    ///
+    /// # Errors
+    /// As [`DatabaseSelection::parse`].
+    pub fn selecting(&self, postgres_db: &str) -> Result<Self, SourceError> {
+        let all = self.databases == DatabaseSelection::All;
+        let databases = DatabaseSelection::parse(postgres_db, all)?;
+        let connection = if all {
+            self.connection.clone()
+        } else {
+            connection_for(&databases, self.connection.clone())
+        };
+        Ok(Self {
+            connection,
+            databases,
+            ..self.clone()
+        })
+    }
+
     /// A dry-run check of a dump, with the configured tools (for custom archives).
     ///
     /// # Errors
@@ -93,7 +118,20 @@ const POSTGRES: &[Setting] = &[
     Setting::new("POSTGRES_HOST", "host", "host, or a Unix-socket directory").default("localhost"),
     Setting::new("POSTGRES_PORT", "port", "port").default("5432"),
     Setting::new("POSTGRES_USER", "user", "user").default("postgres"),
-    Setting::new("POSTGRES_DB", "database", "database to back up or restore").default("postgres"),
+    Setting::new(
+        "POSTGRES_DB",
+        "database",
+        "database to back up or restore; several separated by commas (app,billing): each is \
+         backed up as its own object named {prefix}_{database}_backup_...",
+    )
+    .default("postgres"),
+    Setting::new(
+        "POSTGRES_ALL_DATABASES",
+        "all_databases",
+        "back up every database of the server (templates and databases without user tables \
+         left out), each as its own object; POSTGRES_DB is then only where the list is read",
+    )
+    .default("false"),
     Setting::new("POSTGRES_PASSWORD", "password", "password").secret(),
     Setting::new(
         "POSTGRES_ALLOW_EMPTY",
@@ -135,12 +173,33 @@ impl Component for PostgresConfig {
     fn from_config(config: &Config) -> backup_core::Result<Self> {
         let connection = PgConnection::from_env_map(&config.lookup())
             .map_err(|e| CoreError::Config(e.to_string()))?;
+        let all = config.bool("POSTGRES_ALL_DATABASES")?.unwrap_or(false);
+        let databases = DatabaseSelection::parse(connection.dbname(), all)
+            .map_err(|e| CoreError::Config(e.to_string()))?;
+        let connection = connection_for(&databases, connection);
         Ok(Self {
             connection,
+            databases,
             bin_dir: config.path("PG_BIN_DIR"),
             allow_empty: config.bool("POSTGRES_ALLOW_EMPTY")?.unwrap_or(false),
             globals: config.bool("POSTGRES_GLOBALS")?.unwrap_or(true),
             role_passwords: config.bool("POSTGRES_ROLE_PASSWORDS")?.unwrap_or(true),
         })
+    }
+}
+
+/// The connection a selection works through: the one database, the first of several, or for
+/// all of them the configured database (`postgres` when that is a list).
+fn connection_for(databases: &DatabaseSelection, connection: PgConnection) -> PgConnection {
+    match databases {
+        DatabaseSelection::One(db) => connection.with_dbname(db),
+        DatabaseSelection::Several(dbs) => match dbs.first() {
+            Some(first) => connection.with_dbname(first),
+            None => connection,
+        },
+        DatabaseSelection::All if connection.dbname().contains(',') => {
+            connection.with_dbname("postgres")
+        }
+        DatabaseSelection::All => connection,
     }
 }

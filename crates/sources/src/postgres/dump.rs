@@ -8,6 +8,7 @@ use backup_core::{Attachment, BackupKind, BoxError, ByteStream, Source, SourceFa
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use super::cluster::ClusterRun;
 use super::connection::PgConnection;
 use super::globals::{capture, CapturedGlobals};
 use super::rows::CountedSnapshot;
@@ -90,6 +91,12 @@ pub struct PostgresSource {
     user_tables: u64,
     /// The globals taken by the last run, handed to the pipeline after it.
     captured: Option<CapturedGlobals>,
+    /// Globals captured before, for every database of a run ([`Self::with_captured_globals`]).
+    preset: Option<CapturedGlobals>,
+    /// The run of several databases this backup belongs to.
+    cluster_run: Option<ClusterRun>,
+    /// The database's owner, recorded for a restore that creates it.
+    owner: Option<String>,
     running: Option<Running>,
 }
 
@@ -125,8 +132,25 @@ impl PostgresSource {
             globals: None,
             user_tables: 0,
             captured: None,
+            preset: None,
+            cluster_run: None,
+            owner: None,
             running: None,
         }
+    }
+
+    /// Embeds these globals (captured once for a run of several databases with
+    /// [`capture_cluster_globals`](super::capture_cluster_globals)) instead of capturing them
+    /// again.
+    pub fn with_captured_globals(mut self, globals: CapturedGlobals) -> Self {
+        self.preset = Some(globals);
+        self
+    }
+
+    /// Records in the manifest that this backup belongs to `run` (see [`ClusterRun`]).
+    pub fn in_cluster_run(mut self, run: ClusterRun) -> Self {
+        self.cluster_run = Some(run);
+        self
     }
 
     /// Also captures the cluster's globals (roles, memberships, role settings, tablespaces)
@@ -192,6 +216,15 @@ impl PostgresSource {
             )
             .await
             .map_err(|e| SourceError::query("reading the server version", e))?;
+        let owner = client
+            .query_one(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database \
+                 WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .map_err(|e| SourceError::query("reading the database's owner", e))?;
+        self.owner = owner.get(0);
         let count = format!("SELECT count(*) FROM ({}) t", super::rows::TABLES);
         let tables: i64 = client
             .query_one(&count, &[])
@@ -224,8 +257,8 @@ impl PostgresSource {
             None => discover_async(server_major).await?,
         };
 
-        self.captured = None;
-        if let Some(globals) = self.globals {
+        self.captured = self.preset.clone();
+        if let (None, Some(globals)) = (&self.captured, self.globals) {
             let captured = capture(&tools, &self.conn, globals.role_passwords).await?;
             tracing::info!(
                 "captured the cluster's roles and tablespaces ({} bytes{})",
@@ -355,6 +388,15 @@ impl PostgresSource {
             );
         }
         details.insert("user_tables".to_owned(), self.user_tables.into());
+        if let Some(owner) = &self.owner {
+            details.insert("database_owner".to_owned(), owner.clone().into());
+        }
+        if let Some(run) = &self.cluster_run {
+            details.insert(
+                super::CLUSTER_RUN_FACT.to_owned(),
+                serde_json::to_value(run).unwrap_or_default(),
+            );
+        }
         details.insert(
             "dump_format".to_owned(),
             serde_json::Value::from(self.format.name()),

@@ -29,6 +29,7 @@ pub const GLOBALS_ATTACHMENT: &str = "globals.sql";
 pub const MAX_GLOBALS_BYTES: usize = 16 * 1024 * 1024;
 
 /// What [`capture`] took.
+#[derive(Clone)]
 pub struct CapturedGlobals {
     /// The `pg_dumpall --globals-only` output (it holds password hashes: kept zeroized).
     pub sql: Zeroizing<Vec<u8>>,
