@@ -103,12 +103,7 @@ async fn main() -> anyhow::Result<()> {
     println!("5. Restoring into a new database 'randevubu_restored':");
     let mut target = PostgresRestore::new(
         connection,
-        RestoreOptions {
-            target_db: "randevubu_restored".into(),
-            create: true,
-            replace: false,
-            terminate_connections: false,
-        },
+        RestoreOptions::into_database("randevubu_restored").creating(),
     );
     let summary = restore_backup(&sink, newest, Some(&keyring), &mut target, None).await?;
     for note in summary.notes {

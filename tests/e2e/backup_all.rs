@@ -598,13 +598,7 @@ async fn a_drill_whose_restored_counts_differ_from_the_record_fails_the_componen
     let w = World::new(1).await;
     let env = w.env();
     let connection = PgConnection::from_env_map(&|k: &str| env.get(k).cloned()).unwrap();
-    let postgres = PostgresConfig {
-        connection: connection.clone(),
-        bin_dir: None,
-        allow_empty: false,
-        globals: true,
-        role_passwords: true,
-    };
+    let postgres = PostgresConfig::new(connection.clone());
     std::fs::create_dir_all(&w.backups).unwrap();
     let sink = backup::storage::LocalSink::new(&w.backups).unwrap();
     let destinations = Destinations::new(vec![Destination::new("local", Box::new(sink))]);

@@ -185,10 +185,29 @@ impl Destinations {
     /// first. Only names that start with `prefix` (the configured name prefix) are listed:
     /// objects of other names, whoever put them there, are not offered for restore.
     pub async fn catalog(&self, kind: BackupKind, prefix: &str) -> Result<Catalog> {
+        let mut catalogs = self.catalogs(kind, &|p| p == prefix).await?;
+        Ok(catalogs.remove(prefix).unwrap_or(Catalog {
+            kind,
+            listed: Vec::new(),
+        }))
+    }
+
+    /// [`catalog`](Self::catalog) of every series (name prefix) of `kind` that `accept`
+    /// takes, from one listing of each destination: one database's backups beside another's
+    /// (`randevubu_app_backup_...`, `randevubu_billing_backup_...`). Only series with
+    /// backups are in the map.
+    ///
+    /// # Errors
+    /// As [`catalog`](Self::catalog).
+    pub async fn catalogs(
+        &self,
+        kind: BackupKind,
+        accept: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<std::collections::BTreeMap<String, Catalog>> {
         let mut listed: Vec<Listed> = Vec::new();
         for (i, d) in self.items.iter().enumerate() {
             for entry in list_backups(d.sink(), kind).await? {
-                if entry.name.prefix != prefix {
+                if !accept(&entry.name.prefix) {
                     continue;
                 }
                 match listed.iter_mut().find(|l| l.entry.key == entry.key) {
@@ -206,7 +225,18 @@ impl Destinations {
                 .cmp(&b.entry.timestamp())
                 .then_with(|| a.entry.key.cmp(&b.entry.key))
         });
-        Ok(Catalog { kind, listed })
+        let mut catalogs = std::collections::BTreeMap::new();
+        for l in listed {
+            catalogs
+                .entry(l.entry.name.prefix.clone())
+                .or_insert_with(|| Catalog {
+                    kind,
+                    listed: Vec::new(),
+                })
+                .listed
+                .push(l);
+        }
+        Ok(catalogs)
     }
 
     /// After a backup: on each destination where it committed (`results`, in the order of

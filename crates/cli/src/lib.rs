@@ -20,6 +20,7 @@ pub mod prune;
 pub mod redis_backup;
 pub mod redis_restore;
 pub mod restore;
+pub mod restore_all;
 pub mod runlog;
 pub mod select;
 pub mod status;

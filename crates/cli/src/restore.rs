@@ -2,12 +2,13 @@
 
 use backup_core::{BackupKind, PipelineConfig, RestoreTarget};
 use backup_sources::postgres::{
-    apply_fetched_globals, PostgresConfig, RecoveryReport, RestoreOptions,
+    apply_fetched_globals, series_prefix, PostgresConfig, RecoveryReport, RestoreOptions,
 };
 use clap::{ArgGroup, Parser};
 
 use crate::common::{self, CommonArgs, Loaded};
 use crate::exit::{CliError, ExitStatus};
+use crate::restore_all;
 use crate::select::{self, SelectionArgs};
 
 /// List, verify and restore PostgreSQL backups made by backup-database (or by the old
@@ -33,7 +34,19 @@ pub struct RestoreDatabaseArgs {
     #[arg(long)]
     dry_run: bool,
 
-    /// Database to restore into [default: POSTGRES_DB]
+    /// Restore every database of the newest run of several (backup-database --all-databases
+    /// or POSTGRES_DB=a,b) that --latest or --date chooses, each into the database of its
+    /// name (created, owned by its recorded owner); with --with-globals the roles first. Every
+    /// target is checked before anything is written
+    #[arg(long, conflicts_with_all = ["target_db", "create", "database", "file"])]
+    all: bool,
+
+    /// With backups of several databases: restore this one's (the backups named
+    /// PREFIX_NAME_backup_...), into the database NAME unless --target-db says otherwise
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
+
+    /// Database to restore into [default: --database, else POSTGRES_DB]
     #[arg(long, value_name = "NAME")]
     target_db: Option<String>,
 
@@ -73,11 +86,35 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     }
     let pipeline: PipelineConfig = common::component(&config)?;
     let postgres: PostgresConfig = common::component(&config)?;
+    if args.select.list && args.database.is_none() {
+        return restore_all::print_list(&args.select, &pipeline.name_prefix, &config).await;
+    }
+    if args.all {
+        args.select.require_one()?;
+        let all = restore_all::AllArgs {
+            dry_run: args.dry_run,
+            with_globals: args.with_globals,
+            replace: args.replace,
+            terminate_connections: args.terminate_connections,
+        };
+        return restore_all::run(&args.common, &args.select, all, &config).await;
+    }
+    let prefix = match (&args.database, postgres.databases.names_carry_database()) {
+        (Some(db), _) => series_prefix(&pipeline.name_prefix, db),
+        (None, false) => pipeline.name_prefix.clone(),
+        (None, true) => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "the configuration backs up several databases (POSTGRES_DB with commas or \
+                 POSTGRES_ALL_DATABASES): say which to restore with --database NAME, or restore \
+                 them all with --all"
+            )))
+        }
+    };
     let selected = select::fetch_selected(
         &args.common,
         &args.select,
         BackupKind::DATABASE,
-        &pipeline.name_prefix,
+        &prefix,
         &config,
     )
     .await?;
@@ -95,8 +132,10 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
     } else {
         None
     };
-    let target_db = args.target_db.clone();
-    let target_db = target_db.unwrap_or_else(|| postgres.connection.dbname().to_owned());
+    let target_db = match (&args.target_db, &args.database) {
+        (Some(db), _) | (None, Some(db)) => db.clone(),
+        (None, None) => postgres.connection.dbname().to_owned(),
+    };
     let mut target: Box<dyn RestoreTarget> = if args.dry_run {
         Box::new(postgres.dump_check().map_err(CliError::usage)?)
     } else {
@@ -107,6 +146,7 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
             create: args.create,
             replace: args.replace,
             terminate_connections: args.terminate_connections,
+            owner: None,
         };
         Box::new(postgres.restore(options).map_err(CliError::usage)?)
     };

@@ -8,6 +8,7 @@
 //! it, so they all behave and report alike.
 
 mod checks;
+mod cluster_restore;
 mod components;
 mod config;
 mod databases;
@@ -23,6 +24,10 @@ mod status;
 pub use backup_core::RunStatus;
 pub use checks::{
     disk_usage, postgres_health, redis_health, verify_run, Disk, Health, Verification,
+};
+pub use cluster_restore::{
+    restore_cluster, ClusterRestoreError, ClusterRestoreReport, ClusterRestoreRequest,
+    DatabaseRestore, RestoreProgress,
 };
 pub use components::{
     overall, run_stages, Component, ComponentResult, ComponentWork, Outcome, Plan,

@@ -15,7 +15,7 @@ use backup_crypto::Keyring;
 use backup_sources::files::{
     apply_log_retention, FilesCheck, FilesConfig, FilesKind, FilesRestoreOptions,
 };
-use backup_sources::postgres::{DumpFormat, PostgresConfig};
+use backup_sources::postgres::{DatabaseRunPlan, DumpFormat, PostgresConfig};
 use backup_sources::redis::{RdbCheck, RedisSettings, RedisSource};
 use chrono::Utc;
 
@@ -170,11 +170,10 @@ impl Nightly {
             keyring,
             spool: self.restore.spool_dir(&self.local),
         };
+        let mut first = self.database_components(&ctx, progress).await;
+        first.push(Self::redis(&ctx, progress("redis")));
         let stages = vec![
-            vec![
-                Self::database(&ctx, progress("database")),
-                Self::redis(&ctx, progress("redis")),
-            ],
+            first,
             vec![
                 Self::files_component(FilesKind::Config, &ctx, progress("config")),
                 Self::files_component(FilesKind::Logs, &ctx, progress("logs")),
@@ -269,33 +268,83 @@ impl Nightly {
         }
     }
 
-    fn database(ctx: &Ctx, progress: Option<ProgressFn>) -> Component<'static> {
-        if let Err(why) = &ctx.this.postgres {
-            return Component::skip("database", why);
+    /// The database component, or with several databases one per database
+    /// (`database:NAME`), sharing one capture of the roles.
+    async fn database_components(
+        &self,
+        ctx: &Ctx,
+        progress: ProgressFactory<'_>,
+    ) -> Vec<Component<'static>> {
+        let postgres = match &self.postgres {
+            Ok(postgres) => postgres,
+            Err(why) => return vec![Component::skip("database", why)],
+        };
+        let plan = match DatabaseRunPlan::prepare(postgres, &self.pipeline.name_prefix).await {
+            Ok(plan) => Arc::new(plan),
+            Err(e) => {
+                let error = CoreError::Config(e.to_string());
+                return vec![Component::run("database", async move { Err(error) })];
+            }
+        };
+        if !plan.skipped_empty.is_empty() {
+            tracing::info!(
+                "database: left out, without user tables: {}",
+                plan.skipped_empty.join(", ")
+            );
         }
+        (0..plan.databases.len())
+            .map(|i| {
+                let name = match &plan.run {
+                    None => "database".to_owned(),
+                    Some(_) => format!("database:{}", plan.databases[i].database),
+                };
+                let bar = progress(&name);
+                Self::database(ctx, name, Arc::clone(&plan), i, bar)
+            })
+            .collect()
+    }
+
+    fn database(
+        ctx: &Ctx,
+        name: String,
+        plan: Arc<DatabaseRunPlan>,
+        index: usize,
+        progress: Option<ProgressFn>,
+    ) -> Component<'static> {
         let ctx = ctx.clone();
-        Component::run("database", async move {
+        let label = name.clone();
+        Component::run(name, async move {
             let (this, destinations, keyring, spool) = ctx.parts();
-            let postgres = this
+            let configured = this
                 .postgres
                 .as_ref()
                 .map_err(|e| CoreError::Config(e.clone()))?;
+            let planned = plan
+                .databases
+                .get(index)
+                .ok_or_else(|| CoreError::Config(format!("{label}: not in the plan")))?;
+            let postgres = &PostgresConfig {
+                connection: configured.connection.with_dbname(&planned.database),
+                ..configured.clone()
+            };
             tracing::info!(
-                "database: backing up {} on {}",
-                postgres.connection.dbname(),
+                "{label}: backing up {} on {}",
+                planned.database,
                 postgres.connection.endpoint()
             );
-            let mut source = postgres
-                .source(DumpFormat::Plain)
+            let mut source = plan
+                .source(configured, planned, DumpFormat::Plain)
                 .map_err(|e| CoreError::Config(e.to_string()))?;
             if this.run.drill {
                 source = source.with_row_counts();
             }
+            let mut options = this
+                .pipeline
+                .backup_options()
+                .encrypted_with(keyring.current().clone());
+            options.name_prefix = planned.name_prefix.clone();
             let job = BackupJob {
-                options: this
-                    .pipeline
-                    .backup_options()
-                    .encrypted_with(keyring.current().clone()),
+                options,
                 publish_latest: None,
             };
             let mut run = back_up(&mut source, destinations, &job, progress).await?;

@@ -24,6 +24,7 @@ fn options(target: &str, create: bool, replace: bool) -> RestoreOptions {
         create,
         replace,
         terminate_connections: false,
+        owner: None,
     }
 }
 

@@ -38,6 +38,19 @@ pub struct PostgresConfig {
 }
 
 impl PostgresConfig {
+    /// The defaults for the database `connection` names: tools discovered, empty databases
+    /// refused, roles captured with their passwords. Set the public fields for the rest.
+    pub fn new(connection: PgConnection) -> Self {
+        Self {
+            databases: DatabaseSelection::One(connection.dbname().to_owned()),
+            connection,
+            bin_dir: None,
+            allow_empty: false,
+            globals: true,
+            role_passwords: true,
+        }
+    }
+
     /// The tools in [`bin_dir`](Self::bin_dir), checked by running `pg_dump --version`, for
     /// the sources' and targets' `with_tools`; `None` when they are to be discovered.
     ///

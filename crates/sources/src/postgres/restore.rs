@@ -33,6 +33,10 @@ pub struct RestoreOptions {
     /// With `replace`: disconnect other sessions from the target when swapping. Without it a
     /// target with other sessions is refused before anything is restored.
     pub terminate_connections: bool,
+    /// With `create`: the role to own a database this restore creates (the owner the backup
+    /// recorded); when that role is missing or may not be given a database, the restoring user
+    /// owns it and the summary says so. `None`: the restoring user.
+    pub owner: Option<String>,
 }
 
 impl RestoreOptions {
@@ -47,6 +51,12 @@ impl RestoreOptions {
     /// Creates the target database when it does not exist.
     pub fn creating(mut self) -> Self {
         self.create = true;
+        self
+    }
+
+    /// A database this restore creates is owned by `owner` (see [`Self::owner`]).
+    pub fn owned_by(mut self, owner: Option<String>) -> Self {
+        self.owner = owner;
         self
     }
 }
@@ -313,6 +323,47 @@ impl PostgresRestore {
         &self.options
     }
 
+    /// Refuses, before anything is read or written, what the restore itself would refuse: a
+    /// missing target without `create`, a target with tables without `replace`, and with
+    /// `replace` one that other sessions use without `terminate_connections`. A restore of
+    /// several databases checks them all first, so it refuses as a whole or not at all.
+    ///
+    /// # Errors
+    /// [`SourceError::DatabaseMissing`], [`SourceError::DatabaseNotEmpty`],
+    /// [`SourceError::DatabaseInUse`], or when the server cannot be reached.
+    pub async fn preflight(&self) -> Result<(), SourceError> {
+        let target = &self.options.target_db;
+        validate_db_name(target)?;
+        let maint = self.maintenance().await?;
+        if db_info(&maint, target).await?.is_none() {
+            return if self.options.create {
+                Ok(())
+            } else {
+                Err(SourceError::DatabaseMissing {
+                    database: target.clone(),
+                })
+            };
+        }
+        let (relations, counting_pid) = self.count_relations(target).await?;
+        if relations == 0 && !self.options.replace {
+            return Ok(());
+        }
+        if !self.options.replace {
+            return Err(SourceError::DatabaseNotEmpty {
+                database: target.clone(),
+                tables: relations,
+            });
+        }
+        let sessions = other_sessions(&maint, target, Some(counting_pid)).await?;
+        if sessions > 0 && !self.options.terminate_connections {
+            return Err(SourceError::DatabaseInUse {
+                database: target.clone(),
+                sessions,
+            });
+        }
+        Ok(())
+    }
+
     /// Connects to the maintenance database (`postgres`, else `template1`; `template1` when
     /// the target is `postgres` itself, which could not be renamed while we are connected).
     async fn maintenance(&self) -> Result<Client, SourceError> {
@@ -450,20 +501,48 @@ impl PostgresRestore {
             if !self.options.create {
                 return Err(SourceError::DatabaseMissing { database: target });
             }
-            exec(
-                &maint,
-                &format!("creating database {target:?}"),
-                &format!(
-                    "CREATE DATABASE {} TEMPLATE template0",
-                    quote_ident(&target)
-                ),
-            )
-            .await?;
+            let create = format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_ident(&target)
+            );
+            let mut owner_note = None;
+            let created_with_owner = match &self.options.owner {
+                Some(owner) => {
+                    let sql = format!("{create} OWNER {}", quote_ident(owner));
+                    match maint.batch_execute(&sql).await {
+                        Ok(()) => true,
+                        Err(e)
+                            if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+                                || e.code() == Some(&SqlState::UNDEFINED_OBJECT) =>
+                        {
+                            owner_note = Some(format!(
+                                "database {target:?} is owned by {:?}, not {owner:?} as recorded \
+                                 in the backup ({}; restore --with-globals first to create the \
+                                 role)",
+                                self.conn.user(),
+                                e.as_db_error().map_or("refused", |d| d.message())
+                            ));
+                            false
+                        }
+                        Err(e) => {
+                            return Err(SourceError::query(
+                                format!("creating database {target:?}"),
+                                e,
+                            ))
+                        }
+                    }
+                }
+                None => false,
+            };
+            if !created_with_owner {
+                exec(&maint, &format!("creating database {target:?}"), &create).await?;
+            }
             tracing::info!("created database {target:?}; restoring into it");
             return match self.apply(&target, stream, &tools, false).await {
                 Ok(applied) => {
                     let mut notes =
                         vec![format!("created database {target:?} and restored into it")];
+                    notes.extend(owner_note);
                     notes.extend(applied.notes());
                     Ok(RestoreSummary {
                         plain_bytes: applied.input_bytes,
