@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backup_all;
+mod cluster;
 mod config_file;
 mod entry_points;
 mod files;
@@ -495,7 +496,7 @@ async fn an_empty_database_is_not_a_successful_backup_unless_allowed() {
 }
 
 /// `pg_dump --schema-only` of `db` on `cluster`, without the random `\restrict` key lines.
-fn schema_only(cluster: &PgCluster, db: &str) -> String {
+pub(crate) fn schema_only(cluster: &PgCluster, db: &str) -> String {
     let out = std::process::Command::new(cluster.bin_dir().join("pg_dump"))
         .args(["--schema-only", "--no-password"])
         .env("PGHOST", "127.0.0.1")
