@@ -19,12 +19,22 @@ the signed manifest, for restore-database --with-globals (POSTGRES_GLOBALS=false
 A database without user tables (POSTGRES_DB unset: postgres) is a failed backup unless
 --allow-empty.
 
-Exit codes: 0 success, 1 stored on some destinations but not all, 2 backup failed (also: the
-database has no user tables), 3 usage or configuration error.
+Several databases: POSTGRES_DB=app,billing (or --database app,billing), or --all-databases for
+every database of the server (templates and databases without user tables left out). Each is
+its own object, DIR/database/PREFIX_DATABASE_backup_YYYYMMDD_HHMMSS.sql.gz.enc, one name per
+line on stdout; the roles are captured once and embedded in each; every manifest records the
+run, so restore-database --all brings them all back together.
+
+Exit codes: 0 success, 1 stored on some destinations but not all (or, with several databases,
+some databases not stored), 2 backup failed (also: the database has no user tables), 3 usage
+or configuration error.
 
 Examples:
   # Nightly backup as the old script made it
   BACKUP_LOCAL_DIR=/var/backups/randevubu POSTGRES_DB=randevubu backup-database
+
+  # Every database of the server, each its own object
+  backup-database --all-databases
 
   # zstd, faster and smaller; custom-format archive
   backup-database --local-dir /var/backups/randevubu --compression zstd --format custom
@@ -42,7 +52,9 @@ authenticated, restore by --file NAME (or by --latest/--date with --allow-legacy
 checked only by decryption padding, gzip CRC and pg_dump's end marker. An `incomplete` backup
 (no manifest, newer than signed ones) restores only by --file NAME --allow-unverified.
 
-Exit codes: 0 success, 2 restore failed (target unchanged), 3 usage or configuration error.
+Exit codes: 0 success, 1 (--all) some databases restored, others not, 2 restore failed
+(target unchanged; with --all: refused before anything was written, or nothing restored),
+3 usage or configuration error.
 
 Examples:
   # What is there?
@@ -57,6 +69,11 @@ Examples:
 
   # Onto a new server: the backup's roles (owners, grants, passwords) first
   restore-database --latest --create --with-globals
+
+  # A whole cluster backed up with --all-databases (or POSTGRES_DB=a,b): every database of
+  # the newest run, roles first; each target checked before anything is written
+  restore-database --all --latest --with-globals
+  restore-database --database billing --latest --target-db billing_copy --create
 
   # Put last Monday's backup in place of the live database, keeping the old one aside
   restore-database --date 2024-01-15 --target-db randevubu --replace --terminate-connections
