@@ -305,7 +305,16 @@ async fn named_databases_have_their_own_series_retention_and_restores() {
     // backup-all: one component per database.
     let out = w.run(
         "backup-all",
-        &["--json", "--skip", "redis", "--skip", "config", "--skip", "logs", "--no-prune"],
+        &[
+            "--json",
+            "--skip",
+            "redis",
+            "--skip",
+            "config",
+            "--skip",
+            "logs",
+            "--no-prune",
+        ],
         &several,
     );
     assert_success(&out, "backup-all with two databases");
