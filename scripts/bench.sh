@@ -4,7 +4,7 @@
 #   openssl enc -d -aes-256-cbc -pbkdf2 -pass file:KEY -in FILE | gunzip | psql
 # on a throwaway PostgreSQL filled with generated data of a chosen dump size.
 #
-# Usage: bash scripts/bench.sh [--size-mb N] [--runs N] [--keep] [-h|--help]
+# Usage: bash scripts/bench.sh [--size-mb N] [--runs N] [--threads LIST] [--keep] [-h|--help]
 #        bash scripts/bench.sh --backup-all [OPTIONS]
 #   --backup-all runs scripts/bench-all.sh with the OPTIONS after it instead (backup-all over a
 #                generated database and Redis data set against backup-database and
@@ -12,6 +12,11 @@
 #   --size-mb N  size of the database's plain pg_dump output in MB (10^6 bytes), default 500;
 #                the data generator's scale is calibrated from a scale-1 load
 #   --runs N     timed runs per command (hyperfine --runs), default $RUNS or 3
+#   --threads LIST  also measure compression per thread count, e.g. 1,2,4: the compression
+#                stage alone (examples/compression_stage.rs over the dump in a file: MB/s,
+#                speed-up, scaling efficiency, size, for gzip and zstd), then end to end
+#                backup-database --compression gzip|zstd --compression-threads T against
+#                pg_dump > /dev/null (hyperfine), with the ratio and the issue's goals
 #   --keep       keep the work directory (cluster, backups, hyperfine JSON, logs) and leave
 #                the server's data there, stopped
 #   -h, --help   this text
@@ -43,8 +48,11 @@ if [ "${1:-}" = --backup-all ]; then shift; exec bash "$(dirname "$0")/bench-all
 SIZE_MB=500
 RUNS=${RUNS:-3}
 KEEP=0
+THREADS=
 while [ $# -gt 0 ]; do
   case $1 in
+    --threads) THREADS=${2:?--threads needs a value}; shift 2 ;;
+    --threads=*) THREADS=${1#*=}; shift ;;
     --size-mb) SIZE_MB=${2:?--size-mb needs a value}; shift 2 ;;
     --size-mb=*) SIZE_MB=${1#*=}; shift ;;
     --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
@@ -57,6 +65,8 @@ while [ $# -gt 0 ]; do
 done
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || { echo "bench: --size-mb takes a whole number >= 1" >&2; exit 2; }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench: --runs takes a whole number >= 1" >&2; exit 2; }
+[ -z "$THREADS" ] || [[ $THREADS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] \
+  || { echo "bench: --threads takes thread counts separated by commas, e.g. 1,2,4" >&2; exit 2; }
 
 cd "$(dirname "$0")/.."
 
@@ -82,13 +92,14 @@ NPROC=$(nproc)
 # ---------------------------------------------------------------------------------------------
 say "build (release)"
 cargo build --locked --release -p backup-cli --bins
-cargo build --locked --release --example load_sample_data
+cargo build --locked --release --example load_sample_data --example compression_stage
 TARGET_DIR=$(cargo metadata --locked --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 [ -n "$TARGET_DIR" ] || die "could not find cargo's target directory"
 BACKUP_BIN=$TARGET_DIR/release/backup-database
 RESTORE_BIN=$TARGET_DIR/release/restore-database
 LOADER=$TARGET_DIR/release/examples/load_sample_data
+STAGE=$TARGET_DIR/release/examples/compression_stage
 for b in "$BACKUP_BIN" "$RESTORE_BIN" "$LOADER"; do [ -x "$b" ] || die "$b was not built"; done
 
 # ---------------------------------------------------------------------------------------------
@@ -465,3 +476,35 @@ EOF
 } | tee "$W/results/summary.txt"
 
 [ "$ROWS_OK" = 1 ] || die "a restore did not reproduce the source's row counts"
+
+# ---------------------------------------------------------------------------------------------
+if [ -n "$THREADS" ]; then
+  say "compression stage alone, threads $THREADS (the dump in a file, read from the page cache)"
+  pg_dump > "$W/stage.sql"
+  cat "$W/stage.sql" > /dev/null
+  "$STAGE" --input "$W/stage.sql" --threads "$THREADS" --compression gzip,zstd \
+    | tee "$W/results/stage.txt"
+  rm -f "$W/stage.sql"
+
+  say "end to end per thread count: hyperfine, $RUNS runs + 1 warmup each"
+  G_NAMES=("$N_A"); G_PREPS=("$PREP_A"); G_CMDS=("$CMD_A")
+  for t in ${THREADS//,/ }; do
+    for c in gzip zstd; do
+      G_NAMES+=("$c, $t threads")
+      G_PREPS+=("rm -rf $(q "$W/threads-$c-$t/database")")
+      G_CMDS+=("$(q "$BACKUP_BIN") --local-dir $(q "$W/threads-$c-$t") --compression $c --compression-threads $t")
+    done
+  done
+  hyperfine_group threads 1
+  {
+    say "end to end per thread count (ratio to pg_dump > /dev/null; goals on this issue: gzip <= 1.5x, zstd <= 1.03x)"
+    row "$N_A" "$W/results/threads.json"
+    for t in ${THREADS//,/ }; do
+      for c in gzip zstd; do
+        r=$(ratio "$W/results/threads.json" "$c, $t threads" "$N_A")
+        limit=1.5; [ "$c" = zstd ] && limit=1.03
+        printf '%s   %sx +-%s  %s\n' "$(row "$c, $t threads" "$W/results/threads.json")" "${r% *}" "${r#* }" "$(verdict "$r" "$limit")"
+      done
+    done
+  } | tee "$W/results/threads.txt"
+fi

@@ -105,7 +105,9 @@ impl Compression {
     /// the output is one ordinary zstd frame that `zstd -d` and every reader read. The encoder
     /// runs on a blocking thread that waits for its input instead of flushing whenever the
     /// input is not ready (which would make the workers take turns); it fails the stream, never
-    /// ends it early, if that thread stops. gzip runs on one thread whatever `threads` says.
+    /// ends it early, if that thread stops. gzip on more than one thread is pigz's scheme
+    /// (blocks of [`GZIP_BLOCK_BYTES`](crate::pgzip::GZIP_BLOCK_BYTES) primed with the
+    /// previous block's last 32 KiB, one gzip member; see [`crate::pgzip`]).
     pub fn encoder_with_threads<R>(&self, input: R, threads: u32) -> ByteStream
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -113,6 +115,9 @@ impl Compression {
         let buffered = BufReader::with_capacity(CODEC_BUFFER, input);
         match *self {
             Self::None => Box::new(buffered),
+            Self::Gzip { level } if threads > 1 => {
+                crate::pgzip::threaded_gzip(buffered, level, threads)
+            }
             Self::Gzip { level } => Box::new(GzipEncoder::with_quality(
                 buffered,
                 Level::Precise(level as i32),
@@ -215,23 +220,23 @@ impl FromStr for Compression {
     }
 }
 
-/// Output chunks in flight between the zstd thread and the reader.
-const ZSTD_CHUNKS_IN_FLIGHT: usize = 4;
+/// Output chunks in flight between a compression thread and the reader.
+pub(crate) const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// What the zstd thread hands over.
-enum ZstdChunk {
+/// What a compression thread hands over.
+pub(crate) enum Chunk {
     Data(Vec<u8>),
     Done,
     Failed(io::Error),
 }
 
-/// Sends what the encoder writes to the reader, a chunk per write.
-struct ChunkSender(tokio::sync::mpsc::Sender<ZstdChunk>);
+/// Sends what an encoder writes to the reader, a chunk per write.
+pub(crate) struct ChunkSender(pub(crate) tokio::sync::mpsc::Sender<Chunk>);
 
 impl io::Write for ChunkSender {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0
-            .blocking_send(ZstdChunk::Data(buf.to_vec()))
+            .blocking_send(Chunk::Data(buf.to_vec()))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))?;
         Ok(buf.len())
     }
@@ -247,9 +252,9 @@ fn threaded_zstd<R>(input: R, level: i32, threads: u32) -> ByteStream
 where
     R: AsyncRead + Send + Unpin + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(ZSTD_CHUNKS_IN_FLIGHT);
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
-        let run = |tx: tokio::sync::mpsc::Sender<ZstdChunk>| -> io::Result<()> {
+        let run = |tx: tokio::sync::mpsc::Sender<Chunk>| -> io::Result<()> {
             let mut input = tokio_util::io::SyncIoBridge::new(input);
             let mut encoder = zstd::stream::write::Encoder::new(ChunkSender(tx), level)?;
             encoder.include_checksum(true)?;
@@ -260,26 +265,35 @@ where
             Ok(())
         };
         let last = match run(tx.clone()) {
-            Ok(()) => ZstdChunk::Done,
-            Err(e) => ZstdChunk::Failed(e),
+            Ok(()) => Chunk::Done,
+            Err(e) => Chunk::Failed(e),
         };
         // The reader may be gone already: nothing to tell then.
         let _ = tx.blocking_send(last);
     });
-    Box::new(ChunkReader {
-        rx,
-        current: Vec::new(),
-        pos: 0,
-        done: false,
-    })
+    Box::new(ChunkReader::new(rx, "zstd"))
 }
 
-/// The reading end of [`threaded_zstd`]: end of file only after the thread said `Done`.
-struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<ZstdChunk>,
+/// The reading end of a compression thread: end of file only after the thread said `Done`;
+/// an error when it failed or stopped without saying so.
+pub(crate) struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
     current: Vec<u8>,
     pos: usize,
     done: bool,
+    what: &'static str,
+}
+
+impl ChunkReader {
+    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<Chunk>, what: &'static str) -> Self {
+        Self {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+            done: false,
+            what,
+        }
+    }
 }
 
 impl AsyncRead for ChunkReader {
@@ -300,16 +314,17 @@ impl AsyncRead for ChunkReader {
                 return Poll::Ready(Ok(()));
             }
             match std::task::ready!(this.rx.poll_recv(cx)) {
-                Some(ZstdChunk::Data(data)) => {
+                Some(Chunk::Data(data)) => {
                     this.current = data;
                     this.pos = 0;
                 }
-                Some(ZstdChunk::Done) => this.done = true,
-                Some(ZstdChunk::Failed(e)) => return Poll::Ready(Err(e)),
+                Some(Chunk::Done) => this.done = true,
+                Some(Chunk::Failed(e)) => return Poll::Ready(Err(e)),
                 None => {
-                    return Poll::Ready(Err(io::Error::other(
-                        "the zstd compression thread stopped before the end of the stream",
-                    )))
+                    return Poll::Ready(Err(io::Error::other(format!(
+                        "the {} compression thread stopped before the end of the stream",
+                        this.what
+                    ))))
                 }
             }
         }

@@ -22,6 +22,7 @@ pub mod layout;
 mod listing;
 mod manifest;
 mod naming;
+pub mod pgzip;
 mod pipeline;
 pub mod prune;
 mod restore;

@@ -47,7 +47,7 @@ pub struct BackupOptions {
     pub signing_key: Option<EncryptionKey>,
     /// PBKDF2 iterations (openssl's `-iter`).
     pub iterations: u32,
-    /// Threads compressing (zstd; gzip uses one). At least 1.
+    /// Threads compressing (gzip and zstd). At least 1.
     pub compression_threads: u32,
 }
 

@@ -105,6 +105,67 @@ async fn our_zstd_is_read_by_zstd_and_zstd_output_is_read_by_us() {
     );
 }
 
+/// gzip on 1, 2 and 8 threads (pigz's scheme from 2 on): one gzip member that `gunzip` and our
+/// reader read, at the sizes around a block's boundary and well past several blocks; the size
+/// stays within 1% of one thread's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_threaded_gzip_round_trips_and_gunzip_reads_it() {
+    use backup_core::pgzip::GZIP_BLOCK_BYTES;
+    let block = GZIP_BLOCK_BYTES;
+    let big = sample(9 * block + 4321);
+    let mut single_size = 0usize;
+    for threads in [1u32, 2, 8] {
+        for len in [0, 1, block - 1, block, block + 1, big.len()] {
+            let data = &big[..len];
+            let mut ours = Vec::new();
+            Compression::gzip()
+                .encoder_with_threads(std::io::Cursor::new(data.to_vec()), threads)
+                .read_to_end(&mut ours)
+                .await
+                .unwrap();
+            assert_eq!(
+                decompress(Compression::gzip(), &ours).await.unwrap(),
+                data,
+                "{threads} threads, {len} bytes"
+            );
+            let out = run_tool("gunzip", &["-c"], &ours);
+            assert!(
+                out.status.success(),
+                "{threads} threads, {len} bytes: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.stdout, data, "gunzip, {threads} threads, {len} bytes");
+            if len == big.len() {
+                if threads == 1 {
+                    single_size = ours.len();
+                } else {
+                    let ratio = ours.len() as f64 / single_size as f64;
+                    assert!(
+                        ratio < 1.01,
+                        "{threads} threads: {ratio:.4} of one thread's size"
+                    );
+                }
+            }
+        }
+    }
+    // 100 MiB on 2 threads: `gunzip -t` accepts it (CRC-32 and length of the whole) and our
+    // reader gives back every byte.
+    let data = sample(100 * 1024 * 1024);
+    let mut ours = Vec::new();
+    Compression::gzip()
+        .encoder_with_threads(std::io::Cursor::new(data.clone()), 2)
+        .read_to_end(&mut ours)
+        .await
+        .unwrap();
+    let out = run_tool("gunzip", &["-t"], &ours);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(decompress(Compression::gzip(), &ours).await.unwrap() == data);
+}
+
 /// zstd on 1, 2 and 8 threads: one ordinary frame, read by `zstd -d` and by us, at the sizes
 /// around a job's boundary and well past several jobs; the ratio stays that of one thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,7 +60,8 @@ pub struct CompressionArgs {
     #[arg(long, value_name = "N")]
     pub compression_level: Option<i32>,
 
-    /// Threads compressing: zstd runs on this many (one ordinary zstd frame); gzip uses one
+    /// Threads compressing: gzip (pigz's scheme) and zstd (libzstd's workers) run on this many;
+    /// the output stays one ordinary gzip member or zstd frame
     /// [env: BACKUP_COMPRESSION_THREADS] [default: every core]
     #[arg(long, value_name = "N")]
     pub compression_threads: Option<u32>,

@@ -66,7 +66,7 @@ pub struct PipelineConfig {
     pub pbkdf2_iterations: u32,
     /// Object-name prefix (`PREFIX_backup_...`).
     pub name_prefix: String,
-    /// Threads compressing a backup (`BACKUP_COMPRESSION_THREADS`; zstd uses them, gzip one);
+    /// Threads compressing a backup (`BACKUP_COMPRESSION_THREADS`; gzip and zstd both use them);
     /// every core by default.
     pub compression_threads: u32,
 }
@@ -101,7 +101,7 @@ const PIPELINE: &[Setting] = &[
     Setting::new(
         "BACKUP_COMPRESSION_THREADS",
         "compression_threads",
-        "threads compressing a backup (zstd; gzip uses one); default: every core",
+        "threads compressing a backup (gzip and zstd); default: every core",
     ),
     Setting::new(
         "BACKUP_ENCRYPTION_KEY_FILE",
