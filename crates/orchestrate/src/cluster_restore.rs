@@ -178,8 +178,11 @@ async fn series(
 }
 
 /// Restores (or with `dry_run` checks) every database of the newest run the selection
-/// allows; see the [module docs](self) for the steps. Fails before writing anything when the
-/// run cannot be restored as a whole; after that, a database that fails is in the report.
+/// allows: the newest backup is fetched and verified first and its manifest names the run's
+/// databases; each one's backup is chosen and every target checked before anything is written;
+/// then the roles (`with_globals`) and each database, created, restored and compared with its
+/// manifest. Fails before writing anything when the run cannot be restored as a whole; after
+/// that, a database that fails is in the report and the others are still restored.
 ///
 /// # Errors
 /// No series under the prefix, nothing the selection allows, a database of the run without a
