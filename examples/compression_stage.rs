@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let bytes = std::fs::metadata(&input)?.len();
     println!(
-        "{:<8} {:>7} {:>10} {:>9} {:>10} {:>13} {:>9}",
+        "{:<16} {:>7} {:>10} {:>9} {:>10} {:>13} {:>9}",
         "codec", "threads", "seconds", "MB/s", "speed-up", "efficiency", "size"
     );
     for compression in compressions {
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
             let speedup = base_seconds / seconds;
             let efficiency = speedup * f64::from(base_threads) / f64::from(t);
             println!(
-                "{:<8} {:>7} {:>10.2} {:>9.1} {:>9.2}x {:>12.0}% {:>8.4}x",
+                "{:<16} {:>7} {:>10.2} {:>9.1} {:>9.2}x {:>12.0}% {:>8.4}x",
                 compression.to_string(),
                 t,
                 seconds,

@@ -30,5 +30,5 @@ pub use key::validate_key;
 pub use local::LocalSink;
 pub use memory::MemorySink;
 #[cfg(feature = "s3")]
-pub use s3::{part_size_for, S3Config, S3Encryption, S3Sink};
+pub use s3::{part_size_for, S3Config, S3Encryption, S3Sink, READ_RANGE_BYTES};
 pub use sink::{LockMode, ObjectMeta, ObjectReader, ObjectWriter, Sink, SinkLock, WriteMode};

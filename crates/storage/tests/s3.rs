@@ -459,6 +459,125 @@ async fn download_resumes_after_a_cut_connection() {
     assert_eq!(ranges, expected);
 }
 
+/// An object larger than two ranges is read by `concurrency` ranged GetObjects at once
+/// (the first range from the first response), each `If-Match` the first ETag, and handed over
+/// in order; with `concurrency` 1 it is one stream as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_downloads_fetch_ranges_in_parallel_in_order() {
+    use backup_storage::READ_RANGE_BYTES;
+    let server = server().await;
+    let mut parallel = config(None);
+    parallel.concurrency = 4;
+    let sink = sink(&server, parallel);
+    let range = READ_RANGE_BYTES as usize;
+    let content = data(5 * range + 12_345, 21);
+    sink.put("big", Bytes::from(content.clone())).await.unwrap();
+    // A delay on each GetObject, so that ranges overlap in time.
+    server.delay("GetObject", "big", Duration::from_millis(100));
+    server.clear_requests();
+    assert!(read_all(&sink, "big").await == content, "content differs");
+    let gets = server.requests_of("GetObject");
+    let ranges: Vec<Option<&str>> = gets.iter().map(|g| g.header("range")).collect();
+    assert_eq!(ranges.len(), 6, "{ranges:?}");
+    assert_eq!(
+        ranges[0], None,
+        "the first request learns the size and ETag"
+    );
+    let mut asked: Vec<String> = ranges[1..].iter().map(|r| r.unwrap().to_owned()).collect();
+    asked.sort_by_key(|r| r[6..].split('-').next().unwrap().parse::<u64>().unwrap());
+    // Each range bounded; the last one open-ended (to the end of the object).
+    let expected: Vec<String> = (1..6)
+        .map(|i| {
+            let start = i * range;
+            if i == 5 {
+                format!("bytes={start}-")
+            } else {
+                format!("bytes={start}-{}", (i + 1) * range - 1)
+            }
+        })
+        .collect();
+    assert_eq!(asked, expected);
+    let etag = server
+        .client()
+        .head_object()
+        .bucket(BUCKET)
+        .key("big")
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    for get in &gets[1..] {
+        assert_eq!(
+            get.header("if-match"),
+            Some(etag.as_str()),
+            "If-Match the ETag"
+        );
+    }
+    assert!(
+        server.max_in_flight("GetObject") > 1,
+        "ranges were downloaded at the same time"
+    );
+    server.clear_faults();
+
+    // One connection when concurrency is 1.
+    let mut serial = config(None);
+    serial.concurrency = 1;
+    let one = S3Sink::with_client(server.client(), serial).unwrap();
+    server.clear_requests();
+    assert!(read_all(&one, "big").await == content, "content differs");
+    assert_eq!(server.requests_of("GetObject").len(), 1);
+}
+
+/// Ranges whose connections break resume on their own, within their range, and the object
+/// still comes out whole and in order; an object replaced meanwhile is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_range_resumes_and_order_is_kept() {
+    use backup_storage::READ_RANGE_BYTES;
+    let server = server().await;
+    let mut parallel = config(None);
+    parallel.concurrency = 3;
+    let sink = sink(&server, parallel);
+    let range = READ_RANGE_BYTES as usize;
+    let content = data(4 * range + 777, 22);
+    sink.put("cut", Bytes::from(content.clone())).await.unwrap();
+    server.clear_requests();
+    server.cut_get_object_after(1_000_003, 3);
+    assert!(read_all(&sink, "cut").await == content, "content differs");
+    let gets = server.requests_of("GetObject");
+    assert_eq!(
+        gets.iter().filter(|g| g.fault == Some("body cut")).count(),
+        3,
+        "three connections were cut"
+    );
+    let resumed = gets
+        .iter()
+        .filter_map(|g| g.header("range"))
+        .filter(|r| {
+            let start: u64 = r[6..].split('-').next().unwrap().parse().unwrap();
+            !start.is_multiple_of(READ_RANGE_BYTES)
+        })
+        .count();
+    assert_eq!(
+        resumed, 3,
+        "each cut range resumed where it broke: {gets:?}"
+    );
+
+    // Replaced between the first response and a later range: refused.
+    server.clear_requests();
+    server.delay("GetObject", "cut", Duration::from_millis(200));
+    let mut reader = sink.get("cut").await.unwrap();
+    sink.put("cut", Bytes::from(data(4 * range + 777, 23)))
+        .await
+        .unwrap();
+    let mut partial = Vec::new();
+    let error = reader.read_to_end(&mut partial).await.unwrap_err();
+    assert!(error.to_string().contains("replaced"), "{error}");
+    assert!(partial.len() < content.len());
+    server.clear_faults();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_of_a_replaced_object_is_an_error() {
     let server = server().await;

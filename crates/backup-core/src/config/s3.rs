@@ -45,7 +45,7 @@ const S3: &[Setting] = &[
     Setting::new(
         "BACKUP_S3_CONCURRENCY",
         "concurrency",
-        "multipart parts uploaded at once",
+        "multipart parts uploaded at once, and 4 MiB ranges a restore downloads at once",
     )
     .default("4"),
     Setting::new(

@@ -89,8 +89,10 @@ pub struct S3Config {
     /// Size of the first parts of a multipart upload, 5 MiB to 5 GiB (`BACKUP_S3_PART_SIZE`).
     /// Later parts grow, see [`part_size_for`](super::part_size_for).
     pub part_size: u64,
-    /// How many parts of one upload are sent at the same time, 1 to 64
-    /// (`BACKUP_S3_CONCURRENCY`). A writer holds at most `concurrency + 1` parts in memory.
+    /// How many parts of one upload are sent at the same time, and how many ranges of
+    /// [`READ_RANGE_BYTES`](super::READ_RANGE_BYTES) one download fetches at the same time,
+    /// 1 to 64 (`BACKUP_S3_CONCURRENCY`). A writer holds at most `concurrency + 1` parts in
+    /// memory, a reader `concurrency + 1` ranges.
     pub concurrency: usize,
     /// Server-side encryption (`BACKUP_S3_SSE`, `BACKUP_S3_KMS_KEY_ID`).
     pub encryption: S3Encryption,

@@ -22,7 +22,10 @@
 //! is requested again with `Range: bytes=OFFSET-` and `If-Match: <ETag of the first response>`
 //! (also checked on the response), so an object replaced meanwhile is an error, never a mix of
 //! two versions. At most [`S3Config::read_attempts`] attempts in a row may fail without
-//! progress.
+//! progress. An object larger than two ranges of [`READ_RANGE_BYTES`] is read by
+//! [`S3Config::concurrency`] ranged `GetObject`s at once (each `If-Match` the first ETag and
+//! resumed on its own), handed over in order, so a restore is not held to one connection's
+//! speed.
 //!
 //! **Timeouts**: every attempt of a request is abandoned after [`S3Config::timeout`] (more
 //! for requests carrying data, see [`S3Config::attempt_timeout`]), and connecting after
@@ -60,6 +63,7 @@ pub use config::{
     DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_STORAGE_CLASS, DEFAULT_TIMEOUT,
     MAX_CONCURRENCY, MAX_PART_SIZE, MIN_PART_SIZE, TIMEOUT_BYTES_PER_SECOND,
 };
+pub use reader::READ_RANGE_BYTES;
 
 /// How long connecting to the server may take (the SDK's default).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);

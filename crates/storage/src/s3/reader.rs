@@ -1,5 +1,11 @@
 //! The reader of an [`S3Sink`](super::S3Sink): a `GetObject` body that resumes with a ranged
 //! `GetObject` (`If-Match` the first ETag) when the connection breaks.
+//!
+//! An object larger than two ranges of [`READ_RANGE_BYTES`] is read by up to
+//! [`S3Config::concurrency`](super::S3Config::concurrency) ranged `GetObject`s at once (the
+//! first range from the first response's body), each `If-Match` the first ETag and resumed on
+//! its own when its connection breaks, and handed over strictly in order: a restore is not
+//! limited to one connection's speed, and memory stays at `concurrency + 1` ranges.
 
 use std::io;
 use std::pin::Pin;
@@ -18,6 +24,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::{is_not_found, is_retryable, not_found, Inner};
 use crate::error::{Result, StorageError};
 use crate::sink::ObjectReader;
+
+/// Bytes per ranged `GetObject` of a parallel download.
+pub const READ_RANGE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Opens `key` and returns a reader over its bytes.
 pub(super) async fn open(inner: Arc<Inner>, key: &str) -> Result<ObjectReader> {
@@ -39,17 +48,36 @@ pub(super) async fn open(inner: Arc<Inner>, key: &str) -> Result<ObjectReader> {
     let size = output
         .content_length()
         .and_then(|length| u64::try_from(length).ok());
-    let download = Download {
-        etag: output.e_tag().map(str::to_owned),
-        size,
-        body: Some(output.body),
-        inner,
-        object_key,
-        offset: 0,
-        failures: 0,
-        done: false,
+    let etag = output.e_tag().map(str::to_owned);
+    let concurrency = inner.config.concurrency;
+    let stream = match (size, &etag) {
+        (Some(size), Some(_)) if concurrency > 1 && size > 2 * READ_RANGE_BYTES => {
+            parallel(inner, object_key, etag, size, output.body)
+        }
+        _ => {
+            let download = Download {
+                etag,
+                size,
+                end: size,
+                body: Some(output.body),
+                inner,
+                object_key,
+                offset: 0,
+                failures: 0,
+                done: false,
+            };
+            chunks(download).boxed()
+        }
     };
-    let stream = futures_util::stream::unfold(download, |mut download| async move {
+    Ok(Box::new(ChunkReader {
+        stream,
+        chunk: Bytes::new(),
+    }))
+}
+
+/// The chunks of one download, ending after its first error.
+fn chunks(download: Download) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
+    futures_util::stream::unfold(download, |mut download| async move {
         match download.next_chunk().await {
             Ok(Some(chunk)) => Some((Ok(chunk), download)),
             Ok(None) => None,
@@ -58,11 +86,58 @@ pub(super) async fn open(inner: Arc<Inner>, key: &str) -> Result<ObjectReader> {
                 Some((Err(error), download))
             }
         }
+    })
+}
+
+/// The object in ranges of [`READ_RANGE_BYTES`], `concurrency` of them downloading at once and
+/// each collected whole, yielded in order; the first range is the start of `first_body`.
+fn parallel(
+    inner: Arc<Inner>,
+    object_key: String,
+    etag: Option<String>,
+    size: u64,
+    first_body: ByteStream,
+) -> BoxStream<'static, io::Result<Bytes>> {
+    let concurrency = inner.config.concurrency;
+    let mut first_body = Some(first_body);
+    let ranges = (0..size.div_ceil(READ_RANGE_BYTES)).map(move |i| {
+        let start = i * READ_RANGE_BYTES;
+        let download = Download {
+            inner: Arc::clone(&inner),
+            object_key: object_key.clone(),
+            etag: etag.clone(),
+            size: Some(size),
+            end: Some((start + READ_RANGE_BYTES).min(size)),
+            body: first_body.take(),
+            offset: start,
+            failures: 0,
+            done: false,
+        };
+        async move {
+            let mut download = download;
+            let mut range = Vec::new();
+            while let Some(chunk) = download.next_chunk().await? {
+                range.push(chunk);
+            }
+            io::Result::Ok(range)
+        }
     });
-    Ok(Box::new(ChunkReader {
-        stream: stream.boxed(),
-        chunk: Bytes::new(),
-    }))
+    futures_util::stream::iter(ranges)
+        .buffered(concurrency)
+        .map(|range| match range {
+            Ok(chunks) => futures_util::stream::iter(chunks.into_iter().map(Ok)).left_stream(),
+            Err(error) => futures_util::stream::iter([Err(error)]).right_stream(),
+        })
+        .flatten()
+        .scan(false, |failed, item| {
+            // Nothing after the first error.
+            if *failed {
+                return std::future::ready(None);
+            }
+            *failed = item.is_err();
+            std::future::ready(Some(item))
+        })
+        .boxed()
 }
 
 /// The state of one download.
@@ -73,6 +148,8 @@ struct Download {
     etag: Option<String>,
     /// The object's size, from the first response.
     size: Option<u64>,
+    /// Where this download ends (exclusive): the object's size, or the end of its range.
+    end: Option<u64>,
     /// The body being read, `None` after it broke.
     body: Option<ByteStream>,
     /// Bytes delivered so far.
@@ -117,7 +194,18 @@ impl Download {
                 };
                 match next {
                     Some(Ok(chunk)) if chunk.is_empty() => continue,
-                    Some(Ok(chunk)) => {
+                    Some(Ok(mut chunk)) => {
+                        if let Some(end) = self.end.filter(|&end| Some(end) != self.size) {
+                            // A range read from a longer body: stop at the range's end.
+                            let room = end.saturating_sub(self.offset);
+                            if chunk.len() as u64 >= room {
+                                chunk.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                                self.body = None;
+                                self.done = true;
+                                self.offset = end;
+                                return Ok((!chunk.is_empty()).then_some(chunk));
+                            }
+                        }
                         self.offset += chunk.len() as u64;
                         if self.size.is_some_and(|size| self.offset > size) {
                             return Err(self.fatal(format!(
@@ -138,10 +226,10 @@ impl Download {
                         );
                         self.body = None;
                     }
-                    None => match self.size {
-                        Some(size) if self.offset < size => {
+                    None => match self.end {
+                        Some(end) if self.offset < end => {
                             last_error =
-                                format!("the response ended after {} of {size} bytes", self.offset);
+                                format!("the response ended at byte {} of {end}", self.offset);
                             tracing::warn!(object = %self.url(), "{last_error}; resuming");
                             self.body = None;
                         }
@@ -152,9 +240,20 @@ impl Download {
                     },
                 }
             }
-            if self.size == Some(self.offset) {
+            if self.end == Some(self.offset) {
                 self.done = true;
                 return Ok(None);
+            }
+            // A range not requested yet is requested at once; after a failure, with backoff.
+            if self.body.is_none() && self.failures == 0 && last_error.is_empty() {
+                match self.resume().await {
+                    Ok(body) => {
+                        self.body = Some(body);
+                        continue;
+                    }
+                    Err(Resume::Retry(message)) => last_error = message,
+                    Err(Resume::Fatal(error)) => return Err(error),
+                }
             }
             self.failures += 1;
             if self.failures > self.inner.config.read_attempts {
@@ -181,7 +280,10 @@ impl Download {
             .get_object()
             .bucket(&inner.config.bucket)
             .key(&self.object_key)
-            .range(format!("bytes={}-", self.offset));
+            .range(match self.end.filter(|&end| Some(end) != self.size) {
+                Some(end) => format!("bytes={}-{}", self.offset, end - 1),
+                None => format!("bytes={}-", self.offset),
+            });
         if let Some(etag) = &self.etag {
             request = request.if_match(etag);
         }
