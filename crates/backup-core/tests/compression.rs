@@ -207,7 +207,21 @@ async fn multi_threaded_zstd_round_trips_and_zstd_reads_it() {
                 }
             }
         }
-    }
+    } // 100 MiB on 2 threads: `zstd -t` accepts it and our reader gives back every byte.
+    let data = sample(100 * 1024 * 1024);
+    let mut ours = Vec::new();
+    Compression::zstd()
+        .encoder_with_threads(std::io::Cursor::new(data.clone()), 2)
+        .read_to_end(&mut ours)
+        .await
+        .unwrap();
+    let out = run_tool("zstd", &["-t", "-q"], &ours);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(decompress(Compression::zstd(), &ours).await.unwrap() == data);
 }
 
 /// Gives `ok` bytes of `data`, then an error (a source that breaks off).

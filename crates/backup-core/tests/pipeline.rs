@@ -132,6 +132,74 @@ async fn failed_source_leaves_no_object_and_no_manifest() {
     assert!(sink.list("").await.unwrap().is_empty());
 }
 
+/// A reader that fails at once.
+struct Broken;
+
+impl tokio::io::AsyncRead for Broken {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Err(io::Error::other("server closed the connection")))
+    }
+}
+
+/// A source whose stream breaks after `good` bytes (a server dying mid-stream).
+struct BreaksMidStream {
+    good: usize,
+}
+
+#[async_trait]
+impl backup_core::Source for BreaksMidStream {
+    fn kind(&self) -> BackupKind {
+        BackupKind::DATABASE
+    }
+
+    fn extension(&self) -> &'static str {
+        "sql"
+    }
+
+    async fn open(&mut self) -> Result<ByteStream, BoxError> {
+        let good = std::io::Cursor::new(sample_data(self.good));
+        let broken = Broken;
+        Ok(Box::new(tokio::io::AsyncReadExt::chain(good, broken)))
+    }
+
+    async fn finish(&mut self) -> Result<backup_core::SourceFacts, BoxError> {
+        Ok(backup_core::SourceFacts::default())
+    }
+}
+
+/// Compression on several threads (pigz-style gzip, libzstd's workers) fails the backup
+/// cleanly when its input breaks: nothing is committed, nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_breaks_under_threaded_compression_commits_nothing() {
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    for compression in [Compression::gzip(), Compression::zstd()] {
+        for threads in [2, 8] {
+            let sink = MemorySink::new();
+            let mut source = BreaksMidStream {
+                good: 3 * 1024 * 1024 + 5,
+            };
+            let options = options(Some(&key), compression).with_compression_threads(threads);
+            let err = run_backup(&mut source, &sink, &options, None)
+                .await
+                .unwrap_err();
+            assert!(
+                format!("{err:#}").contains("server closed the connection")
+                    || std::error::Error::source(&err)
+                        .is_some_and(|s| s.to_string().contains("server closed")),
+                "{compression} x{threads}: {err}"
+            );
+            assert!(
+                sink.list("").await.unwrap().is_empty(),
+                "{compression} x{threads}: nothing committed"
+            );
+        }
+    }
+}
+
 async fn backed_up(sink: &dyn Sink, key: &EncryptionKey) -> (String, Vec<u8>) {
     let data = sample_data(200_000);
     let mut source = bytes_source(data.clone(), false);
