@@ -175,6 +175,15 @@ impl Destinations {
         self.items.is_empty()
     }
 
+    /// The destinations' descriptions joined for a message: `/var/backups and s3://bucket`.
+    pub fn describe(&self) -> String {
+        self.items
+            .iter()
+            .map(|d| d.sink().describe())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
     /// Keeps only the destination called `name`; false (and none left) when there is none.
     pub fn keep_only(&mut self, name: &str) -> bool {
         self.items.retain(|d| d.name == name);

@@ -117,7 +117,7 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
                 "backing up database {} on {} to {}",
                 single.database,
                 postgres.connection.endpoint(),
-                outcome::describe(&destinations)
+                destinations.describe()
             );
             let mut source = plan
                 .source(&postgres, single, args.format)

@@ -35,15 +35,6 @@ pub async fn run_job(
     run.map_err(CliError::failure)
 }
 
-/// The destinations' descriptions, joined for a log line.
-pub fn describe(destinations: &Destinations) -> String {
-    destinations
-        .iter()
-        .map(|d| d.sink().describe())
-        .collect::<Vec<_>>()
-        .join(" and ")
-}
-
 /// Logs each destination's outcome, prints the object name (or, with `json`, the run's JSON
 /// document), and maps the run to the exit status. `raw` names the raw stream in log lines
 /// (`dump`, `RDB`).

@@ -102,7 +102,7 @@ pub async fn run(args: BackupRedisArgs) -> Result<ExitStatus, CliError> {
             BackupMethod::File { rdb_path } => format!("BGSAVE + {}", rdb_path.display()),
             other => other.name().to_owned(),
         },
-        outcome::describe(&destinations)
+        destinations.describe()
     );
     let mut source =
         RedisSource::new(redis.connection, method).with_parse_memory(redis.parse_memory);

@@ -204,7 +204,7 @@ pub async fn restore_cluster(
             "no backups of several databases (named {prefix}_DATABASE_backup_...) in {}; \
              --all restores what backup-database --all-databases or POSTGRES_DB=a,b made; \
              restore one database without --all",
-            describe(destinations)
+            destinations.describe()
         )));
     }
     // 1. The newest backup the selection allows, over every series.
@@ -430,12 +430,4 @@ fn run_of(fetched: &FetchedBackup, db: &str) -> Result<ClusterRun, ClusterRestor
         )));
     }
     Ok(run)
-}
-
-fn describe(destinations: &Destinations) -> String {
-    destinations
-        .iter()
-        .map(|d| d.sink().describe())
-        .collect::<Vec<_>>()
-        .join(" and ")
 }
