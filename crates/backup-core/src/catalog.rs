@@ -8,7 +8,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
-use crate::layout::{manifest_key_for, BackupKind, CLAIM_SUFFIX, MANIFEST_SUFFIX};
+use crate::layout::{
+    manifest_key_for, BackupKind, CLAIM_SUFFIX, MANIFEST_SUFFIX, REENCRYPT_SUFFIX,
+};
 use crate::manifest::{Manifest, MANIFEST_SIZE_LIMIT};
 use crate::naming::BackupName;
 
@@ -185,9 +187,14 @@ impl<'a> Folder<'a> {
         }
     }
 
-    /// The status of `key` (named `name`) if it has no manifest.
+    /// The status of `key` (named `name`) if it has no manifest. One with a claim, or with the
+    /// journal of a re-encryption that has not finished ([`REENCRYPT_SUFFIX`]), is in progress.
     fn unmanifested(&self, key: &str, name: &BackupName) -> BackupStatus {
-        if self.claims.contains(key) {
+        if self.claims.contains(key)
+            || self
+                .manifests
+                .contains(format!("{key}{REENCRYPT_SUFFIX}").as_str())
+        {
             BackupStatus::InProgress
         } else if self
             .oldest_with_manifest

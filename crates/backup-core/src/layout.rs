@@ -29,6 +29,16 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// progress, never a finished or legacy one.
 pub const CLAIM_SUFFIX: &str = ".claim";
 
+/// Suffix of the re-encrypted copy of a backup staged by `backup-key reencrypt`
+/// (`NAME.reencrypt`) before it replaces the backup; its signed manifest
+/// (`NAME.reencrypt.manifest.json`) is the journal that lets an interrupted run finish. A
+/// backup with a journal is a backup being written (never chosen, never pruned) until then.
+pub const REENCRYPT_SUFFIX: &str = ".reencrypt";
+
+/// The key of the marker a `backup-key reencrypt` run holds on a destination while it runs
+/// (one run at a time per destination).
+pub const REENCRYPT_RUN_KEY: &str = "reencrypt.run";
+
 /// Where the orchestration's run reports live.
 pub const REPORTS_FOLDER: &str = "reports/orchestration/";
 

@@ -25,6 +25,7 @@ mod naming;
 pub mod pgzip;
 mod pipeline;
 pub mod prune;
+pub mod reencrypt;
 mod restore;
 pub mod retention;
 mod source;

@@ -147,8 +147,9 @@ async fn prepare(
         }
         BackupStatus::InProgress => {
             return Err(CoreError::NoMatch(format!(
-                "{key} is still being written by another run (its claim is there, its \
-                 manifest is not)"
+                "{key} is still being written by another run (its claim, or the journal of a \
+                 re-encryption, is there, its manifest is not); if no run is writing it, run \
+                 `backup-key reencrypt` again to finish an interrupted re-encryption"
             )))
         }
         // Incomplete backups are restored only when asked for by name (the caller's policy);

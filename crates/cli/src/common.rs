@@ -213,13 +213,9 @@ pub async fn open_destinations(
 }
 
 /// Loads the current key from the configured key file (exit 3 when missing, empty or too
-/// open), plus older keys from `BACKUP_KEYRING_DIR`.
+/// open), plus older keys from the keyring directory ([`PipelineConfig::load_keyring`]).
 pub fn load_keyring(pipeline: &PipelineConfig) -> Result<Keyring, CliError> {
-    let mut keyring = Keyring::new(load_key(pipeline)?);
-    if let Some(dir) = &pipeline.keyring_dir {
-        keyring.load_dir(dir).map_err(CliError::usage)?;
-    }
-    Ok(keyring)
+    pipeline.load_keyring().map_err(CliError::usage)
 }
 
 /// The keyring when a key file is present (any problem with a present one is exit 3), or

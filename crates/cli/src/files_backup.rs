@@ -55,10 +55,9 @@ pub async fn run(args: BackupFilesArgs) -> Result<ExitStatus, CliError> {
     let source = files
         .source(args.kind)
         .map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
-    let mut source = source.excluding(&pipeline.key_file);
-    if let Some(keyring) = &pipeline.keyring_dir {
-        source = source.excluding(keyring);
-    }
+    let mut source = source
+        .excluding(&pipeline.key_file)
+        .excluding(&pipeline.keyring_directory());
     let job = BackupJob {
         options,
         publish_latest: None,

@@ -100,6 +100,46 @@ pub enum CryptoError {
         source: io::Error,
     },
 
+    /// A key file is to be written where a file already exists.
+    #[error(
+        "{path} already exists; a key is never overwritten, because backups made with it could \
+         not be decrypted any more: to replace the current key, use `backup-key rotate` (it \
+         keeps the old key in the keyring directory)",
+        path = path.display()
+    )]
+    KeyFileExists {
+        /// The file that exists.
+        path: PathBuf,
+    },
+
+    /// A key file (or its directory) could not be written.
+    #[error(
+        "cannot write key file {path}: {source}; check that its directory exists or can be \
+         created, is writable by this user and has free space",
+        path = path.display()
+    )]
+    KeyFileWrite {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why it could not be written.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The keyring already holds, under a key's name, a file with another key.
+    #[error(
+        "the keyring file {path} should hold the key with id {id} but holds another key; \
+         nothing was rotated: move that file away (find its key's id with `backup-key id \
+         --key-file {path}`) and run the rotation again",
+        path = path.display()
+    )]
+    KeyringConflict {
+        /// The keyring file.
+        path: PathBuf,
+        /// The id of the key it should hold.
+        id: KeyId,
+    },
+
     /// A string is not a valid key id (16 lowercase hex characters).
     #[error("invalid key id {0:?}: a key id is 16 lowercase hex characters; check the manifest or the command line")]
     InvalidKeyId(String),

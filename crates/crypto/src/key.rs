@@ -330,7 +330,8 @@ impl Keyring {
     }
 
     /// Adds every regular file in `dir` (symlinks followed) as a key file, with the same rules
-    /// as [`EncryptionKey::from_file`]; returns how many new keys were added.
+    /// as [`EncryptionKey::from_file`]; returns how many new keys were added. Hidden files
+    /// (names starting with `.`: temporary files of a key being written) are skipped.
     pub fn load_dir(&mut self, dir: &Path) -> Result<usize, CryptoError> {
         let dir_err = |source: io::Error| CryptoError::KeyDirUnreadable {
             path: dir.to_path_buf(),
@@ -338,7 +339,11 @@ impl Keyring {
         };
         let mut paths: Vec<PathBuf> = Vec::new();
         for entry in fs::read_dir(dir).map_err(dir_err)? {
-            let path = entry.map_err(dir_err)?.path();
+            let entry = entry.map_err(dir_err)?;
+            if entry.file_name().as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
+            let path = entry.path();
             let meta = fs::metadata(&path).map_err(|source| CryptoError::KeyFileUnreadable {
                 path: path.clone(),
                 source,

@@ -32,11 +32,15 @@
 
 mod error;
 mod key;
+mod keyfile;
 mod openssl;
 
 pub use error::CryptoError;
 pub use key::{
     EncryptionKey, KeyId, Keyring, StretchedMacKey, MANIFEST_MAC_ITERATIONS,
     MANIFEST_MAC_ITERATIONS_RANGE,
+};
+pub use keyfile::{
+    generate_key_file, keyring_file_name, rotate_key_file, Rotation, GENERATED_KEY_BYTES,
 };
 pub use openssl::{DecryptReader, EncryptReader, CIPHER_NAME, DEFAULT_PBKDF2_ITERATIONS, KDF_NAME};

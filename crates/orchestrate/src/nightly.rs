@@ -455,15 +455,12 @@ impl Nightly {
         let ctx = ctx.clone();
         Component::run(name, async move {
             let (this, destinations, keyring, spool) = ctx.parts();
-            let source = this
+            let mut source = this
                 .files
                 .source(kind)
                 .map_err(CoreError::Config)?
-                .excluding(&this.pipeline.key_file);
-            let mut source = match &this.pipeline.keyring_dir {
-                Some(dir) => source.excluding(dir),
-                None => source,
-            };
+                .excluding(&this.pipeline.key_file)
+                .excluding(&this.pipeline.keyring_directory());
             tracing::info!(
                 "{name}: archiving {}",
                 this.files

@@ -170,7 +170,7 @@ pub trait Sink: Debug + Send + Sync {
         use tokio::io::AsyncReadExt;
         let reader = self.get(key).await?;
         let mut buf = Vec::new();
-        let mut limited = reader.take(limit + 1);
+        let mut limited = reader.take(limit.saturating_add(1));
         limited
             .read_to_end(&mut buf)
             .await

@@ -60,7 +60,9 @@ pub struct PipelineConfig {
     pub compression: Compression,
     /// The key file; its first line is the passphrase.
     pub key_file: PathBuf,
-    /// Directory of older key files, for restoring backups made with them.
+    /// Directory of older key files, for restoring backups made with them
+    /// (`BACKUP_KEYRING_DIR`); `None`: `keys.d` beside the key file (see
+    /// [`keyring_directory`](Self::keyring_directory)).
     pub keyring_dir: Option<PathBuf>,
     /// PBKDF2 iterations (`openssl -iter`).
     pub pbkdf2_iterations: u32,
@@ -85,6 +87,9 @@ impl Default for PipelineConfig {
         }
     }
 }
+
+/// The keyring directory's name beside the key file when `BACKUP_KEYRING_DIR` is not set.
+pub const DEFAULT_KEYRING: &str = "keys.d";
 
 const PIPELINE: &[Setting] = &[
     Setting::new(
@@ -112,7 +117,8 @@ const PIPELINE: &[Setting] = &[
     Setting::new(
         "BACKUP_KEYRING_DIR",
         "keyring_dir",
-        "directory of older key files, to restore backups made with them",
+        "directory of older key files, to restore backups made with them; default: keys.d \
+         beside the key file",
     ),
     Setting::new(
         "BACKUP_PBKDF2_ITERATIONS",
@@ -182,6 +188,35 @@ impl Component for PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// The keyring directory: `BACKUP_KEYRING_DIR`, or `keys.d` in the key file's directory
+    /// (`/etc/backup/keys.d` beside the default key file), where `backup-key rotate` puts
+    /// retired keys.
+    pub fn keyring_directory(&self) -> PathBuf {
+        match &self.keyring_dir {
+            Some(dir) => dir.clone(),
+            None => match self.key_file.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.join(DEFAULT_KEYRING),
+                _ => PathBuf::from(DEFAULT_KEYRING),
+            },
+        }
+    }
+
+    /// The current key (the key file) and the older keys of the keyring directory. A
+    /// configured directory must exist; the default one is read when it exists.
+    ///
+    /// # Errors
+    /// When the key file or a file of the keyring is missing, unreadable, empty or too open,
+    /// or a configured keyring directory cannot be read.
+    pub fn load_keyring(&self) -> Result<backup_crypto::Keyring> {
+        let mut keyring =
+            backup_crypto::Keyring::new(backup_crypto::EncryptionKey::from_file(&self.key_file)?);
+        let dir = self.keyring_directory();
+        if self.keyring_dir.is_some() || dir.is_dir() {
+            keyring.load_dir(&dir)?;
+        }
+        Ok(keyring)
+    }
+
     /// The backup options these settings give: name prefix, compression and PBKDF2
     /// iterations; no key yet (add one with
     /// [`BackupOptions::encrypted_with`](crate::BackupOptions::encrypted_with) or

@@ -52,7 +52,7 @@ use std::str::FromStr;
 
 pub use components::{
     CompressionAlgorithm, LocalConfig, PipelineConfig, RestoreConfig, RetentionConfig,
-    DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS,
+    DEFAULT_KEYRING, DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS,
 };
 pub use s3::S3Settings;
 
