@@ -9,6 +9,7 @@ mod config_file;
 mod entry_points;
 mod files;
 mod harness;
+mod keys;
 mod redis_e2e;
 mod redis_hostile;
 

@@ -22,21 +22,21 @@ pub struct CommonArgs {
     /// TOML config file, one table per component: `[local]`, `[s3]`, `[pipeline]`,
     /// `[retention]`, `[restore]`, `[postgres]`, `[redis]`, `[files]`, `[notify]` (see
     /// --print-config) [env: BACKUP_CONFIG]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Local backup directory, the destination [env: BACKUP_LOCAL_DIR]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub local_dir: Option<PathBuf>,
 
     /// Encryption key file; its first line is the passphrase, as for `openssl -pass file:`
     /// [env: BACKUP_ENCRYPTION_KEY_FILE] [default: /etc/backup/encryption.key]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
     /// Print the effective configuration as TOML (every setting with its value and where it
     /// came from: flag, environment, file or default; secrets redacted), check it, and exit
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub print_config: bool,
 
     /// More log output (-v debug, -vv trace); RUST_LOG overrides

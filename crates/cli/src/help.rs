@@ -301,3 +301,41 @@ Examples:
   backup-status
   backup-status --max-age 8d --json
   backup-status --prometheus /var/lib/prometheus/node-exporter/backup.prom";
+
+/// `backup-key --help`, after the options.
+pub const BACKUP_KEY: &str = "\
+Keys: the key file (BACKUP_ENCRYPTION_KEY_FILE, default /etc/backup/encryption.key) holds the
+current key; the keyring directory (BACKUP_KEYRING_DIR, default keys.d beside the key file,
+i.e. /etc/backup/keys.d) holds older keys, one file per key named by its id. Restores find a
+backup's key among both by the signature of its manifest; backups of the old scripts (no
+manifest) are tried with each key.
+
+Rotation, and retiring the old key:
+  1. backup-key rotate        the current key moves to keys.d/ID.key, a new key takes its
+                              place (atomically: a crash leaves one usable current key);
+                              new backups use the new key, old ones stay readable
+  2. backup-key reencrypt --key-id ID
+                              every backup made with key ID, on every destination, is read,
+                              checked against its signed manifest, decrypted, encrypted with
+                              the current key and signed anew; constant memory; the old
+                              object is replaced only once the new one is stored. A run that
+                              is killed is finished by the next one. --dry-run prints the plan
+  3. backup-key list          the old key shows `needed by no backup: retirable`; move its
+                              file out of keys.d (keep an offline copy for a while)
+Backups without a manifest (the old scripts') are never re-encrypted: they cannot be verified,
+so their keys stay until retention deletes them. A backup that does not match its manifest is
+never signed anew: it is reported and left as it is.
+
+Exit codes: 0 success, 1 some backups could not be re-encrypted, 2 none could, 3 usage or
+configuration error (a key file that exists, is missing, too open or in a writable directory).
+
+Examples:
+  # A first key, for a new installation
+  backup-key generate
+
+  # Monthly rotation, then retire last month's key
+  backup-key rotate
+  backup-key reencrypt --key-id 3f2a9c0d11e4b7a8 --dry-run
+  backup-key reencrypt --key-id 3f2a9c0d11e4b7a8
+  backup-key list
+";

@@ -14,6 +14,7 @@ pub mod exit;
 pub mod files_backup;
 pub mod files_restore;
 pub mod help;
+pub mod keys;
 pub mod multicall;
 pub mod outcome;
 pub mod prune;

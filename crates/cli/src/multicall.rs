@@ -19,6 +19,7 @@ pub const COMMANDS: &[&str] = &[
     "backup-prune",
     "backup-all",
     "backup-status",
+    "backup-key",
 ];
 
 /// Runs the command `args` name (see the module docs).
@@ -54,6 +55,7 @@ fn run(command: &str, args: Vec<OsString>) -> ExitCode {
         "backup-prune" => run_interruptible(crate::prune::run(parse_args_from(args))),
         "backup-all" => run_interruptible(crate::backup_all::run(parse_args_from(args))),
         "backup-status" => run_interruptible(crate::status::run(parse_args_from(args))),
+        "backup-key" => run_interruptible(crate::keys::run(parse_args_from(args))),
         _ => usage(),
     }
 }

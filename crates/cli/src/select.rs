@@ -35,7 +35,7 @@ pub struct SelectionArgs {
     pub file: Option<String>,
 
     /// Directory of older key files, to restore backups made with a previous key
-    /// [env: BACKUP_KEYRING_DIR]
+    /// [env: BACKUP_KEYRING_DIR] [default: keys.d beside the key file]
     #[arg(long, value_name = "DIR")]
     pub keyring_dir: Option<PathBuf>,
 
