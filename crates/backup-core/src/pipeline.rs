@@ -373,7 +373,7 @@ async fn backup_under(
     let mut outcomes: Vec<Option<CoreError>> = Vec::with_capacity(sinks.len());
     let mut writers: Vec<Option<Box<dyn ObjectWriter>>> = Vec::with_capacity(sinks.len());
     for sink in sinks {
-        match sink.writer_with(&key, WriteMode::Create).await {
+        match sink.writer_with(&key, WriteMode::Retained).await {
             Ok(w) => {
                 writers.push(Some(w));
                 outcomes.push(None);
@@ -512,7 +512,7 @@ async fn commit_one(
         });
     }
     if let Err(e) = sink
-        .put_with(manifest_key, manifest_json.clone(), WriteMode::Create)
+        .put_with(manifest_key, manifest_json.clone(), WriteMode::Retained)
         .await
     {
         sink.delete(key).await.ok();

@@ -277,6 +277,13 @@ pub async fn prune_destination(
                 .await
                 .map(|entries| retention::plan(&entries, policy, now)),
         };
+        // What the store still locks is kept, not deleted (in the dry run's plan too).
+        let plan = match plan {
+            Ok(mut plan) if plan.to_delete().next().is_some() => {
+                plan.keep_locked(sink).await.map(|_| plan)
+            }
+            other => other,
+        };
         let plan = match plan {
             Ok(plan) => plan,
             Err(e) => {
@@ -417,6 +424,11 @@ impl PruneReport {
                             "    kept: damaged, inspect by hand: {} ({detail})",
                             d.entry.key
                         );
+                    }
+                    for reason in &d.reasons {
+                        if let crate::retention::Reason::Locked { .. } = reason {
+                            let _ = writeln!(out, "    kept: {} ({reason})", d.entry.key);
+                        }
                     }
                 }
             }

@@ -642,8 +642,10 @@ async fn finish(sink: &dyn Sink, key: &str, json: &Bytes, staged: bool) -> Resul
         delete_if_present(sink, &manifest_key).await?;
         if staged {
             sink.copy(&staging_key(key), key).await?;
+            // Under Object Lock the new bytes are locked like a new backup.
+            sink.retain(key).await?;
         }
-        sink.put_with(&manifest_key, json.clone(), WriteMode::Create)
+        sink.put_with(&manifest_key, json.clone(), WriteMode::Retained)
             .await?;
     }
     refresh_latest_copy(sink, key, json).await?;

@@ -257,6 +257,12 @@ pub enum Reason {
         /// 1 for the most recent month.
         rank: u32,
     },
+    /// Kept: the store protects it until this date (S3 Object Lock); deleting it before would
+    /// only hide it behind a delete marker. Deleted by the first prune after the date.
+    Locked {
+        /// The end of its retention.
+        until: DateTime<Utc>,
+    },
     /// Deleted: no rule keeps it.
     Expired {
         /// The policy's age limit, if it has one.
@@ -280,6 +286,11 @@ impl fmt::Display for Reason {
             Self::Daily { rank } => write!(f, "daily #{rank}"),
             Self::Weekly { rank } => write!(f, "weekly #{rank}"),
             Self::Monthly { rank } => write!(f, "monthly #{rank}"),
+            Self::Locked { until } => write!(
+                f,
+                "expired, but locked until {} (Object Lock)",
+                until.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
             Self::Expired {
                 within_days: Some(days),
             } => write!(f, "older than {days} days and kept by no rule"),
@@ -353,6 +364,33 @@ impl PrunePlan {
     /// first, for a plan of several series: see [`guaranteed_all`](Self::guaranteed_all)).
     pub fn guaranteed(&self) -> Option<&Decision> {
         self.guaranteed_all().next()
+    }
+
+    /// Keeps the entries this plan would delete that `sink` still protects from deletion (S3
+    /// Object Lock: the object or its manifest is retained until a later date), with the
+    /// reason [`Reason::Locked`]; returns how many. Asks the store about each entry to delete
+    /// (one `HeadObject` per object on S3 when a lock is configured; nothing elsewhere).
+    ///
+    /// # Errors
+    /// When the store cannot say.
+    pub async fn keep_locked(&mut self, sink: &dyn Sink) -> Result<usize> {
+        let mut held = 0;
+        for decision in self
+            .decisions
+            .iter_mut()
+            .filter(|d| d.action == Action::Delete)
+        {
+            let mut until = sink.retained_until(&decision.entry.key).await?;
+            if let Some(manifest) = &decision.entry.manifest_key {
+                until = until.max(sink.retained_until(manifest).await?);
+            }
+            if let Some(until) = until.filter(|u| *u > self.now) {
+                decision.action = Action::Keep;
+                decision.reasons = vec![Reason::Locked { until }];
+                held += 1;
+            }
+        }
+        Ok(held)
     }
 
     /// Every entry kept by the newest-backup guarantee: one per series ([`plan_series`]).
@@ -562,7 +600,10 @@ fn keep_per_period(
 
 fn reason_order(reason: &Reason) -> u8 {
     match reason {
-        Reason::Damaged { .. } | Reason::InProgress | Reason::IncompleteRecent => 0,
+        Reason::Damaged { .. }
+        | Reason::InProgress
+        | Reason::IncompleteRecent
+        | Reason::Locked { .. } => 0,
         Reason::IncompleteStale => 7,
         Reason::NewestComplete | Reason::NewestLegacy => 1,
         Reason::WithinDays { .. } => 2,

@@ -1178,3 +1178,86 @@ fn policy_from_config_reads_backup_retention_days() {
         .to_string();
     assert!(err.contains("BACKUP_RETENTION_DAYS"), "{err}");
 }
+
+/// A memory sink whose objects are locked (S3 Object Lock) until the dates given per key.
+#[derive(Debug)]
+struct LockedUntil {
+    inner: MemorySink,
+    until: BTreeMap<String, DateTime<Utc>>,
+}
+
+#[async_trait]
+impl Sink for LockedUntil {
+    fn describe(&self) -> String {
+        "a store with locked objects".to_owned()
+    }
+    async fn writer_with(
+        &self,
+        key: &str,
+        mode: backup_storage::WriteMode,
+    ) -> backup_storage::Result<Box<dyn ObjectWriter>> {
+        self.inner.writer_with(key, mode).await
+    }
+    async fn get(&self, key: &str) -> backup_storage::Result<ObjectReader> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> backup_storage::Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> backup_storage::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> backup_storage::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> backup_storage::Result<()> {
+        self.inner.copy(from, to).await
+    }
+    async fn retained_until(&self, key: &str) -> backup_storage::Result<Option<DateTime<Utc>>> {
+        Ok(self.until.get(key).copied())
+    }
+}
+
+#[tokio::test]
+async fn expired_backups_still_locked_are_kept_with_the_date_and_go_once_it_passed() {
+    let now = at(2026, 11, 27, 12, 0, 0);
+    let entries = vec![
+        complete(at(2026, 11, 1, 2, 0, 0)),
+        complete(at(2026, 11, 10, 2, 0, 0)),
+        complete(at(2026, 11, 26, 2, 0, 0)),
+    ];
+    let (old, locked) = (entries[0].key.clone(), entries[1].key.clone());
+    let lock_end = at(2026, 12, 10, 2, 0, 0);
+    let sink = LockedUntil {
+        inner: MemorySink::new(),
+        until: BTreeMap::from([
+            (old.clone(), at(2026, 11, 20, 0, 0, 0)),
+            // The manifest alone locked is enough to keep the backup.
+            (format!("{locked}.manifest.json"), lock_end),
+        ]),
+    };
+    let mut plan = retention::plan(&entries, &RetentionPolicy::within_days(7), now);
+    assert_eq!(plan.to_delete().count(), 2);
+    assert_eq!(plan.keep_locked(&sink).await.unwrap(), 1);
+    let decision = plan
+        .decisions()
+        .iter()
+        .find(|d| d.entry.key == locked)
+        .unwrap();
+    assert_eq!(decision.action, Action::Keep);
+    assert_eq!(decision.reasons, vec![Reason::Locked { until: lock_end }]);
+    assert!(
+        decision.reasons[0]
+            .to_string()
+            .contains("locked until 2026-12-10 02:00:00 UTC"),
+        "{}",
+        decision.reasons[0]
+    );
+    // A lock that ended before now holds nothing.
+    let gone = plan
+        .decisions()
+        .iter()
+        .find(|d| d.entry.key == old)
+        .unwrap();
+    assert_eq!(gone.action, Action::Delete);
+}

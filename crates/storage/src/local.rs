@@ -373,7 +373,7 @@ impl ObjectWriter for LocalObjectWriter {
                 .rename_to(&self.final_path)
                 .map_err(|source| StorageError::io("rename", target, source))?,
             // A hard link is created atomically and only if the name is free.
-            WriteMode::Create => match temp.link_to(&self.final_path) {
+            WriteMode::Create | WriteMode::Retained => match temp.link_to(&self.final_path) {
                 Ok(()) => {}
                 Err(source) if source.kind() == io::ErrorKind::AlreadyExists => {
                     return Err(StorageError::AlreadyExists {

@@ -172,7 +172,7 @@ impl ObjectWriter for MemoryObjectWriter {
         let now = Utc::now();
         let meta = meta(&key, &data, now);
         let mut objects = objects.lock().unwrap_or_else(PoisonError::into_inner);
-        if mode == WriteMode::Create && objects.contains_key(&key) {
+        if mode.creates() && objects.contains_key(&key) {
             return Err(StorageError::AlreadyExists { key });
         }
         objects.insert(key, (data, now));

@@ -34,6 +34,19 @@ pub enum WriteMode {
     /// exclusive link on local disk, `If-None-Match: *` on S3). Backups and their manifests
     /// are written this way, so that one backup can never replace another.
     Create,
+    /// As [`Create`](Self::Create), and the object is kept under the store's retention where
+    /// one is configured (S3 Object Lock: the lock's mode and retain-until date are sent with
+    /// the upload); elsewhere the same as `Create`. Backups and their manifests are written
+    /// this way; markers that are deleted soon after (claims) are not.
+    Retained,
+}
+
+impl WriteMode {
+    /// Whether the write must not replace an existing object ([`Create`](Self::Create) and
+    /// [`Retained`](Self::Retained)).
+    pub fn creates(self) -> bool {
+        matches!(self, Self::Create | Self::Retained)
+    }
 }
 
 /// How a run holds a destination's lock ([`Sink::lock`]).
@@ -123,6 +136,24 @@ pub trait Sink: Debug + Send + Sync {
 
     /// Copies `from` to `to` (replacing `to`), atomically as a write is.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Until when `key` is protected from deletion by the store's retention (S3 Object Lock),
+    /// if it is protected at all: a deletion before then would not remove it (S3 only hides it
+    /// behind a delete marker), so retention plans around it. `Ok(None)` for stores without
+    /// retention (the default) and objects without it. S3 asks with `HeadObject` (the answer
+    /// carries the date only with the `s3:GetObjectRetention` permission).
+    async fn retained_until(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let _ = key;
+        Ok(None)
+    }
+
+    /// Puts an existing object under the store's retention as a [`WriteMode::Retained`] write
+    /// would have (for an object made by [`copy`](Self::copy)); nothing where no retention is
+    /// configured (the default).
+    async fn retain(&self, key: &str) -> Result<()> {
+        let _ = key;
+        Ok(())
+    }
 
     /// Deletes `key` without being awaited, but only if its content is exactly `expected`: for
     /// `Drop`, where an interrupted run removes the small markers it made (a backup's claim on

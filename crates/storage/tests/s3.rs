@@ -912,3 +912,129 @@ async fn a_commit_whose_reply_was_lost_is_recognised_as_committed() {
         .unwrap_err();
     assert!(err.is_already_exists(), "{err}");
 }
+
+/// Writes a small and a large object in `mode`, returning their keys.
+async fn write_both(sink: &S3Sink, mode: backup_storage::WriteMode, tag: &str) -> [String; 2] {
+    let small = format!("{tag}/small");
+    let large = format!("{tag}/large");
+    sink.put_with(&small, Bytes::from_static(b"small"), mode)
+        .await
+        .unwrap();
+    let mut writer = sink.writer_with(&large, mode).await.unwrap();
+    writer.write_all(&data(11 * MIB, 5)).await.unwrap();
+    writer.commit().await.unwrap();
+    [small, large]
+}
+
+#[tokio::test]
+async fn object_lock_is_sent_with_every_retained_upload_with_a_checksum_and_only_then() {
+    use backup_storage::s3::{ObjectLock, ObjectLockMode};
+    use backup_storage::WriteMode;
+    let server = server().await;
+    let mut locked = config(None);
+    locked.object_lock = Some(ObjectLock {
+        mode: ObjectLockMode::Governance,
+        days: 3,
+    });
+    let sink = sink(&server, locked);
+    let before = chrono::Utc::now();
+    let retained = write_both(&sink, WriteMode::Retained, "retained").await;
+    let uploads: Vec<S3RequestRecord> = server
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r.operation, "PutObject" | "CreateMultipartUpload"))
+        .collect();
+    assert_eq!(operations(&uploads), ["PutObject", "CreateMultipartUpload"]);
+    for request in &uploads {
+        assert_eq!(
+            request.header("x-amz-object-lock-mode"),
+            Some("GOVERNANCE"),
+            "{}",
+            request.operation
+        );
+        let until = request
+            .header("x-amz-object-lock-retain-until-date")
+            .unwrap();
+        let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+        let days = (until.with_timezone(&chrono::Utc) - before).num_hours();
+        assert!((71..=72).contains(&days), "{until}: {days} h");
+    }
+    // The checksum S3 requires: on the single PUT and on every part.
+    assert!(uploads[0].header("content-md5").is_some());
+    let parts = server.requests_of("UploadPart");
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|p| p.header("content-md5").is_some()));
+    for key in &retained {
+        let (mode, _) = server.retention(BUCKET, key).expect("locked");
+        assert_eq!(mode, "GOVERNANCE");
+        let until = sink.retained_until(key).await.unwrap().expect("retained");
+        assert!(until > before + chrono::TimeDelta::hours(71), "{until}");
+    }
+
+    // Create (claims, markers) and Overwrite writes are not locked.
+    server.clear_requests();
+    let plain = write_both(&sink, WriteMode::Create, "claims").await;
+    sink.put("reports/r.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    for request in server.requests() {
+        assert_eq!(
+            request.header("x-amz-object-lock-mode"),
+            None,
+            "{}",
+            request.operation
+        );
+    }
+    for key in plain.iter().chain(["reports/r.json".to_owned()].iter()) {
+        assert_eq!(server.retention(BUCKET, key), None, "{key}");
+        assert_eq!(sink.retained_until(key).await.unwrap(), None);
+    }
+
+    // A copy is locked afterwards with retain().
+    sink.copy("claims/small", "copied").await.unwrap();
+    assert_eq!(sink.retained_until("copied").await.unwrap(), None);
+    sink.retain("copied").await.unwrap();
+    assert!(sink.retained_until("copied").await.unwrap().is_some());
+    assert_eq!(server.requests_of("PutObjectRetention").len(), 1);
+
+    // Without a lock configured, a retained write sends no lock header and no checksum.
+    server.clear_requests();
+    let open = sink_for(&server);
+    write_both(&open, WriteMode::Retained, "open").await;
+    for request in server.requests() {
+        assert_eq!(request.header("x-amz-object-lock-mode"), None);
+        assert_eq!(request.header("content-md5"), None, "{}", request.operation);
+    }
+    // A lock is found whatever this sink's configuration says.
+    assert!(open
+        .retained_until("retained/small")
+        .await
+        .unwrap()
+        .is_some());
+    open.retain("open/small").await.unwrap();
+    assert_eq!(server.retention(BUCKET, "open/small"), None);
+}
+
+#[tokio::test]
+async fn the_test_server_refuses_a_locked_upload_without_a_checksum_as_s3_does() {
+    let server = server().await;
+    let until =
+        aws_sdk_s3::primitives::DateTime::from_secs(chrono::Utc::now().timestamp() + 86_400);
+    let refused = server
+        .client()
+        .put_object()
+        .bucket(BUCKET)
+        .key("no-checksum")
+        .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Governance)
+        .object_lock_retain_until_date(until)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    let error = format!("{:?}", refused.unwrap_err());
+    assert!(error.contains("Content-MD5"), "{error}");
+    assert_eq!(server.retention(BUCKET, "no-checksum"), None);
+}
+
+fn sink_for(server: &S3Server) -> S3Sink {
+    sink(server, config(None))
+}

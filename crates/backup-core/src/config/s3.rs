@@ -2,8 +2,8 @@
 //! plain [`S3Config`].
 
 use backup_storage::s3::{
-    normalize_prefix, parse_encryption, parse_size, parse_storage_class, DEFAULT_CONCURRENCY,
-    MAX_CONCURRENCY,
+    normalize_prefix, parse_encryption, parse_object_lock_mode, parse_size, parse_storage_class,
+    ObjectLock, DEFAULT_CONCURRENCY, MAX_CONCURRENCY,
 };
 use backup_storage::{S3Config, S3Encryption, StorageError};
 use std::time::Duration;
@@ -69,6 +69,18 @@ const S3: &[Setting] = &[
         "seconds one attempt of an S3 request may take (more for parts: +1 s per 256 KiB)",
     )
     .default("60"),
+    Setting::new(
+        "BACKUP_S3_OBJECT_LOCK",
+        "object_lock",
+        "Object Lock retention of backups and manifests: governance, compliance or off \
+         (the bucket must have Object Lock enabled)",
+    )
+    .default("off"),
+    Setting::new(
+        "BACKUP_S3_OBJECT_LOCK_DAYS",
+        "object_lock_days",
+        "days a backup stays locked after its upload (default: BACKUP_RETENTION_DAYS)",
+    ),
 ];
 
 impl Component for S3Settings {
@@ -139,6 +151,18 @@ impl Component for S3Settings {
                 })?;
             s3.timeout = Duration::from_secs(seconds);
         }
+        if let Some(mode) = get("BACKUP_S3_OBJECT_LOCK") {
+            if let Some(mode) = parse_object_lock_mode(&mode).map_err(config_error)? {
+                let days = match config.number::<u32>("BACKUP_S3_OBJECT_LOCK_DAYS")? {
+                    Some(days) => days,
+                    None => config
+                        .number::<u32>("BACKUP_RETENTION_DAYS")?
+                        .unwrap_or(crate::config::DEFAULT_RETENTION_DAYS)
+                        .max(1),
+                };
+                s3.object_lock = Some(ObjectLock { mode, days });
+            }
+        }
         s3.validate().map_err(config_error)?;
         Ok(Self { config: Some(s3) })
     }
@@ -165,8 +189,63 @@ mod tests {
         let env = vars
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
-        let config = Config::load(&[S3Settings::SECTION], env, None)?;
+        let sections = [S3Settings::SECTION, crate::config::RetentionConfig::SECTION];
+        let config = Config::load(&sections, env, None)?;
         Ok(config.component::<S3Settings>()?.config)
+    }
+
+    #[test]
+    fn object_lock_takes_its_mode_and_days_and_defaults_to_the_retention_days() {
+        use backup_storage::s3::ObjectLockMode;
+        assert_eq!(with_bucket(&[]).unwrap().object_lock, None);
+        assert_eq!(
+            with_bucket(&[("BACKUP_S3_OBJECT_LOCK", "off")])
+                .unwrap()
+                .object_lock,
+            None
+        );
+        let lock = |vars: &[(&str, &str)]| with_bucket(vars).unwrap().object_lock.unwrap();
+        assert_eq!(
+            lock(&[("BACKUP_S3_OBJECT_LOCK", "Governance")]),
+            ObjectLock {
+                mode: ObjectLockMode::Governance,
+                days: 30
+            }
+        );
+        assert_eq!(
+            lock(&[
+                ("BACKUP_S3_OBJECT_LOCK", "compliance"),
+                ("BACKUP_RETENTION_DAYS", "14")
+            ])
+            .days,
+            14
+        );
+        assert_eq!(
+            lock(&[
+                ("BACKUP_S3_OBJECT_LOCK", "compliance"),
+                ("BACKUP_S3_OBJECT_LOCK_DAYS", "7")
+            ]),
+            ObjectLock {
+                mode: ObjectLockMode::Compliance,
+                days: 7
+            }
+        );
+        for (vars, says) in [
+            (
+                vec![("BACKUP_S3_OBJECT_LOCK", "forever")],
+                "governance, compliance or off",
+            ),
+            (
+                vec![
+                    ("BACKUP_S3_OBJECT_LOCK", "governance"),
+                    ("BACKUP_S3_OBJECT_LOCK_DAYS", "0"),
+                ],
+                "at least 1",
+            ),
+        ] {
+            let err = with_bucket(&vars).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     fn with_bucket(vars: &[(&str, &str)]) -> Result<S3Config> {

@@ -64,6 +64,60 @@ impl fmt::Display for S3Encryption {
     }
 }
 
+/// S3 Object Lock retention mode (`BACKUP_S3_OBJECT_LOCK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectLockMode {
+    /// `GOVERNANCE`: users with `s3:BypassGovernanceRetention` can still shorten or remove it.
+    Governance,
+    /// `COMPLIANCE`: nobody, not even the account's root user, can delete the object or shorten
+    /// its retention before the date.
+    Compliance,
+}
+
+impl ObjectLockMode {
+    /// The name S3 uses: `GOVERNANCE` or `COMPLIANCE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Governance => "GOVERNANCE",
+            Self::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// Object Lock retention put on every backup and manifest at upload
+/// ([`WriteMode::Retained`](crate::WriteMode::Retained)): `mode` for `days` days from the upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    /// The retention mode.
+    pub mode: ObjectLockMode,
+    /// Days from the upload until the object may be deleted (`BACKUP_S3_OBJECT_LOCK_DAYS`).
+    pub days: u32,
+}
+
+impl ObjectLock {
+    /// The retain-until date of an object uploaded at `now`.
+    pub fn retain_until(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        now + chrono::TimeDelta::days(i64::from(self.days))
+    }
+}
+
+/// Parses `BACKUP_S3_OBJECT_LOCK`: `governance` or `compliance` (any case); `off`, `none`,
+/// `false` or empty for no lock.
+pub fn parse_object_lock_mode(value: &str) -> Result<Option<ObjectLockMode>> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "governance" => Ok(Some(ObjectLockMode::Governance)),
+        "compliance" => Ok(Some(ObjectLockMode::Compliance)),
+        "" | "off" | "none" | "false" => Ok(None),
+        _ => Err(StorageError::Config(format!(
+            "BACKUP_S3_OBJECT_LOCK={value:?} is not a lock mode: use governance, compliance or \
+             off"
+        ))),
+    }
+}
+
 /// Configuration of an [`S3Sink`](super::S3Sink).
 ///
 /// Holds no secrets: credentials come from the standard AWS credential chain (environment,
@@ -117,6 +171,9 @@ pub struct S3Config {
     /// Objects larger than this are copied part by part (`UploadPartCopy`) instead of with one
     /// `CopyObject`, which S3 refuses above 5 GiB. Default 5 GiB.
     pub multipart_copy_threshold: u64,
+    /// Object Lock retention of backups and manifests (`BACKUP_S3_OBJECT_LOCK`); `None`: no
+    /// lock headers are sent. The bucket must have been created with Object Lock enabled.
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl S3Config {
@@ -143,6 +200,7 @@ impl S3Config {
             max_retry_delay: Duration::from_secs(10),
             timeout: DEFAULT_TIMEOUT,
             multipart_copy_threshold: MAX_PART_SIZE,
+            object_lock: None,
         }
     }
 
@@ -218,6 +276,13 @@ impl S3Config {
         }
         if self.timeout.is_zero() {
             return invalid("BACKUP_S3_TIMEOUT_SECONDS must be at least 1 (default 60)".to_owned());
+        }
+        if self.object_lock.is_some_and(|lock| lock.days == 0) {
+            return invalid(
+                "BACKUP_S3_OBJECT_LOCK_DAYS must be at least 1 (S3 keeps a locked object at \
+                 least a day)"
+                    .to_owned(),
+            );
         }
         if self.part_attempts == 0 || self.read_attempts == 0 {
             return invalid("part_attempts and read_attempts must be at least 1".to_owned());

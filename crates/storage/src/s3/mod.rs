@@ -59,9 +59,10 @@ use crate::key::{validate_key, validate_prefix};
 use crate::sink::{ObjectMeta, ObjectReader, ObjectWriter, Sink, WriteMode};
 
 pub use config::{
-    normalize_prefix, parse_encryption, parse_size, parse_storage_class, S3Config, S3Encryption,
-    DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_STORAGE_CLASS, DEFAULT_TIMEOUT,
-    MAX_CONCURRENCY, MAX_PART_SIZE, MIN_PART_SIZE, TIMEOUT_BYTES_PER_SECOND,
+    normalize_prefix, parse_encryption, parse_object_lock_mode, parse_size, parse_storage_class,
+    ObjectLock, ObjectLockMode, S3Config, S3Encryption, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE,
+    DEFAULT_REGION, DEFAULT_STORAGE_CLASS, DEFAULT_TIMEOUT, MAX_CONCURRENCY, MAX_PART_SIZE,
+    MIN_PART_SIZE, TIMEOUT_BYTES_PER_SECOND,
 };
 pub use reader::READ_RANGE_BYTES;
 
@@ -271,7 +272,8 @@ impl S3Sink {
     async fn copy_multipart(&self, from: &str, to: &str, source: &Source) -> Result<()> {
         let inner = &self.inner;
         let to_key = inner.object_key(to);
-        let upload_id = writer::create_multipart_upload(inner, &to_key).await?;
+        let upload_id =
+            writer::create_multipart_upload(inner, &to_key, WriteMode::Overwrite).await?;
         let result = self.copy_parts(&to_key, &upload_id, from, source).await;
         let completion = match result {
             Ok(parts) => {
@@ -431,6 +433,54 @@ impl Sink for S3Sink {
     async fn get(&self, key: &str) -> Result<ObjectReader> {
         validate_key(key)?;
         reader::open(Arc::clone(&self.inner), key).await
+    }
+
+    async fn retained_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        validate_key(key)?;
+        // Asked whatever the configuration says: objects locked earlier, or by the bucket's
+        // default retention, are locked all the same.
+        let inner = &self.inner;
+        let object_key = inner.object_key(key);
+        match inner
+            .client
+            .head_object()
+            .bucket(&inner.config.bucket)
+            .key(&object_key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output
+                .object_lock_retain_until_date()
+                .map(to_chrono)
+                .filter(|until| *until > Utc::now())),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(inner.error("HeadObject", inner.url_of(&object_key), error)),
+        }
+    }
+
+    async fn retain(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        let inner = &self.inner;
+        let Some(lock) = inner.config.object_lock else {
+            return Ok(());
+        };
+        let object_key = inner.object_key(key);
+        let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
+            .mode(aws_sdk_s3::types::ObjectLockRetentionMode::from(
+                lock.mode.as_str(),
+            ))
+            .retain_until_date(to_smithy(lock.retain_until(Utc::now())))
+            .build();
+        inner
+            .client
+            .put_object_retention()
+            .bucket(&inner.config.bucket)
+            .key(&object_key)
+            .retention(retention)
+            .send()
+            .await
+            .map_err(|error| inner.error("PutObjectRetention", inner.url_of(&object_key), error))?;
+        Ok(())
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
@@ -759,7 +809,7 @@ impl Inner {
         ) || error
             .raw_response()
             .is_some_and(|r| r.status().as_u16() == 412);
-        if mode == WriteMode::Create && conflict {
+        if mode.creates() && conflict {
             return StorageError::AlreadyExists {
                 key: key.to_owned(),
             };
@@ -784,6 +834,36 @@ impl Inner {
 fn not_found(key: &str) -> StorageError {
     StorageError::NotFound {
         key: key.to_owned(),
+    }
+}
+
+/// The SDK's date of `time` (whole seconds).
+fn to_smithy(time: DateTime<Utc>) -> aws_sdk_s3::primitives::DateTime {
+    aws_sdk_s3::primitives::DateTime::from_secs(time.timestamp())
+}
+
+/// The `Content-MD5` header value of `data`: base64 of its MD5 digest.
+pub(super) fn content_md5(data: &[u8]) -> String {
+    use base64::Engine as _;
+    use md5::{Digest, Md5};
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(data))
+}
+
+/// The Object Lock headers of a write in `mode`: mode and retain-until date for a
+/// [`WriteMode::Retained`] write when a lock is configured.
+pub(super) fn lock_headers(
+    config: &S3Config,
+    mode: WriteMode,
+) -> (
+    Option<aws_sdk_s3::types::ObjectLockMode>,
+    Option<aws_sdk_s3::primitives::DateTime>,
+) {
+    match config.object_lock {
+        Some(lock) if mode == WriteMode::Retained => (
+            Some(aws_sdk_s3::types::ObjectLockMode::from(lock.mode.as_str())),
+            Some(to_smithy(lock.retain_until(Utc::now()))),
+        ),
+        _ => (None, None),
     }
 }
 

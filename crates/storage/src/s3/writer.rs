@@ -120,7 +120,10 @@ impl S3ObjectWriter {
             let creating = self.creating.get_or_insert_with(|| {
                 let inner = Arc::clone(&self.inner);
                 let object_key = self.object_key.clone();
-                tokio::spawn(async move { create_multipart_upload(&inner, &object_key).await })
+                let mode = self.mode;
+                tokio::spawn(
+                    async move { create_multipart_upload(&inner, &object_key, mode).await },
+                )
             });
             let created = match Pin::new(creating).poll(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -287,6 +290,9 @@ impl S3ObjectWriter {
         let inner = &self.inner;
         let length = i64::try_from(data.len()).unwrap_or(i64::MAX);
         let data_len = data.len() as u64;
+        let (lock_mode, retain_until) = super::lock_headers(&inner.config, self.mode);
+        // S3 refuses an upload with Object Lock retention that carries no checksum.
+        let md5 = inner.config.object_lock.map(|_| super::content_md5(&data));
         inner
             .client
             .put_object()
@@ -298,6 +304,9 @@ impl S3ObjectWriter {
             .set_ssekms_key_id(inner.kms_key_id())
             .set_storage_class(inner.storage_class())
             .set_if_none_match(if_none_match(self.mode))
+            .set_object_lock_mode(lock_mode)
+            .set_object_lock_retain_until_date(retain_until)
+            .set_content_md5(md5)
             .customize()
             .config_override(super::attempt_timeout_override(
                 inner.config.attempt_timeout(data_len),
@@ -510,7 +519,12 @@ fn task_error_message(op: &'static str, target: String, message: &str) -> Storag
 }
 
 /// Starts a multipart upload of `object_key` with the configured encryption and storage class.
-pub(super) async fn create_multipart_upload(inner: &Inner, object_key: &str) -> Result<String> {
+pub(super) async fn create_multipart_upload(
+    inner: &Inner,
+    object_key: &str,
+    mode: WriteMode,
+) -> Result<String> {
+    let (lock_mode, retain_until) = super::lock_headers(&inner.config, mode);
     let output = inner
         .client
         .create_multipart_upload()
@@ -519,6 +533,8 @@ pub(super) async fn create_multipart_upload(inner: &Inner, object_key: &str) -> 
         .set_server_side_encryption(inner.sse())
         .set_ssekms_key_id(inner.kms_key_id())
         .set_storage_class(inner.storage_class())
+        .set_object_lock_mode(lock_mode)
+        .set_object_lock_retain_until_date(retain_until)
         .send()
         .await
         .map_err(|error| inner.error("CreateMultipartUpload", inner.url_of(object_key), error))?;
@@ -546,6 +562,8 @@ async fn upload_part(
 ) -> Result<CompletedPart> {
     let part_number = i32::try_from(number).unwrap_or(i32::MAX);
     let length = i64::try_from(data.len()).unwrap_or(i64::MAX);
+    // Parts of an upload under Object Lock need a checksum too.
+    let md5 = inner.config.object_lock.map(|_| super::content_md5(&data));
     let mut attempt = 1;
     loop {
         let result = inner
@@ -556,6 +574,7 @@ async fn upload_part(
             .upload_id(&upload_id)
             .part_number(part_number)
             .content_length(length)
+            .set_content_md5(md5.clone())
             .body(ByteStream::from(data.clone()))
             .customize()
             .config_override(
@@ -596,7 +615,7 @@ async fn upload_part(
 
 /// The `If-None-Match` header of a write in `mode`: `*` makes S3 refuse to replace an object.
 fn if_none_match(mode: WriteMode) -> Option<String> {
-    (mode == WriteMode::Create).then(|| "*".to_owned())
+    mode.creates().then(|| "*".to_owned())
 }
 
 /// Completes a multipart upload from its parts (sorted by part number); in

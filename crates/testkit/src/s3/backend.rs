@@ -14,6 +14,14 @@
 //! - s3s-fs accepts only the storage classes `STANDARD` and `REDUCED_REDUNDANCY` on
 //!   `PutObject` (and stores none); other classes S3 accepts, such as `INTELLIGENT_TIERING`,
 //!   are dropped before s3s-fs sees them. The request log still shows the header as sent.
+//! - Object Lock (absent in s3s-fs): the retention sent with `PutObject`,
+//!   `CreateMultipartUpload` (applied at completion), `CopyObject` and `PutObjectRetention` is
+//!   kept per key and returned by `HeadObject`. As on S3, an upload with Object Lock retention
+//!   (each part of a multipart one) without `Content-MD5` or an `x-amz-checksum-*` header is
+//!   refused with `InvalidRequest`. Deleting a locked object behaves as on a versioned bucket
+//!   (S3 requires versioning for Object Lock): the delete succeeds as a delete marker would;
+//!   such deletes are recorded ([`S3Server::deleted_while_locked`](super::S3Server)), since on S3
+//!   they would free nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -30,7 +38,8 @@ use s3s::dto::{
     HeadObjectInput, HeadObjectOutput, ListBucketsInput, ListBucketsOutput,
     ListMultipartUploadsInput, ListMultipartUploadsOutput, ListObjectsInput, ListObjectsOutput,
     ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput, MultipartUpload,
-    PutObjectInput, PutObjectOutput, Timestamp, UploadPartCopyInput, UploadPartCopyOutput,
+    ObjectLockMode, PutObjectInput, PutObjectOutput, PutObjectRetentionInput,
+    PutObjectRetentionOutput, Timestamp, UploadPartCopyInput, UploadPartCopyOutput,
     UploadPartInput, UploadPartOutput,
 };
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
@@ -45,6 +54,104 @@ struct Upload {
     bucket: String,
     key: String,
     initiated: SystemTime,
+    /// The Object Lock retention it asked for, applied at completion.
+    lock: Option<Lock>,
+}
+
+/// An object's Object Lock retention: mode and retain-until date.
+#[derive(Debug, Clone)]
+pub(super) struct Lock {
+    mode: ObjectLockMode,
+    until: Timestamp,
+}
+
+impl Lock {
+    fn of(mode: Option<&ObjectLockMode>, until: Option<&Timestamp>) -> Option<Self> {
+        Some(Self {
+            mode: mode?.clone(),
+            until: until?.clone(),
+        })
+    }
+
+    /// Whether the retention still holds.
+    fn holds(&self) -> bool {
+        let mut text = Vec::new();
+        let seconds = self
+            .until
+            .format(s3s::dto::TimestampFormat::EpochSeconds, &mut text)
+            .ok()
+            .and_then(|()| String::from_utf8(text).ok())
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        seconds > now
+    }
+}
+
+/// Object Lock retention per (bucket, key), and the keys deleted while locked.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Locks {
+    held: Arc<Mutex<BTreeMap<(String, String), Lock>>>,
+    deleted: Arc<Mutex<Vec<String>>>,
+}
+
+impl Locks {
+    fn set(&self, bucket: &str, key: &str, lock: Option<Lock>) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match lock {
+            Some(lock) => held.insert((bucket.to_owned(), key.to_owned()), lock),
+            None => held.remove(&(bucket.to_owned(), key.to_owned())),
+        };
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Option<Lock> {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
+    /// Records the delete of `key` if it is locked; the lock goes with the current version.
+    fn deleting(&self, bucket: &str, key: &str) {
+        if self.get(bucket, key).is_some_and(|lock| lock.holds()) {
+            self.deleted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(key.to_owned());
+        }
+        self.set(bucket, key, None);
+    }
+
+    /// The keys deleted while their retention held.
+    pub(super) fn deleted_while_locked(&self) -> Vec<String> {
+        self.deleted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The retention of `key` in `bucket`: mode and retain-until date (RFC 3339).
+    pub(super) fn retention(&self, bucket: &str, key: &str) -> Option<(String, String)> {
+        let lock = self.get(bucket, key)?;
+        let mut text = Vec::new();
+        lock.until
+            .format(s3s::dto::TimestampFormat::DateTime, &mut text)
+            .ok()?;
+        Some((lock.mode.as_str().to_owned(), String::from_utf8(text).ok()?))
+    }
+}
+
+/// S3's answer to an upload with Object Lock retention but no checksum.
+fn checksum_required() -> s3s::S3Error {
+    s3_error!(
+        InvalidRequest,
+        "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with \
+         Object Lock parameters"
+    )
 }
 
 /// The multipart uploads in progress (upload id -> upload), shared by the backend and the
@@ -74,6 +181,7 @@ pub(super) struct Backend {
     /// The directory s3s-fs stores buckets in (canonical).
     root: PathBuf,
     uploads: Uploads,
+    locks: Locks,
 }
 
 impl Backend {
@@ -84,7 +192,13 @@ impl Backend {
             fs,
             root,
             uploads: Uploads::default(),
+            locks: Locks::default(),
         })
+    }
+
+    /// A handle on the Object Lock table.
+    pub(super) fn locks_handle(&self) -> Locks {
+        self.locks.clone()
     }
 
     /// A handle on the table of uploads in progress.
@@ -190,7 +304,17 @@ impl S3 for Backend {
         {
             req.input.storage_class = None;
         }
-        self.fs.put_object(req).await
+        let lock = Lock::of(
+            req.input.object_lock_mode.as_ref(),
+            req.input.object_lock_retain_until_date.as_ref(),
+        );
+        if lock.is_some() && req.input.content_md5.is_none() && req.input.checksum_crc32.is_none() {
+            return Err(checksum_required());
+        }
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let response = self.fs.put_object(req).await?;
+        self.locks.set(&bucket, &key, lock);
+        Ok(response)
     }
 
     async fn get_object(
@@ -223,7 +347,13 @@ impl S3 for Backend {
         if self.is_directory(&req.input.bucket, &req.input.key) {
             return Err(s3_error!(NoSuchKey));
         }
-        self.fs.head_object(req).await
+        let lock = self.locks.get(&req.input.bucket, &req.input.key);
+        let mut response = self.fs.head_object(req).await?;
+        if let Some(lock) = lock {
+            response.output.object_lock_mode = Some(lock.mode);
+            response.output.object_lock_retain_until_date = Some(lock.until);
+        }
+        Ok(response)
     }
 
     async fn delete_object(
@@ -233,6 +363,7 @@ impl S3 for Backend {
         if !req.input.key.ends_with('/') && self.is_directory(&req.input.bucket, &req.input.key) {
             return Ok(S3Response::new(DeleteObjectOutput::default()));
         }
+        self.locks.deleting(&req.input.bucket, &req.input.key);
         self.fs.delete_object(req).await
     }
 
@@ -257,6 +388,9 @@ impl S3 for Backend {
                 ..Default::default()
             }));
         }
+        for object in &objects {
+            self.locks.deleting(&bucket, &object.key);
+        }
         req.input.delete.objects = objects;
         let mut response = self.fs.delete_objects(req).await?;
         response
@@ -271,7 +405,45 @@ impl S3 for Backend {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        self.fs.copy_object(req).await
+        let lock = Lock::of(
+            req.input.object_lock_mode.as_ref(),
+            req.input.object_lock_retain_until_date.as_ref(),
+        );
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let response = self.fs.copy_object(req).await?;
+        self.locks.set(&bucket, &key, lock);
+        Ok(response)
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        self.check_bucket(&req.input.bucket)?;
+        let exists = self
+            .root
+            .join(&req.input.bucket)
+            .join(&req.input.key)
+            .is_file();
+        if !exists {
+            return Err(s3_error!(NoSuchKey));
+        }
+        let retention = req.input.retention.as_ref();
+        let mode = retention
+            .and_then(|r| r.mode.as_ref())
+            .map(|m| ObjectLockMode::from(m.as_str().to_owned()));
+        let lock = Lock::of(
+            mode.as_ref(),
+            retention.and_then(|r| r.retain_until_date.as_ref()),
+        );
+        if lock.is_none() {
+            return Err(s3_error!(
+                MalformedXML,
+                "a retention needs a mode and a date"
+            ));
+        }
+        self.locks.set(&req.input.bucket, &req.input.key, lock);
+        Ok(S3Response::new(PutObjectRetentionOutput::default()))
     }
 
     async fn create_multipart_upload(
@@ -281,6 +453,10 @@ impl S3 for Backend {
         self.check_bucket(&req.input.bucket)?;
         let bucket = req.input.bucket.clone();
         let key = req.input.key.clone();
+        let lock = Lock::of(
+            req.input.object_lock_mode.as_ref(),
+            req.input.object_lock_retain_until_date.as_ref(),
+        );
         let response = self.fs.create_multipart_upload(req).await?;
         if let Some(upload_id) = &response.output.upload_id {
             self.uploads().insert(
@@ -289,6 +465,7 @@ impl S3 for Backend {
                     bucket,
                     key,
                     initiated: SystemTime::now(),
+                    lock,
                 },
             );
         }
@@ -300,6 +477,13 @@ impl S3 for Backend {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         self.check_upload(&req.input.upload_id)?;
+        let locked = self
+            .uploads()
+            .get(&req.input.upload_id)
+            .is_some_and(|u| u.lock.is_some());
+        if locked && req.input.content_md5.is_none() && req.input.checksum_crc32.is_none() {
+            return Err(checksum_required());
+        }
         self.fs.upload_part(req).await
     }
 
@@ -326,7 +510,9 @@ impl S3 for Backend {
         let upload_id = req.input.upload_id.clone();
         self.check_upload(&upload_id)?;
         let response = self.fs.complete_multipart_upload(req).await?;
-        self.uploads().remove(&upload_id);
+        if let Some(upload) = self.uploads().remove(&upload_id) {
+            self.locks.set(&upload.bucket, &upload.key, upload.lock);
+        }
         Ok(response)
     }
 

@@ -51,7 +51,8 @@ pub struct S3RequestRecord {
     /// The S3 operation, from the method, path, query and headers: `PutObject`,
     /// `CreateMultipartUpload`, `UploadPart`, `UploadPartCopy`, `CompleteMultipartUpload`,
     /// `AbortMultipartUpload`, `ListMultipartUploads`, `ListParts`, `GetObject`, `HeadObject`,
-    /// `DeleteObject`, `DeleteObjects`, `CopyObject`, `ListObjectsV2`, `ListObjects`,
+    /// `DeleteObject`, `DeleteObjects`, `CopyObject`, `PutObjectRetention`, `ListObjectsV2`,
+    /// `ListObjects`,
     /// `CreateBucket`, `HeadBucket`, `DeleteBucket`, `GetBucketLocation`, `ListBuckets`, or
     /// `Unknown`.
     pub operation: &'static str,
@@ -211,6 +212,7 @@ pub struct S3Server {
     secret_key: String,
     state: Arc<State>,
     uploads: backend::Uploads,
+    locks: backend::Locks,
     task: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -240,6 +242,7 @@ impl S3Server {
         );
         let backend = backend::Backend::new(&root)?;
         let uploads = backend.uploads_handle();
+        let locks = backend.locks_handle();
         let mut builder = S3ServiceBuilder::new(backend);
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),
@@ -260,9 +263,22 @@ impl S3Server {
             secret_key,
             state,
             uploads,
+            locks,
             task,
             _dir: dir,
         })
+    }
+
+    /// The Object Lock retention of `key` in `bucket` (mode, retain-until date in RFC 3339), as
+    /// the uploads set it; `None` for an object without.
+    pub fn retention(&self, bucket: &str, key: &str) -> Option<(String, String)> {
+        self.locks.retention(bucket, key)
+    }
+
+    /// The keys deleted while their Object Lock retention held (on S3 such a delete only
+    /// hides the object behind a delete marker and frees nothing).
+    pub fn deleted_while_locked(&self) -> Vec<String> {
+        self.locks.deleted_while_locked()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -901,6 +917,7 @@ fn classify<B>(request: &Request<B>) -> &'static str {
         "PUT" if has("uploadId") && has("partNumber") && copy => "UploadPartCopy",
         "PUT" if has("uploadId") && has("partNumber") => "UploadPart",
         "PUT" if copy => "CopyObject",
+        "PUT" if has("retention") => "PutObjectRetention",
         "PUT" => "PutObject",
         "POST" if has("uploads") => "CreateMultipartUpload",
         "POST" if has("uploadId") => "CompleteMultipartUpload",
