@@ -14,14 +14,14 @@ use backup_testkit::RedisServer;
 use crate::harness::*;
 
 /// A webhook receiver on 127.0.0.1 that records each POST body and answers as told.
-struct Webhook {
-    url: String,
+pub(crate) struct Webhook {
+    pub(crate) url: String,
     bodies: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Webhook {
     /// Answers every request with 200 after `delay`.
-    fn start(delay: Duration) -> Self {
+    pub(crate) fn start(delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
             "http://{}/hooks/T000/SECRET-TOKEN",
@@ -64,7 +64,7 @@ impl Webhook {
         Self { url, bodies }
     }
 
-    fn bodies(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn bodies(&self) -> Vec<serde_json::Value> {
         self.bodies.lock().unwrap().clone()
     }
 }

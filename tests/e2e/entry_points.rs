@@ -30,6 +30,7 @@ fn the_old_entry_points_run_the_new_commands_with_their_exit_codes() {
         ("backup-database.sh", "backup-database"),
         ("backup-redis.sh", "backup-redis"),
         ("restore-database.sh", "restore-database"),
+        ("security-scan.sh", "security-scan"),
     ] {
         let out = shim(&repo().join("scripts").join(script), &["--version"], &path);
         assert_success(&out, script);
@@ -66,19 +67,11 @@ fn the_old_entry_points_run_the_new_commands_with_their_exit_codes() {
         "{}",
         stderr(&out)
     );
-
-    let out = shim(&repo().join("scripts/security-scan.sh"), &[], &path);
-    assert_exit(&out, 3, "security-scan.sh");
-    assert!(
-        stderr(&out).contains("not available yet"),
-        "{}",
-        stderr(&out)
-    );
 }
 
 /// The old crontab's schedule, kept in `backup/backup-schedule.cron`: each job line has five
 /// time fields and runs an entry point that exists; the systemd units start programs this
-/// workspace builds (or the scan, until it lands, its placeholder's name).
+/// workspace builds.
 #[test]
 fn the_schedule_and_the_units_run_what_exists() {
     let cron = std::fs::read_to_string(repo().join("backup/backup-schedule.cron")).unwrap();
@@ -102,6 +95,7 @@ fn the_schedule_and_the_units_run_what_exists() {
     for (unit, program) in [
         ("backup-all.service", "backup-all"),
         ("backup-status.service", "backup-status"),
+        ("security-scan.service", "security-scan"),
     ] {
         let text = std::fs::read_to_string(repo().join("deploy").join(unit)).unwrap();
         assert!(

@@ -12,6 +12,7 @@ mod harness;
 mod keys;
 mod redis_e2e;
 mod redis_hostile;
+mod security;
 
 use std::time::Duration;
 

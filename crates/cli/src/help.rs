@@ -339,3 +339,41 @@ Examples:
   backup-key reencrypt --key-id 3f2a9c0d11e4b7a8
   backup-key list
 ";
+
+/// `security-scan --help`, after the options.
+pub const SECURITY_SCAN: &str = "\
+Checks, each finding with a severity (critical, high, medium, low), what was found and the fix;
+a check that cannot be made (an S3-compatible server without that API, a missing permission)
+is `unknown`, never a failure:
+  key_file.*      present; mode 0600/0400; owned by the user running backups; strength (an
+                  estimate: random keys count their bytes, passphrases their words or
+                  characters); not inside a path config/log backups archive; no directory
+                  above it writable by group or others
+  keyring.*       each key with the backups that still need it (retirable when none), backups
+                  whose key is missing, the current key's age against BACKUP_KEY_MAX_AGE_DAYS (90)
+  local.*         nothing in BACKUP_LOCAL_DIR readable by group or others, no unencrypted
+                  backup where encryption is configured, every file owned by the backup user
+  s3.*            default encryption, public access block, a non-public policy, a TLS-only
+                  policy, versioning, Object Lock, lifecycle rules against the retention
+  exposure.delete whether these credentials can delete backups (Object Lock off and prune on)
+  freshness.*     the newest complete backup of each kind younger than 26 h; the newest run
+  process.root, config.secrets
+  scanner.*       each command of [security] scanners (BACKUP_SECURITY_SCANNERS, separated by
+                  ';'): trivy, grype, cargo audit and npm audit JSON become findings with the
+                  package, installed and fixed version; a scanner that is not installed, fails
+                  or times out (BACKUP_SECURITY_SCANNER_TIMEOUT, 10m) is a high finding
+
+The report is stored as reports/security/security_scan_YYYYMMDD_HHMMSS.json on every
+destination; the webhook (BACKUP_NOTIFICATION_URL) is told when anything is high or critical.
+
+Exit codes: 0 nothing high or critical, 1 something high, 2 something critical, 3 the scan
+itself could not run (usage or configuration error).
+
+Examples:
+  # Weekly, as the old schedule ran security-scan.sh (cron 0 3 * * 0)
+  security-scan
+
+  # With the container and dependency scanners
+  BACKUP_SECURITY_SCANNERS='trivy image randevubu:latest --format json; cargo audit --json' \\
+      security-scan --json > scan.json
+";

@@ -23,6 +23,7 @@ pub mod redis_restore;
 pub mod restore;
 pub mod restore_all;
 pub mod runlog;
+pub mod security;
 pub mod select;
 pub mod status;
 

@@ -20,6 +20,7 @@ pub const COMMANDS: &[&str] = &[
     "backup-all",
     "backup-status",
     "backup-key",
+    "security-scan",
 ];
 
 /// Runs the command `args` name (see the module docs).
@@ -56,6 +57,7 @@ fn run(command: &str, args: Vec<OsString>) -> ExitCode {
         "backup-all" => run_interruptible(crate::backup_all::run(parse_args_from(args))),
         "backup-status" => run_interruptible(crate::status::run(parse_args_from(args))),
         "backup-key" => run_interruptible(crate::keys::run(parse_args_from(args))),
+        "security-scan" => run_interruptible(crate::security::run(parse_args_from(args))),
         _ => usage(),
     }
 }

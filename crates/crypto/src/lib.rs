@@ -34,6 +34,7 @@ mod error;
 mod key;
 mod keyfile;
 mod openssl;
+mod strength;
 
 pub use error::CryptoError;
 pub use key::{
@@ -44,3 +45,4 @@ pub use keyfile::{
     generate_key_file, keyring_file_name, rotate_key_file, Rotation, GENERATED_KEY_BYTES,
 };
 pub use openssl::{DecryptReader, EncryptReader, CIPHER_NAME, DEFAULT_PBKDF2_ITERATIONS, KDF_NAME};
+pub use strength::{key_file_strength, KeyStrength};

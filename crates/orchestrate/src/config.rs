@@ -194,6 +194,7 @@ pub fn sections() -> Vec<Section> {
         FilesConfig::SECTION,
         NotifyConfig::SECTION,
         crate::run_config::RunConfig::SECTION,
+        crate::security::SecurityConfig::SECTION,
     ]);
     all
 }

@@ -19,6 +19,7 @@ mod nightly;
 mod notify;
 mod report;
 mod run_config;
+pub mod security;
 mod status;
 
 pub use backup_core::RunStatus;

@@ -135,3 +135,43 @@ fn scalar(path: &Path, place: &str, setting: &Setting, value: toml::Value) -> Re
         ))),
     }
 }
+
+/// The places in the config file `path` that hold a secret (a setting that may only come from
+/// the environment, such as `[postgres] password`, or a flat `postgres_password`), as
+/// `[table] key` or the flat name; never their values. For audits: loading refuses such a
+/// file. A file that cannot be read or parsed holds none that can be named.
+pub fn secrets_in_file(path: &Path, sections: &[Section]) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (name, value) in table {
+        if let toml::Value::Table(inner) = value {
+            let Some(section) = sections.iter().find(|s| s.table == name) else {
+                continue;
+            };
+            for key in inner.keys() {
+                if section
+                    .settings
+                    .iter()
+                    .any(|s| s.key == key.as_str() && s.env_only)
+                {
+                    found.push(format!("[{name}] {key}"));
+                }
+            }
+        } else {
+            let upper = name.to_ascii_uppercase();
+            let secret = sections
+                .iter()
+                .flat_map(|s| s.settings.iter())
+                .any(|s| s.env == upper && s.env_only);
+            if secret {
+                found.push(name);
+            }
+        }
+    }
+    found
+}

@@ -43,6 +43,7 @@
 
 mod components;
 mod file;
+pub use file::secrets_in_file;
 mod s3;
 
 use std::collections::BTreeMap;

@@ -33,6 +33,7 @@
 //! never hang.
 
 mod config;
+mod posture;
 mod reader;
 mod writer;
 
@@ -64,6 +65,7 @@ pub use config::{
     DEFAULT_REGION, DEFAULT_STORAGE_CLASS, DEFAULT_TIMEOUT, MAX_CONCURRENCY, MAX_PART_SIZE,
     MIN_PART_SIZE, TIMEOUT_BYTES_PER_SECOND,
 };
+pub use posture::{BucketPosture, LifecycleRule, ObjectLockSettings, Probe, PublicAccessBlock};
 pub use reader::READ_RANGE_BYTES;
 
 /// How long connecting to the server may take (the SDK's default).

@@ -22,6 +22,16 @@
 //!   (S3 requires versioning for Object Lock): the delete succeeds as a delete marker would;
 //!   such deletes are recorded ([`S3Server::deleted_while_locked`](super::S3Server)), since on S3
 //!   they would free nothing.
+//! - Bucket configuration: s3s answers `501 NotImplemented` to `GetBucketEncryption`,
+//!   `GetPublicAccessBlock`, `GetBucketPolicy`, `GetBucketPolicyStatus`,
+//!   `GetBucketLifecycleConfiguration` and the like, as a limited S3-compatible server does, and
+//!   so does this one. A test gives a bucket a versioning status and Object Lock with
+//!   [`S3Server::set_bucket_versioning`](super::S3Server::set_bucket_versioning) and
+//!   [`S3Server::set_object_lock_enabled`](super::S3Server::set_object_lock_enabled) (or
+//!   `PutBucketVersioning`); from then on `GetBucketVersioning` and
+//!   `GetObjectLockConfiguration` of that bucket answer as S3 would (no status for versioning
+//!   never set; `ObjectLockConfigurationNotFoundError` without Object Lock), before that
+//!   `NotImplemented`. Nothing else follows from these settings: objects are not versioned.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -34,13 +44,15 @@ use s3s::dto::{
     CreateBucketOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput, DeleteBucketInput,
     DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput, DeleteObjectsInput,
     DeleteObjectsOutput, DeletedObject, ETagCondition, GetBucketLocationInput,
-    GetBucketLocationOutput, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput,
-    HeadObjectInput, HeadObjectOutput, ListBucketsInput, ListBucketsOutput,
-    ListMultipartUploadsInput, ListMultipartUploadsOutput, ListObjectsInput, ListObjectsOutput,
-    ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput, MultipartUpload,
-    ObjectLockMode, PutObjectInput, PutObjectOutput, PutObjectRetentionInput,
-    PutObjectRetentionOutput, Timestamp, UploadPartCopyInput, UploadPartCopyOutput,
-    UploadPartInput, UploadPartOutput,
+    GetBucketLocationOutput, GetBucketVersioningInput, GetBucketVersioningOutput, GetObjectInput,
+    GetObjectLockConfigurationInput, GetObjectLockConfigurationOutput, GetObjectOutput,
+    HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput, ListBucketsInput,
+    ListBucketsOutput, ListMultipartUploadsInput, ListMultipartUploadsOutput, ListObjectsInput,
+    ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput,
+    MultipartUpload, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockMode,
+    PutBucketVersioningInput, PutBucketVersioningOutput, PutObjectInput, PutObjectOutput,
+    PutObjectRetentionInput, PutObjectRetentionOutput, Timestamp, UploadPartCopyInput,
+    UploadPartCopyOutput, UploadPartInput, UploadPartOutput,
 };
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use s3s_fs::FileSystem;
@@ -145,6 +157,46 @@ impl Locks {
     }
 }
 
+/// The configuration a test gave a bucket (see the module documentation).
+#[derive(Debug, Clone, Default)]
+struct BucketConfig {
+    /// The versioning status: `Enabled`, `Suspended`; `None` when never set.
+    versioning: Option<String>,
+    /// Whether Object Lock is enabled.
+    object_lock: bool,
+}
+
+/// The bucket configurations tests set, per bucket; a bucket without an entry answers
+/// `NotImplemented`. Shared by the backend and the [`S3Server`](super::S3Server).
+#[derive(Debug, Clone, Default)]
+pub(super) struct BucketConfigs(Arc<Mutex<BTreeMap<String, BucketConfig>>>);
+
+impl BucketConfigs {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, BucketConfig>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, bucket: &str) -> Option<BucketConfig> {
+        self.lock().get(bucket).cloned()
+    }
+
+    /// Sets the versioning status of `bucket` (`Enabled` or `Suspended`).
+    pub(super) fn set_versioning(&self, bucket: &str, status: &str) {
+        self.lock().entry(bucket.to_owned()).or_default().versioning = Some(status.to_owned());
+    }
+
+    /// Enables or disables Object Lock on `bucket`. Enabling it also enables versioning, as on
+    /// S3 (which requires it).
+    pub(super) fn set_object_lock(&self, bucket: &str, enabled: bool) {
+        let mut configs = self.lock();
+        let config = configs.entry(bucket.to_owned()).or_default();
+        config.object_lock = enabled;
+        if enabled {
+            config.versioning = Some("Enabled".to_owned());
+        }
+    }
+}
+
 /// S3's answer to an upload with Object Lock retention but no checksum.
 fn checksum_required() -> s3s::S3Error {
     s3_error!(
@@ -182,6 +234,7 @@ pub(super) struct Backend {
     root: PathBuf,
     uploads: Uploads,
     locks: Locks,
+    bucket_configs: BucketConfigs,
 }
 
 impl Backend {
@@ -193,7 +246,24 @@ impl Backend {
             root,
             uploads: Uploads::default(),
             locks: Locks::default(),
+            bucket_configs: BucketConfigs::default(),
         })
+    }
+
+    /// A handle on the table of bucket configurations.
+    pub(super) fn bucket_configs_handle(&self) -> BucketConfigs {
+        self.bucket_configs.clone()
+    }
+
+    /// The configuration a test gave `bucket`: `NotImplemented` (as s3s answers) when none,
+    /// `NoSuchBucket` when the bucket does not exist.
+    fn bucket_config(&self, bucket: &str, operation: &str) -> S3Result<BucketConfig> {
+        let config = self
+            .bucket_configs
+            .get(bucket)
+            .ok_or_else(|| s3_error!(NotImplemented, "{operation} is not implemented yet"))?;
+        self.check_bucket(bucket)?;
+        Ok(config)
     }
 
     /// A handle on the Object Lock table.
@@ -444,6 +514,60 @@ impl S3 for Backend {
         }
         self.locks.set(&req.input.bucket, &req.input.key, lock);
         Ok(S3Response::new(PutObjectRetentionOutput::default()))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let config = self.bucket_config(&req.input.bucket, "GetBucketVersioning")?;
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status: config.versioning.map(Into::into),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.check_bucket(&req.input.bucket)?;
+        let status =
+            req.input.versioning_configuration.status.ok_or_else(|| {
+                s3_error!(MalformedXML, "a versioning configuration needs a status")
+            })?;
+        let locked = self
+            .bucket_configs
+            .get(&req.input.bucket)
+            .is_some_and(|config| config.object_lock);
+        if locked && status.as_str() != "Enabled" {
+            return Err(s3_error!(
+                InvalidBucketState,
+                "An Object Lock configuration is present on this bucket, so the versioning \
+                 state cannot be changed."
+            ));
+        }
+        self.bucket_configs
+            .set_versioning(&req.input.bucket, status.as_str());
+        Ok(S3Response::new(PutBucketVersioningOutput::default()))
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        let config = self.bucket_config(&req.input.bucket, "GetObjectLockConfiguration")?;
+        if !config.object_lock {
+            return Err(s3_error!(ObjectLockConfigurationNotFoundError));
+        }
+        Ok(S3Response::new(GetObjectLockConfigurationOutput {
+            object_lock_configuration: Some(ObjectLockConfiguration {
+                object_lock_enabled: Some(ObjectLockEnabled::from_static(
+                    ObjectLockEnabled::ENABLED,
+                )),
+                rule: None,
+            }),
+        }))
     }
 
     async fn create_multipart_upload(

@@ -7,7 +7,9 @@
 //! [`S3Server::slow_down_upload_parts`], [`S3Server::cut_get_object_after`],
 //! [`S3Server::lose_reply_of`], [`S3Server::fail_complete_with`],
 //! [`S3Server::complete_with_200_error`], [`S3Server::delay`], [`S3Server::stall`]) or makes
-//! time pass for multipart uploads ([`S3Server::backdate_multipart_uploads`]). See
+//! time pass for multipart uploads ([`S3Server::backdate_multipart_uploads`]). Bucket
+//! configuration answers `NotImplemented` unless a test sets it
+//! ([`S3Server::set_bucket_versioning`], [`S3Server::set_object_lock_enabled`]). See
 //! `backend.rs` for where it fills gaps of s3s-fs.
 
 mod backend;
@@ -53,8 +55,10 @@ pub struct S3RequestRecord {
     /// `AbortMultipartUpload`, `ListMultipartUploads`, `ListParts`, `GetObject`, `HeadObject`,
     /// `DeleteObject`, `DeleteObjects`, `CopyObject`, `PutObjectRetention`, `ListObjectsV2`,
     /// `ListObjects`,
-    /// `CreateBucket`, `HeadBucket`, `DeleteBucket`, `GetBucketLocation`, `ListBuckets`, or
-    /// `Unknown`.
+    /// `CreateBucket`, `HeadBucket`, `DeleteBucket`, `GetBucketLocation`, `ListBuckets`,
+    /// `GetBucketVersioning`, `PutBucketVersioning`, `GetObjectLockConfiguration`,
+    /// `GetBucketEncryption`, `GetPublicAccessBlock`, `GetBucketPolicy`,
+    /// `GetBucketPolicyStatus`, `GetBucketLifecycleConfiguration`, or `Unknown`.
     pub operation: &'static str,
     /// `GET`, `PUT`, ...
     pub method: String,
@@ -213,6 +217,7 @@ pub struct S3Server {
     state: Arc<State>,
     uploads: backend::Uploads,
     locks: backend::Locks,
+    bucket_configs: backend::BucketConfigs,
     task: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -243,6 +248,7 @@ impl S3Server {
         let backend = backend::Backend::new(&root)?;
         let uploads = backend.uploads_handle();
         let locks = backend.locks_handle();
+        let bucket_configs = backend.bucket_configs_handle();
         let mut builder = S3ServiceBuilder::new(backend);
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),
@@ -264,6 +270,7 @@ impl S3Server {
             state,
             uploads,
             locks,
+            bucket_configs,
             task,
             _dir: dir,
         })
@@ -279,6 +286,28 @@ impl S3Server {
     /// hides the object behind a delete marker and frees nothing).
     pub fn deleted_while_locked(&self) -> Vec<String> {
         self.locks.deleted_while_locked()
+    }
+
+    /// Gives `bucket` versioning status `status` (`Enabled` or `Suspended`), as
+    /// `GetBucketVersioning` then reports it. Until this, [`set_object_lock_enabled`] or a
+    /// `PutBucketVersioning` for the bucket, `GetBucketVersioning` and
+    /// `GetObjectLockConfiguration` answer `501 NotImplemented`, as on a limited S3-compatible
+    /// server; after it, `GetObjectLockConfiguration` answers as S3 for a bucket without
+    /// Object Lock (`ObjectLockConfigurationNotFoundError`) unless Object Lock was enabled.
+    /// Only the answers change: objects are not versioned.
+    ///
+    /// [`set_object_lock_enabled`]: Self::set_object_lock_enabled
+    pub fn set_bucket_versioning(&self, bucket: &str, status: &str) {
+        self.bucket_configs.set_versioning(bucket, status);
+    }
+
+    /// Enables (or disables) Object Lock on `bucket`, as `GetObjectLockConfiguration` then
+    /// reports it (`ObjectLockEnabled = Enabled`, no default retention; disabled:
+    /// `ObjectLockConfigurationNotFoundError`). Enabling it also sets versioning to `Enabled`,
+    /// as S3 requires. See [`set_bucket_versioning`](Self::set_bucket_versioning) for the
+    /// answers before either is called. Uploads are not checked against it.
+    pub fn set_object_lock_enabled(&self, bucket: &str, enabled: bool) {
+        self.bucket_configs.set_object_lock(bucket, enabled);
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -902,12 +931,20 @@ fn classify<B>(request: &Request<B>) -> &'static str {
     }
     if key.is_empty() {
         return match method {
+            "PUT" if has("versioning") => "PutBucketVersioning",
             "PUT" => "CreateBucket",
             "HEAD" => "HeadBucket",
             "DELETE" => "DeleteBucket",
             "POST" if has("delete") => "DeleteObjects",
             "GET" if has("uploads") => "ListMultipartUploads",
             "GET" if has("location") => "GetBucketLocation",
+            "GET" if has("versioning") => "GetBucketVersioning",
+            "GET" if has("object-lock") => "GetObjectLockConfiguration",
+            "GET" if has("encryption") => "GetBucketEncryption",
+            "GET" if has("publicAccessBlock") => "GetPublicAccessBlock",
+            "GET" if has("policyStatus") => "GetBucketPolicyStatus",
+            "GET" if has("policy") => "GetBucketPolicy",
+            "GET" if has("lifecycle") => "GetBucketLifecycleConfiguration",
             "GET" if query.split('&').any(|pair| pair == "list-type=2") => "ListObjectsV2",
             "GET" => "ListObjects",
             _ => "Unknown",
@@ -996,6 +1033,23 @@ mod tests {
             ("HEAD", "/b/k", false, "HeadObject"),
             ("DELETE", "/b/k", false, "DeleteObject"),
             ("PUT", "/b", false, "CreateBucket"),
+            ("GET", "/b?location", false, "GetBucketLocation"),
+            ("GET", "/b?versioning", false, "GetBucketVersioning"),
+            ("PUT", "/b?versioning", false, "PutBucketVersioning"),
+            ("GET", "/b?object-lock", false, "GetObjectLockConfiguration"),
+            ("GET", "/b?encryption", false, "GetBucketEncryption"),
+            ("GET", "/b?publicAccessBlock", false, "GetPublicAccessBlock"),
+            ("GET", "/b?policy", false, "GetBucketPolicy"),
+            ("GET", "/b?policyStatus", false, "GetBucketPolicyStatus"),
+            (
+                "GET",
+                "/b?lifecycle",
+                false,
+                "GetBucketLifecycleConfiguration",
+            ),
+            ("GET", "/b?prefix=versioning", false, "ListObjects"),
+            // Object-level: not the bucket's configuration.
+            ("GET", "/b/k?versioning", false, "GetObject"),
             ("GET", "/", false, "ListBuckets"),
         ];
         for (method, uri, copy, expected) in cases {
