@@ -147,6 +147,19 @@ async fn a_rotated_key_keeps_every_backup_restorable_and_reencrypt_retires_the_o
         )),
         "{listing}"
     );
+    // security-scan says the same.
+    let out = tool("security-scan", &["--json"]).await;
+    let scan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let old_key = scan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == format!("keyring.{first_id}").as_str())
+        .unwrap_or_else(|| panic!("{scan:#}"));
+    assert!(
+        old_key["what"].as_str().unwrap().contains("retirable"),
+        "{old_key}"
+    );
 
     // Retire the old key: every backup still restores, from both destinations, roles too
     // (the manifest's encrypted attachment was re-encrypted with the backup).

@@ -13,6 +13,7 @@ mod config;
 mod disk_full;
 mod forged;
 mod killed_backup;
+mod killed_reencrypt;
 mod killed_restore;
 mod postmaster;
 mod redis_faults;

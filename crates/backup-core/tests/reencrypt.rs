@@ -507,3 +507,51 @@ async fn an_unfinished_reencryption_keeps_its_backup_from_retention() {
         "retention would delete a backup whose re-encryption is unfinished"
     );
 }
+
+#[tokio::test]
+async fn a_journal_written_without_the_key_is_refused_and_its_bytes_never_used() {
+    let old = key("old");
+    let mut ring = Keyring::new(key("new"));
+    ring.add(old.clone());
+    let sink = MemorySink::new();
+    back_up(&sink, &old, true, data(10_000)).await;
+    let entry = list_backups(&sink, BackupKind::DATABASE)
+        .await
+        .unwrap()
+        .remove(0);
+    // Someone who can write to the bucket but has no key: a journal that would swap in their
+    // own bytes (with the manifest copied and the hash changed), and those bytes staged.
+    let manifest_key = format!("{}.manifest.json", entry.key);
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&sink.get_bytes(&manifest_key, u64::MAX).await.unwrap()).unwrap();
+    forged["sha256"] = serde_json::json!("00".repeat(32));
+    sink.put(
+        &format!("{}.reencrypt.manifest.json", entry.key),
+        Bytes::from(forged.to_string()),
+    )
+    .await
+    .unwrap();
+    sink.put(
+        &format!("{}.reencrypt", entry.key),
+        Bytes::from_static(b"attacker's bytes"),
+    )
+    .await
+    .unwrap();
+    let before = sink.get_bytes(&entry.key, u64::MAX).await.unwrap();
+
+    let report = destinations(&sink)
+        .reencrypt(
+            &ring,
+            &options(ReencryptSelection::OlderThan(chrono::Utc::now()), false),
+        )
+        .await;
+    assert_eq!(report.resumed.len(), 1, "{}", report.text());
+    let error = report.resumed[0].error.as_deref().unwrap();
+    assert!(error.contains("failed HMAC verification"), "{error}");
+    assert_ne!(report.status(), RunStatus::Success);
+    // The backup itself was still re-encrypted from its own verified bytes, never from the
+    // staged ones; the forged journal stays for a person to look at.
+    let restored = restore_all(&sink, &Keyring::new(ring.current().clone())).await;
+    assert_eq!(restored, vec![data(10_000)]);
+    assert_ne!(sink.get_bytes(&entry.key, u64::MAX).await.unwrap(), before);
+}
