@@ -906,6 +906,10 @@ mod npm_audit {
         #[serde(rename = "auditReportVersion")]
         version: Option<serde_json::Number>,
         error: Option<NpmError>,
+        /// npm's message when the registry refused the audit (e.g. `405 Method Not Allowed -
+        /// POST https://registry.npmjs.org/-/npm/v1/security/advisories/bulk`), beside an
+        /// `error` whose parts are empty.
+        message: Option<String>,
         advisories: Option<IgnoredAny>,
     }
 
@@ -1027,9 +1031,10 @@ mod npm_audit {
         let probe: Probe = decode(kind, json)?;
         if let Some(error) = probe.error {
             let mut message = "npm audit reported an error".to_owned();
-            for part in [error.code, error.summary, error.detail]
+            for part in [error.code, error.summary, error.detail, probe.message]
                 .into_iter()
                 .flatten()
+                .filter(|part| !part.trim().is_empty())
             {
                 let _ = write!(message, ": {}", short(&part, MAX_TITLE));
             }
@@ -2177,6 +2182,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("lists none"), "{error}");
+    }
+
+    #[test]
+    fn a_recorded_npm_error_names_what_the_registry_said() {
+        // Recorded here with npm 10.8.2 against a registry mirror without the audit endpoint.
+        let recorded = include_bytes!("../../tests/fixtures/scanners/npm-audit-error-405.json");
+        let error = parse_output(ScannerKind::NpmAudit, recorded).unwrap_err();
+        assert_eq!(
+            error,
+            "npm audit reported an error: 405 Method Not Allowed - POST \
+             https://registry.npmjs.org/-/npm/v1/security/advisories/bulk"
+        );
     }
 
     #[test]
