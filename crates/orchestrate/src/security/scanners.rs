@@ -162,10 +162,12 @@ fn program_name(word: &str) -> &str {
 ///   `Misconfigurations` (as failures without a `vulnerability`), so that a pass means nothing
 ///   was found at all. The pre-0.20 output (a bare array of results) is read too.
 /// - grype: every entry of `matches`; several fixed versions (one per release line) are joined
-///   with `or`.
+///   with `or`; an empty description is taken from a related record (NVD's, for a
+///   distribution's advisory).
 /// - cargo audit: it rates nothing, so the severity comes from the advisory's CVSS 3 base
 ///   score, computed from its vector (9.0 or more critical, 7.0 or more high, 4.0 or more
-///   medium, below that low); an advisory without a usable CVSS 3 vector counts as high. Its
+///   medium, below that low); an advisory without a usable CVSS 3 vector (none, or a CVSS 4.0
+///   one, whose score needs the specification's lookup tables) counts as high. Its
 ///   `warnings` (unmaintained, unsound, yanked, notices) follow as low failures without a
 ///   `vulnerability`, after the pass when there is no vulnerability.
 /// - npm audit: one finding per advisory object in a package's `via`; a package that is only
@@ -501,7 +503,16 @@ mod grype {
     #[derive(Deserialize)]
     struct Match {
         vulnerability: Vuln,
+        /// The same vulnerability in other records (NVD's, for a distribution's advisory):
+        /// their description stands in for an empty one.
+        #[serde(rename = "relatedVulnerabilities", default)]
+        related: Option<Vec<Related>>,
         artifact: Artifact,
+    }
+
+    #[derive(Deserialize)]
+    struct Related {
+        description: Option<String>,
     }
 
     #[derive(Deserialize)]
@@ -596,6 +607,15 @@ mod grype {
                 }
             };
             let severity = Severity::parse_lenient(vuln.severity.as_deref().unwrap_or("unknown"));
+            // A distribution's record (wolfi, Red Hat, Debian…) often has no description of
+            // its own: NVD's related record has.
+            let description = non_empty(vuln.description).or_else(|| {
+                found
+                    .related
+                    .into_iter()
+                    .flatten()
+                    .find_map(|related| non_empty(related.description))
+            });
             let vulnerability = Vulnerability {
                 id: vuln.id,
                 package,
@@ -607,7 +627,7 @@ mod grype {
                 kind,
                 severity,
                 vulnerability,
-                vuln.description.as_deref(),
+                description.as_deref(),
                 fix,
             ));
         }
@@ -2105,6 +2125,541 @@ mod tests {
         ];
         for (vector, score) in cases {
             assert_eq!(cvss3_base_score(vector), score, "{vector}");
+        }
+    }
+
+    // ---- recorded outputs of the real scanners (see tests/fixtures/scanners/README.md) ----
+
+    const TRIVY_DEBIAN: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/trivy-recorded-debian-buster.json");
+    const TRIVY_CARGO_LOCK: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/trivy-recorded-cargo-lock-clean.json");
+    const TRIVY_DOCKERFILE: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/trivy-recorded-dockerfile-misconfig.json");
+    const GRYPE_CHAINGUARD: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/grype-recorded-chainguard-ruby.json");
+    const GRYPE_KEYCLOAK: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/grype-recorded-keycloak.json");
+    const GRYPE_BUSYBOX: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/grype-recorded-busybox-clean.json");
+    const CARGO_AUDIT_2021: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/cargo-audit-recorded-2021.json");
+    const CARGO_AUDIT_CVSS: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/cargo-audit-recorded-2026-cvss.json");
+    const CARGO_AUDIT_RECORDED_CLEAN: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/cargo-audit-recorded-clean.json");
+    const NPM_NYC_MKDIRP: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/npm-audit-recorded-nyc-mkdirp.json");
+    const NPM_VERCEL: &[u8] =
+        include_bytes!("../../tests/fixtures/scanners/npm-audit-recorded-vercel.json");
+
+    /// Every recorded output with its kind.
+    fn recorded() -> [(ScannerKind, &'static str, &'static [u8]); 11] {
+        [
+            (ScannerKind::Trivy, "trivy debian-buster", TRIVY_DEBIAN),
+            (ScannerKind::Trivy, "trivy Cargo.lock", TRIVY_CARGO_LOCK),
+            (ScannerKind::Trivy, "trivy Dockerfile", TRIVY_DOCKERFILE),
+            (ScannerKind::Grype, "grype chainguard", GRYPE_CHAINGUARD),
+            (ScannerKind::Grype, "grype keycloak", GRYPE_KEYCLOAK),
+            (ScannerKind::Grype, "grype busybox", GRYPE_BUSYBOX),
+            (
+                ScannerKind::CargoAudit,
+                "cargo audit 2021",
+                CARGO_AUDIT_2021,
+            ),
+            (
+                ScannerKind::CargoAudit,
+                "cargo audit cvss",
+                CARGO_AUDIT_CVSS,
+            ),
+            (
+                ScannerKind::CargoAudit,
+                "cargo audit clean",
+                CARGO_AUDIT_RECORDED_CLEAN,
+            ),
+            (ScannerKind::NpmAudit, "npm nyc/mkdirp", NPM_NYC_MKDIRP),
+            (ScannerKind::NpmAudit, "npm vercel", NPM_VERCEL),
+        ]
+    }
+
+    #[test]
+    fn trivy_recorded_debian_image_with_an_unfixed_vulnerability() {
+        // trivy's integration golden: `FixedVersion` absent (Status "affected") for bash.
+        let findings = parse_output(ScannerKind::Trivy, TRIVY_DEBIAN).unwrap();
+        assert_eq!(
+            summary(&findings, "scanner.trivy"),
+            [
+                row("CVE-2019-18276", "bash", "5.0-4", None, Severity::Low),
+                row(
+                    "CVE-2019-18224",
+                    "libidn2-0",
+                    "2.0.5-1",
+                    Some("2.0.5-1+deb10u1"),
+                    Severity::Critical
+                ),
+            ]
+        );
+        let target = "testdata/fixtures/images/debian-buster.tar.gz (debian 10.1)";
+        for finding in &findings {
+            let vulnerability = finding.vulnerability.as_ref().unwrap();
+            assert_eq!(vulnerability.target.as_deref(), Some(target));
+        }
+        assert!(findings[0]
+            .fix
+            .as_deref()
+            .unwrap()
+            .starts_with("no fixed version yet: follow the advisory"));
+        assert_eq!(
+            findings[1].what,
+            format!(
+                "CVE-2019-18224 in libidn2-0 2.0.5-1 ({target}): libidn2: heap-based buffer \
+                 overflow in idn2_to_ascii_4i in lib/lookup.c"
+            )
+        );
+        assert_eq!(
+            findings[1].fix.as_deref(),
+            Some("upgrade libidn2-0 to 2.0.5-1+deb10u1")
+        );
+    }
+
+    #[test]
+    fn trivy_recorded_lockfile_scan_and_dockerfile_misconfiguration() {
+        // `--list-all-pkgs` of a Cargo.lock without vulnerabilities: the packages are counted.
+        let findings = parse_output(ScannerKind::Trivy, TRIVY_CARGO_LOCK).unwrap();
+        assert_eq!(
+            single_pass(&findings, "scanner.trivy"),
+            "trivy: no vulnerability in testdata/fixtures/repo/cargo (1 target, 7 packages \
+             scanned)"
+        );
+        // A failed misconfiguration check (`MisconfSummary` beside it is skipped).
+        let findings = parse_output(ScannerKind::Trivy, TRIVY_DOCKERFILE).unwrap();
+        let what = only_failure(&findings, "scanner.trivy", Severity::High);
+        assert_eq!(
+            what,
+            "DS-0002 in Dockerfile: Image user should not be 'root': Specify at least 1 USER \
+             command in Dockerfile with non-root user as argument"
+        );
+        assert_eq!(
+            findings[0].fix.as_deref(),
+            Some("Add 'USER <non root user name>' line to the Dockerfile")
+        );
+        assert!(findings[0].vulnerability.is_none());
+    }
+
+    #[test]
+    fn grype_recorded_image_with_unknown_fix_state_and_related_descriptions() {
+        // grype 0.61.1 on cgr.dev/chainguard/ruby:latest-3.0.
+        let findings = parse_output(ScannerKind::Grype, GRYPE_CHAINGUARD).unwrap();
+        assert_eq!(
+            summary(&findings, "scanner.grype"),
+            [
+                row(
+                    "CVE-2023-28755",
+                    "ruby-3.0",
+                    "3.0.4-r1",
+                    Some("3.0.6-r0"),
+                    Severity::High
+                ),
+                // `fix`: no versions, state "unknown".
+                row("CVE-2023-28755", "uri", "0.10.1", None, Severity::High),
+                row(
+                    "GHSA-hv5j-3h9f-99c2",
+                    "uri",
+                    "0.10.1",
+                    Some("0.10.2"),
+                    Severity::High
+                ),
+            ]
+        );
+        for finding in &findings {
+            let target = finding.vulnerability.as_ref().unwrap().target.as_deref();
+            assert_eq!(target, Some("cgr.dev/chainguard/ruby:latest-3.0"));
+        }
+        // The wolfi record has an empty description: NVD's related record gives it.
+        assert!(
+            findings[0].what.starts_with(
+                "CVE-2023-28755 in ruby-3.0 3.0.4-r1 (cgr.dev/chainguard/ruby:latest-3.0): A \
+                 ReDoS issue was discovered in the URI component"
+            ),
+            "{}",
+            findings[0].what
+        );
+        assert_eq!(
+            findings[0].fix.as_deref(),
+            Some("upgrade ruby-3.0 to 3.0.6-r0")
+        );
+        assert!(findings[1]
+            .fix
+            .as_deref()
+            .unwrap()
+            .starts_with("no fixed version yet: follow the advisory"));
+        assert!(
+            findings[2]
+                .what
+                .ends_with(": Ruby URI component ReDoS issue"),
+            "{}",
+            findings[2].what
+        );
+    }
+
+    #[test]
+    fn grype_recorded_wont_fix_matches_and_clean_image() {
+        // grype 0.66.0 on keycloak 21.0.2: Red Hat will not fix CVE-2020-12413.
+        let findings = parse_output(ScannerKind::Grype, GRYPE_KEYCLOAK).unwrap();
+        let packages = [
+            "nspr",
+            "nss",
+            "nss-softokn",
+            "nss-softokn-freebl",
+            "nss-sysinit",
+            "nss-util",
+        ];
+        let expected: Vec<_> = packages
+            .iter()
+            .map(|package| {
+                let installed = if *package == "nspr" {
+                    "4.34.0-17.el9_1"
+                } else {
+                    "3.79.0-17.el9_1"
+                };
+                row("CVE-2020-12413", package, installed, None, Severity::Low)
+            })
+            .collect();
+        assert_eq!(summary(&findings, "scanner.grype"), expected);
+        let image = "docker.io/keycloak/keycloak:21.0.2@sha256:\
+                     347a0d748d05a050dc64b92de2246d2240db6eb38afbc17c3c08d0acb0db1b50";
+        for finding in &findings {
+            let fix = finding.fix.as_deref().unwrap();
+            assert!(
+                fix.starts_with("no fixed version yet (the vendor will not fix it)"),
+                "{fix}"
+            );
+            let target = finding.vulnerability.as_ref().unwrap().target.as_deref();
+            assert_eq!(target, Some(image));
+            assert!(
+                finding.what.contains("): A flaw was found in Mozilla nss."),
+                "{}",
+                finding.what
+            );
+        }
+
+        // An image without a match (its base64 manifest and config are skipped).
+        let findings = parse_output(ScannerKind::Grype, GRYPE_BUSYBOX).unwrap();
+        assert_eq!(
+            single_pass(&findings, "scanner.grype"),
+            "grype: no vulnerability found in busybox:latest"
+        );
+    }
+
+    #[test]
+    fn cargo_audit_recorded_2021_report_without_cvss_and_with_warnings() {
+        // cargo audit of May 2021: every `cvss` is null (high), several patched ranges.
+        let findings = parse_output(ScannerKind::CargoAudit, CARGO_AUDIT_2021).unwrap();
+        assert_eq!(findings.len(), 13, "{findings:?}");
+        assert_eq!(
+            summary(&findings[..4], "scanner.cargo-audit"),
+            [
+                row(
+                    "RUSTSEC-2020-0091",
+                    "arc-swap",
+                    "0.4.7",
+                    Some(">=1.1.0 OR >=0.4.8"),
+                    Severity::High
+                ),
+                row(
+                    "RUSTSEC-2021-0020",
+                    "hyper",
+                    "0.13.9",
+                    Some(">=0.14.3 OR >=0.13.10, <0.14.0 OR >=0.12.36, <0.13.0"),
+                    Severity::High
+                ),
+                row(
+                    "RUSTSEC-2021-0003",
+                    "smallvec",
+                    "0.6.13",
+                    Some(">=0.6.14, <1.0.0 OR >=1.6.1"),
+                    Severity::High
+                ),
+                row(
+                    "RUSTSEC-2021-0003",
+                    "smallvec",
+                    "1.5.0",
+                    Some(">=0.6.14, <1.0.0 OR >=1.6.1"),
+                    Severity::High
+                ),
+            ]
+        );
+        assert_eq!(
+            findings[1].what,
+            "RUSTSEC-2021-0020 in hyper 0.13.9 (Cargo.lock): Multiple Transfer-Encoding headers \
+             misinterprets request payload"
+        );
+        // Then the warnings, as low failures: three unmaintained crates, six yanked versions.
+        let warnings: Vec<&str> = findings[4..].iter().map(|f| f.what.as_str()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "RUSTSEC-2021-0064 (unmaintained): cpuid-bool 0.1.2: `cpuid-bool` has been \
+                 renamed to `cpufeatures` [Cargo.lock]",
+                "RUSTSEC-2020-0016 (unmaintained): net2 0.2.35: `net2` crate has been deprecated; \
+                 use `socket2` instead [Cargo.lock]",
+                "RUSTSEC-2020-0056 (unmaintained): stdweb 0.4.20: stdweb is unmaintained \
+                 [Cargo.lock]",
+                "arc-swap 0.4.7 is yanked [Cargo.lock]",
+                "bytecount 0.6.1 is yanked [Cargo.lock]",
+                "miow 0.2.1 is yanked [Cargo.lock]",
+                "net2 0.2.35 is yanked [Cargo.lock]",
+                "pin-project-lite 0.1.11 is yanked [Cargo.lock]",
+                "pin-project-lite 0.2.0 is yanked [Cargo.lock]",
+            ]
+        );
+        assert!(findings[4..].iter().all(|f| f.state == CheckState::Fail
+            && f.severity == Severity::Low
+            && f.vulnerability.is_none()));
+        assert_eq!(
+            findings[12].fix.as_deref(),
+            Some("`cargo update -p pin-project-lite` to a version that is not yanked")
+        );
+
+        let findings = parse_output(ScannerKind::CargoAudit, CARGO_AUDIT_RECORDED_CLEAN).unwrap();
+        assert_eq!(
+            single_pass(&findings, "scanner.cargo-audit"),
+            "cargo-audit: no vulnerability in 1 dependency in Cargo.lock"
+        );
+    }
+
+    #[test]
+    fn cargo_audit_recorded_2026_report_rates_by_cvss_vector() {
+        // CVSS 3.1 vectors are scored; null and CVSS 4.0 ones count as high.
+        let findings = parse_output(ScannerKind::CargoAudit, CARGO_AUDIT_CVSS).unwrap();
+        let aws = |id: &str, fixed: &str, severity| {
+            row(id, "aws-lc-sys", "0.36.0", Some(fixed), severity)
+        };
+        let webpki = |id: &str, fixed: &str| {
+            row(id, "rustls-webpki", "0.103.9", Some(fixed), Severity::High)
+        };
+        assert_eq!(
+            summary(&findings, "scanner.cargo-audit"),
+            [
+                // AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:H/A:N: 7.5.
+                aws("RUSTSEC-2026-0047", ">=0.38.0", Severity::High),
+                aws("RUSTSEC-2026-0046", ">=0.38.0", Severity::High),
+                // cvss null.
+                aws("RUSTSEC-2026-0044", ">=0.39.0", Severity::High),
+                // AC:H, I:H only: 5.9.
+                aws("RUSTSEC-2026-0045", ">=0.38.0", Severity::Medium),
+                // AC:H, C:H and I:H: 7.4.
+                aws("RUSTSEC-2026-0048", ">=0.39.0", Severity::High),
+                // CVSS:4.0/…: not scored.
+                row(
+                    "RUSTSEC-2026-0141",
+                    "lettre",
+                    "0.11.19",
+                    Some(">=0.11.22"),
+                    Severity::High
+                ),
+                webpki("RUSTSEC-2026-0049", ">=0.103.10"),
+                webpki(
+                    "RUSTSEC-2026-0104",
+                    ">=0.103.13, <0.104.0-alpha.1 OR >=0.104.0-alpha.7"
+                ),
+                webpki(
+                    "RUSTSEC-2026-0099",
+                    ">=0.103.12, <0.104.0-alpha.1 OR >=0.104.0-alpha.6"
+                ),
+                webpki(
+                    "RUSTSEC-2026-0098",
+                    ">=0.103.12, <0.104.0-alpha.1 OR >=0.104.0-alpha.6"
+                ),
+            ]
+        );
+        for (vector, score) in [
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:H/A:N", Some(7.5)),
+            ("CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:N/I:H/A:N", Some(5.9)),
+            ("CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:H/A:N", Some(7.4)),
+            (
+                "CVSS:4.0/AV:N/AC:L/AT:P/PR:N/UI:N/VC:H/VI:H/VA:N/SC:L/SI:L/SA:N",
+                None,
+            ),
+        ] {
+            assert_eq!(cvss3_base_score(vector), score, "{vector}");
+        }
+        assert_eq!(
+            findings[5].what,
+            "RUSTSEC-2026-0141 in lettre 0.11.19 (Cargo.lock): TLS hostname verification \
+             disabled when using Boring TLS backend"
+        );
+        // `warnings` is an empty object: nothing follows the vulnerabilities.
+        assert_eq!(findings.len(), 10);
+    }
+
+    #[test]
+    fn npm_audit_recorded_report_of_npm_7_with_npm_advisory_numbers() {
+        // npm's own snapshot (arborist's AuditReport, as `npm audit --json` prints it) of a
+        // tree with old nyc and mkdirp, from the registry's answer of 2020: advisory urls are
+        // npmjs.com/advisories/N, so the ids are npm's source numbers.
+        let findings = parse_output(ScannerKind::NpmAudit, NPM_NYC_MKDIRP).unwrap();
+        let rows = summary(&findings, "scanner.npm-audit");
+        let brief: Vec<(&str, &str, Severity)> = rows
+            .iter()
+            .map(|(id, package, _, _, severity)| (id.as_str(), package.as_str(), *severity))
+            .collect();
+        use Severity::{Critical, High, Low, Medium};
+        assert_eq!(
+            brief,
+            [
+                // One finding per advisory of handlebars, rated by each advisory; the package
+                // also named in its `via` (optimist) adds none.
+                ("1164", "handlebars", High),
+                ("1300", "handlebars", Medium),
+                ("1316", "handlebars", High),
+                ("1324", "handlebars", High),
+                ("1325", "handlebars", High),
+                ("755", "handlebars", Critical),
+                ("1490", "kind-of", Low),
+                ("1065", "lodash", High),
+                ("782", "lodash", High),
+                ("1084", "mem", Low),
+                ("1179", "minimist", Low),
+                ("1013", "mixin-deep", High),
+                // Only vulnerable through other packages: the first advisory reached.
+                ("1179", "mkdirp", Low),
+                ("1179", "nyc", Low),
+                ("1179", "optimist", Low),
+                ("1084", "os-locale", Low),
+                ("1012", "set-value", High),
+                ("1012", "union-value", High),
+                ("1084", "yargs", Low),
+            ]
+        );
+        // `fixAvailable: true`.
+        assert_eq!(rows[0].2, "<=4.7.3");
+        assert_eq!(rows[0].3, None);
+        assert_eq!(
+            findings[0].fix.as_deref(),
+            Some("run `npm audit fix`: a fixed handlebars is within the allowed version ranges")
+        );
+        // `fixAvailable` naming the package itself, or another one.
+        assert_eq!(
+            rows[13],
+            row(
+                "1179",
+                "nyc",
+                "6.2.0-alpha - 13.1.0",
+                Some("15.1.0"),
+                Severity::Low
+            )
+        );
+        assert_eq!(
+            findings[13].what,
+            "1179 in nyc 6.2.0-alpha - 13.1.0 (node_modules/nyc): vulnerable through mkdirp, \
+             yargs (1179, 1084)"
+        );
+        assert_eq!(
+            findings[12].fix.as_deref(),
+            Some(
+                "upgrade nyc to 15.1.0 (it brings a fixed mkdirp): a semver-major change (`npm \
+                 audit fix --force`), test it"
+            )
+        );
+        assert_eq!(
+            findings[12]
+                .vulnerability
+                .as_ref()
+                .unwrap()
+                .target
+                .as_deref(),
+            Some("node_modules/mkdirp, node_modules/nyc/node_modules/mkdirp")
+        );
+    }
+
+    #[test]
+    fn npm_audit_recorded_report_with_github_advisories() {
+        // A report of npm 9/10 (GHSA urls, cvss objects, fixes only through `vercel`).
+        let findings = parse_output(ScannerKind::NpmAudit, NPM_VERCEL).unwrap();
+        assert_eq!(
+            summary(&findings, "scanner.npm-audit"),
+            [
+                row(
+                    "GHSA-gxpj-cx7g-858c",
+                    "@vercel/fun",
+                    "<=1.1.0",
+                    None,
+                    Severity::Medium
+                ),
+                row(
+                    "GHSA-3787-6prv-h9w3",
+                    "@vercel/node",
+                    "2.14.0 || >=3.0.2",
+                    None,
+                    Severity::Low
+                ),
+                row(
+                    "GHSA-gxpj-cx7g-858c",
+                    "debug",
+                    "4.0.0 - 4.3.0",
+                    None,
+                    Severity::Medium
+                ),
+                row(
+                    "GHSA-c2qf-rxjj-qqgw",
+                    "semver",
+                    "7.0.0 - 7.5.1",
+                    None,
+                    Severity::Medium
+                ),
+                row(
+                    "GHSA-3787-6prv-h9w3",
+                    "undici",
+                    "<=5.28.2",
+                    None,
+                    Severity::Low
+                ),
+                row(
+                    "GHSA-gxpj-cx7g-858c",
+                    "vercel",
+                    "28.12.3 || 29.0.1 - 29.0.3 || >=32.0.2",
+                    Some("32.3.0"),
+                    Severity::Medium
+                ),
+            ]
+        );
+        assert_eq!(
+            findings[4].what,
+            "GHSA-3787-6prv-h9w3 in undici <=5.28.2 (node_modules/undici): Undici \
+             proxy-authorization header not cleared on cross-origin redirect in fetch"
+        );
+        assert_eq!(
+            findings[4].fix.as_deref(),
+            Some(
+                "upgrade vercel to 32.3.0 (it brings a fixed undici): a semver-major change \
+                 (`npm audit fix --force`), test it"
+            )
+        );
+        assert_eq!(
+            findings[5].what,
+            "GHSA-gxpj-cx7g-858c in vercel 28.12.3 || 29.0.1 - 29.0.3 || >=32.0.2 \
+             (node_modules/vercel): vulnerable through @vercel/fun, @vercel/node \
+             (GHSA-gxpj-cx7g-858c, GHSA-c2qf-rxjj-qqgw, GHSA-3787-6prv-h9w3)"
+        );
+    }
+
+    #[test]
+    fn recorded_outputs_are_refused_as_other_scanners_and_never_panic_when_cut() {
+        for (kind, name, sample) in recorded() {
+            assert!(parse_output(kind, sample).is_ok(), "{name}");
+            for other in KINDS.into_iter().filter(|k| *k != kind) {
+                assert!(
+                    parse_output(other, sample).is_err(),
+                    "{name} read as {other:?}"
+                );
+            }
+            // Anything short of the closing brace is cut short.
+            let end = sample.iter().rposition(|b| *b == b'}').unwrap();
+            for cut in (1..=end).step_by(97) {
+                let error = parse_output(kind, &sample[..cut]).unwrap_err();
+                assert!(!error.is_empty(), "{name} cut at {cut}");
+            }
         }
     }
 
