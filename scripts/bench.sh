@@ -16,7 +16,10 @@
 #                stage alone (examples/compression_stage.rs over the dump in a file: MB/s,
 #                speed-up, scaling efficiency, size, for gzip and zstd), then end to end
 #                backup-database --compression gzip|zstd --compression-threads T against
-#                pg_dump > /dev/null (hyperfine), with the ratio and the issue's goals
+#                pg_dump > /dev/null (hyperfine), with the ratio and the issue's goals; and
+#                the CPU floor: one more run of each with the CPU seconds of every process
+#                (the server's too, from /proc/stat) over the cores, the fastest this
+#                machine could possibly finish that work, as a ratio to pg_dump
 #   --keep       keep the work directory (cluster, backups, hyperfine JSON, logs) and leave
 #                the server's data there, stopped
 #   -h, --help   this text
@@ -507,4 +510,32 @@ if [ -n "$THREADS" ]; then
       done
     done
   } | tee "$W/results/threads.txt"
+
+  # The floor on this machine: one more run of each, counting the CPU time of every process
+  # (the server backend that does most of pg_dump's work included) from /proc/stat. No
+  # schedule can finish a run faster than its CPU seconds over the cores; that floor, over
+  # pg_dump's wall time, is the best ratio this machine allows for that work.
+  say "CPU floor: one more run of each, CPU seconds of all processes (/proc/stat)"
+  HZ=$(getconf CLK_TCK)
+  busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+  cpu_run() { # prepare command -> "busy_s wall_s"
+    bash -c "$1"
+    local b0 t0 b1 t1
+    b0=$(busy); t0=$(date +%s.%N)
+    bash -c "$2" >/dev/null 2>&1 || die "a CPU-floor run failed: $2"
+    t1=$(date +%s.%N); b1=$(busy)
+    awk -v a="$b0" -v b="$b1" -v hz="$HZ" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.2f %.2f", (b - a) / hz, e - s }'
+  }
+  {
+    read -r BUSY_A WALL_A <<<"$(cpu_run "$PREP_A" "$CMD_A")"
+    printf '  %-28s cpu %7.2f s  wall %7.2f s  (%.2f cores busy)\n' "$N_A" "$BUSY_A" "$WALL_A" "$(awk -v b="$BUSY_A" -v w="$WALL_A" 'BEGIN { print b / w }')"
+    for t in ${THREADS//,/ }; do
+      for c in gzip zstd; do
+        read -r BUSY WALL <<<"$(cpu_run "rm -rf $(q "$W/threads-$c-$t/database")" "$(q "$BACKUP_BIN") --local-dir $(q "$W/threads-$c-$t") --compression $c --compression-threads $t")"
+        awk -v n="$c, $t threads" -v b="$BUSY" -v w="$WALL" -v ba="$BUSY_A" -v wa="$WALL_A" -v cores="$NPROC" 'BEGIN {
+          floor = b / cores; if (floor < wa) floor = wa
+          printf "  %-28s cpu %7.2f s  wall %7.2f s  (%.2f cores busy; +%.2f cpu s over pg_dump)  floor on %d cores %.2f s = %.2fx of pg_dump\n", n, b, w, b / w, b - ba, cores, floor, floor / wa }'
+      done
+    done
+  } | tee "$W/results/cpu-floor.txt"
 fi
