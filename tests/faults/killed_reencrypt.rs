@@ -60,7 +60,7 @@ async fn a_reencrypt_killed_at_any_moment_loses_nothing_and_the_next_run_finishe
                 &w.run("restore-database", &["--file", &backup, "--dry-run"], &[]),
                 &format!("dry run, {when}"),
             ),
-            "in_progress" => {}
+            "in progress" => {}
             other => panic!("{when}: the backup is {other}"),
         }
 
