@@ -50,7 +50,7 @@ pub use manifest::{
 };
 pub use naming::{BackupName, TIMESTAMP_FORMAT};
 pub use pipeline::{
-    run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult,
+    host_name, run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult,
     DESTINATION_LOCK_WAIT, TOOL_NAME,
 };
 pub use restore::{

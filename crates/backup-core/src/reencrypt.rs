@@ -784,7 +784,7 @@ struct RunMarker {
 
 impl RunMarker {
     async fn take(sink: &dyn Sink) -> Result<Self> {
-        let host = hostname();
+        let host = crate::host_name();
         let body = Bytes::from(
             serde_json::json!({
                 "tool": TOOL_NAME,
@@ -841,13 +841,6 @@ impl RunMarker {
             let _ = sink.delete(REENCRYPT_RUN_KEY).await;
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 fn process_alive(pid: i32) -> bool {

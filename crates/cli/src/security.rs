@@ -1,11 +1,9 @@
 //! `security-scan`: the weekly audit of the backup set-up (see `backup_orchestrate::security`).
 
 use backup_core::config::Config;
-use backup_core::{BackupKind, LocalConfig, PipelineConfig, RetentionConfig, S3Settings};
-use backup_orchestrate::security::{self, ScanInputs, SecurityConfig};
-use backup_orchestrate::{Notifier, NotifyConfig, RunConfig};
-use backup_sources::files::{FilesConfig, FilesKind};
-use backup_sources::redis::RedisSettings;
+use backup_core::{PipelineConfig, S3Settings};
+use backup_orchestrate::security::{self, ScanInputs};
+use backup_orchestrate::{Notifier, NotifyConfig};
 use clap::Parser;
 
 use crate::common::{self, CommonArgs, Loaded};
@@ -60,40 +58,9 @@ pub async fn run(args: SecurityScanArgs) -> Result<ExitStatus, CliError> {
         }
         Err(e) => return Err(e),
     };
+    let inputs = ScanInputs::from_config(&config, file, secrets).map_err(CliError::usage)?;
     let pipeline: PipelineConfig = common::component(&config)?;
-    let files: FilesConfig = common::component(&config)?;
-    let local: LocalConfig = common::component(&config)?;
     let s3: S3Settings = common::component(&config)?;
-    let redis: RedisSettings = common::component(&config)?;
-    let run: RunConfig = common::component(&config)?;
-    let retention: RetentionConfig = common::component(&config)?;
-    let security_config: SecurityConfig = common::component(&config)?;
-    let kinds = [
-        ("database", BackupKind::DATABASE),
-        ("redis", BackupKind::REDIS),
-        ("config", BackupKind::CONFIG),
-        ("logs", BackupKind::LOGS),
-    ]
-    .into_iter()
-    .filter(|(name, _)| !run.skip.iter().any(|s| s == name))
-    .map(|(_, kind)| kind)
-    .collect();
-    let inputs = ScanInputs {
-        key_file: pipeline.key_file.clone(),
-        keyring_dir: pipeline.keyring_directory(),
-        euid: nix::unistd::geteuid().as_raw(),
-        backed_up: [files.paths(FilesKind::Config), files.paths(FilesKind::Logs)].concat(),
-        local_dir: local.dir.clone(),
-        redis_plaintext: !redis.encrypt,
-        s3: s3.config.is_some(),
-        object_lock: s3.config.as_ref().is_some_and(|c| c.object_lock.is_some()),
-        prune: run.prune,
-        retention_days: retention.policy.within_days.unwrap_or(0),
-        kinds,
-        config_file: file,
-        config_secrets: secrets,
-        security: security_config,
-    };
     let ring = pipeline.load_keyring().ok();
     let destinations = common::open_destinations(&config, false).await.ok();
     let bucket = match &s3.config {

@@ -212,15 +212,7 @@ pub fn append_run_log(
     Ok(path)
 }
 
-/// This machine's name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `unknown`).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
+pub use backup_core::host_name;
 
 impl RunReport {
     /// The report as pretty JSON.

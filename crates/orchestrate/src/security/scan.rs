@@ -138,6 +138,51 @@ pub struct ScanInputs {
     pub security: SecurityConfig,
 }
 
+impl ScanInputs {
+    /// The inputs `config` gives, for the configuration file `config_file` (whose settings
+    /// that hold secrets are `config_secrets`); the effective user is this process's.
+    ///
+    /// # Errors
+    /// When a component's settings are invalid.
+    pub fn from_config(
+        config: &Config,
+        config_file: Option<PathBuf>,
+        config_secrets: Vec<String>,
+    ) -> backup_core::Result<Self> {
+        use backup_sources::files::{FilesConfig, FilesKind};
+        let pipeline: backup_core::PipelineConfig = config.component()?;
+        let files: FilesConfig = config.component()?;
+        let local: backup_core::LocalConfig = config.component()?;
+        let s3: backup_core::S3Settings = config.component()?;
+        let redis: backup_sources::redis::RedisSettings = config.component()?;
+        let run: crate::RunConfig = config.component()?;
+        let retention: backup_core::RetentionConfig = config.component()?;
+        // COMPONENTS and BUILT_IN name the same four kinds in the same order.
+        let kinds = crate::COMPONENTS
+            .iter()
+            .zip(BackupKind::BUILT_IN)
+            .filter(|(name, _)| !run.skip.iter().any(|s| s == *name))
+            .map(|(_, kind)| kind)
+            .collect();
+        Ok(Self {
+            key_file: pipeline.key_file.clone(),
+            keyring_dir: pipeline.keyring_directory(),
+            euid: nix::unistd::geteuid().as_raw(),
+            backed_up: [files.paths(FilesKind::Config), files.paths(FilesKind::Logs)].concat(),
+            local_dir: local.dir,
+            redis_plaintext: !redis.encrypt,
+            s3: s3.config.is_some(),
+            object_lock: s3.config.as_ref().is_some_and(|c| c.object_lock.is_some()),
+            prune: run.prune,
+            retention_days: retention.policy.within_days.unwrap_or(0),
+            kinds,
+            config_file,
+            config_secrets,
+            security: config.component()?,
+        })
+    }
+}
+
 /// The report of one scan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScanReport {
