@@ -21,14 +21,13 @@ use crate::manifest::{EncryptionInfo, Manifest, MANIFEST_FORMAT_VERSION};
 use crate::naming::BackupName;
 use crate::source::{ByteStream, Source};
 
-/// This machine's name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `unknown`): run
-/// reports and the markers of runs name their host.
+/// This machine's name (`/proc/sys/kernel/hostname`, else `unknown`): run reports and the
+/// markers of runs name their host. (The library reads no environment variable.)
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
