@@ -13,6 +13,7 @@ mod keys;
 mod redis_e2e;
 mod redis_hostile;
 mod security;
+mod wal;
 
 use std::time::Duration;
 

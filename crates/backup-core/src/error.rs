@@ -100,6 +100,16 @@ pub enum CoreError {
     /// over), or no destination holds a usable copy; the message says what to do.
     #[error("{0}")]
     NotRestorable(String),
+    /// Another run holds the claim on an object this run was to write.
+    #[error("{key} on {destination} is being written by another run ({holder}); if no such run is alive, remove {key}.claim there")]
+    Busy {
+        /// The object.
+        key: String,
+        /// The sink's description.
+        destination: String,
+        /// The other run's claim (tool, host, process, start).
+        holder: String,
+    },
     /// The configuration is invalid or incomplete.
     #[error("configuration error: {0}")]
     Config(String),

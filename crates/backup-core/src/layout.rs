@@ -68,7 +68,11 @@ impl BackupKind {
     pub const CONFIG: Self = Self::constant("config");
     /// Log files, under `logs/`.
     pub const LOGS: Self = Self::constant("logs");
-    /// The kinds the tool itself makes.
+    /// PostgreSQL WAL files, under `wal/{timeline}/` (named by PostgreSQL, not dated).
+    pub const WAL: Self = Self::constant("wal");
+    /// PostgreSQL physical base backups (`pg_basebackup` tar streams), under `base/`.
+    pub const BASE: Self = Self::constant("base");
+    /// The kinds the tool itself makes with dated names (the nightly job's kinds).
     pub const BUILT_IN: [Self; 4] = [Self::DATABASE, Self::REDIS, Self::CONFIG, Self::LOGS];
 
     /// A kind named `name`: 1 to [`MAX_KIND_LEN`] lower-case ASCII letters, digits, `-` or

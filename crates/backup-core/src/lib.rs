@@ -21,6 +21,7 @@ mod hashing;
 pub mod layout;
 mod listing;
 mod manifest;
+mod marker;
 mod naming;
 pub mod pgzip;
 mod pipeline;
@@ -50,11 +51,12 @@ pub use manifest::{
 };
 pub use naming::{BackupName, TIMESTAMP_FORMAT};
 pub use pipeline::{
-    host_name, run_backup, run_backup_to_all, BackupOptions, BackupReport, DestinationResult,
-    DESTINATION_LOCK_WAIT, TOOL_NAME,
+    host_name, run_backup, run_backup_to_all, store_object, BackupOptions, BackupReport,
+    DestinationResult, DESTINATION_LOCK_WAIT, FIXED_CLAIM_STALE, TOOL_NAME,
 };
 pub use restore::{
-    fetch_backup, open_backup, restore_backup, restore_backup_via, FetchedBackup, OpenedBackup,
+    fetch_backup, open_backup, open_object, read_verified_manifest, restore_backup,
+    restore_backup_via, FetchedBackup, OpenedBackup,
 };
 /// How a run that involves several destinations, kinds or components went as a whole, in the
 /// old scripts' exit codes: a backup job, a prune, the nightly orchestration.

@@ -187,17 +187,14 @@ pub async fn run_backup_to_all(
     };
     // Backups share each destination's lock (a local directory's `flock`): they never write
     // while backup-prune deletes there, and it waits for them.
-    let mut locks = Vec::new();
-    for sink in sinks {
-        match sink.lock(LockMode::Shared, DESTINATION_LOCK_WAIT).await {
-            Ok(lock) => locks.push(lock),
-            Err(e) => {
-                drop(stream);
-                source.finish().await.ok();
-                return Err(e.into());
-            }
+    let locks = match lock_all(sinks).await {
+        Ok(locks) => locks,
+        Err(e) => {
+            drop(stream);
+            source.finish().await.ok();
+            return Err(e);
         }
-    }
+    };
     let mut claim = match claim_name(kind, &prefix, extension, sinks, options, started_at).await {
         Ok(claim) => claim,
         Err(e) => {
@@ -206,13 +203,122 @@ pub async fn run_backup_to_all(
             return Err(e);
         }
     };
+    let skipped = sinks.iter().map(|_| None).collect();
     let results = backup_under(
-        source, stream, sinks, options, progress, &claim, started, started_at,
+        source, stream, sinks, skipped, options, progress, &claim, started, started_at,
     )
     .await;
     claim.release().await;
     drop(locks);
     results
+}
+
+/// Takes every destination's shared lock.
+async fn lock_all(sinks: &[&dyn Sink]) -> Result<Vec<Option<backup_storage::SinkLock>>> {
+    let mut locks = Vec::with_capacity(sinks.len());
+    for sink in sinks {
+        locks.push(sink.lock(LockMode::Shared, DESTINATION_LOCK_WAIT).await?);
+    }
+    Ok(locks)
+}
+
+/// How long a claim on a fixed object key ([`store_object`]) may stand before another run
+/// takes it over when its holder cannot be checked (a run on another host).
+pub const FIXED_CLAIM_STALE: Duration = Duration::from_secs(3600);
+
+/// Stores `source` under the fixed object key `key` on every sink of `sinks`, for objects
+/// named by what they hold rather than by when they were made (a WAL segment): the pipeline
+/// and commit of [`run_backup_to_all`], with the caller's key instead of a dated name.
+///
+/// On each destination the run first takes the key's claim (`KEY.claim`), taking over a claim
+/// whose run is gone (its process is dead on this host, or it is older than
+/// [`FIXED_CLAIM_STALE`]). A destination where a live run holds the claim gets
+/// [`CoreError::Busy`]; one that already holds the complete object (its manifest exists) gets
+/// [`StorageError::AlreadyExists`]: neither is written, and the caller decides (compare the
+/// stored manifest, wait). An object there without its manifest is what an interrupted run
+/// left behind; holding the claim, this run replaces it.
+pub async fn store_object(
+    source: &mut dyn Source,
+    sinks: &[&dyn Sink],
+    key: &str,
+    options: &BackupOptions,
+    progress: Option<ProgressFn>,
+) -> Result<Vec<DestinationResult>> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let kind = source.kind();
+    let stream = match source.open().await {
+        Ok(stream) => stream,
+        Err(e) => {
+            return Err(CoreError::Source {
+                what: format!("{kind} {key}"),
+                source: e,
+            })
+        }
+    };
+    let locks = match lock_all(sinks).await {
+        Ok(locks) => locks,
+        Err(e) => {
+            drop(stream);
+            source.finish().await.ok();
+            return Err(e);
+        }
+    };
+    let claim_key = claim_key_for(key);
+    let mut claim = ClaimedName {
+        key: key.to_owned(),
+        body: crate::marker::body(None, started_at),
+        held: Vec::with_capacity(sinks.len()),
+        creating: None,
+    };
+    let mut skipped = Vec::with_capacity(sinks.len());
+    for &sink in sinks {
+        claim.creating = Some(sink);
+        let taken =
+            crate::marker::take(sink, &claim_key, &claim.body, Some(FIXED_CLAIM_STALE)).await;
+        claim.creating = None;
+        skipped.push(match taken {
+            Ok(Ok(())) => {
+                claim.held.push(sink);
+                prepare_fixed(sink, key).await.err()
+            }
+            Ok(Err(held)) => Some(CoreError::Busy {
+                key: key.to_owned(),
+                destination: sink.describe(),
+                holder: held.holder,
+            }),
+            Err(e) => Some(e),
+        });
+    }
+    let results = if skipped.iter().all(Option::is_some) {
+        drop(stream);
+        source.finish().await.ok();
+        Ok(failed_everywhere(sinks, skipped))
+    } else {
+        backup_under(
+            source, stream, sinks, skipped, options, progress, &claim, started, started_at,
+        )
+        .await
+    };
+    claim.release().await;
+    drop(locks);
+    results
+}
+
+/// Makes `key` on `sink` writable for [`store_object`], which holds its claim: refuses a
+/// complete object, removes an interrupted run's object.
+async fn prepare_fixed(sink: &dyn Sink, key: &str) -> Result<()> {
+    if exists(sink, &manifest_key_for(key)).await {
+        return Err(StorageError::AlreadyExists {
+            key: key.to_owned(),
+        }
+        .into());
+    }
+    match sink.delete(key).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// How long a backup waits for a `backup-prune` to leave a destination, and `backup-prune`
@@ -225,7 +331,8 @@ pub const DESTINATION_LOCK_WAIT: Duration = Duration::from_secs(600);
 /// flight (it may have been created after all). The claim's body is unique to the run, so only
 /// this run's claim is ever removed.
 struct ClaimedName<'a> {
-    name: BackupName,
+    /// The object key claimed.
+    key: String,
     /// The claim's content: unique to this run.
     body: Bytes,
     /// The destinations on which this run holds the claim.
@@ -239,7 +346,7 @@ impl ClaimedName<'_> {
     /// claim stays in `held` until its deletion returned, so an interruption meanwhile still
     /// removes it on drop.
     async fn release(&mut self) {
-        let claim_key = claim_key_for(&self.name.key());
+        let claim_key = claim_key_for(&self.key);
         while let Some(&sink) = self.held.last() {
             if let Err(error) = sink.delete(&claim_key).await {
                 tracing::warn!(
@@ -255,7 +362,7 @@ impl ClaimedName<'_> {
 
 impl Drop for ClaimedName<'_> {
     fn drop(&mut self) {
-        let claim_key = claim_key_for(&self.name.key());
+        let claim_key = claim_key_for(&self.key);
         for sink in std::mem::take(&mut self.held)
             .into_iter()
             .chain(self.creating.take())
@@ -282,17 +389,7 @@ async fn claim_name<'a>(
     options: &BackupOptions,
     started_at: chrono::DateTime<Utc>,
 ) -> Result<ClaimedName<'a>> {
-    let body = Bytes::from(
-        serde_json::json!({
-            "tool": TOOL_NAME,
-            "pid": std::process::id(),
-            "started_at": started_at,
-            "run": hex::encode(ring::rand::generate::<[u8; 16]>(&ring::rand::SystemRandom::new())
-                .map(|r| r.expose())
-                .unwrap_or_default()),
-        })
-        .to_string(),
-    );
+    let body = crate::marker::body(None, started_at);
     for _ in 0..NAME_ATTEMPTS {
         let now = Utc::now();
         let name = BackupName::new(
@@ -306,7 +403,7 @@ async fn claim_name<'a>(
         let key = name.key();
         let claim_key = claim_key_for(&key);
         let mut claim = ClaimedName {
-            name,
+            key: key.clone(),
             body: body.clone(),
             held: Vec::with_capacity(sinks.len()),
             creating: None,
@@ -369,20 +466,29 @@ async fn backup_under(
     source: &mut dyn Source,
     stream: ByteStream,
     sinks: &[&dyn Sink],
+    skipped: Vec<Option<CoreError>>,
     options: &BackupOptions,
     progress: Option<ProgressFn>,
     claim: &ClaimedName<'_>,
     started: Instant,
     started_at: chrono::DateTime<Utc>,
 ) -> Result<Vec<DestinationResult>> {
-    let name = &claim.name;
-    let key = name.key();
-    let what = format!("{} backup {}", source.kind(), name.file_name());
+    let key = claim.key.clone();
+    let what = format!(
+        "{} backup {}",
+        source.kind(),
+        key.rsplit('/').next().unwrap_or(&key)
+    );
 
     // Open every destination first: a destination that cannot even start a write fails alone.
     let mut outcomes: Vec<Option<CoreError>> = Vec::with_capacity(sinks.len());
     let mut writers: Vec<Option<Box<dyn ObjectWriter>>> = Vec::with_capacity(sinks.len());
-    for sink in sinks {
+    for (sink, skip) in sinks.iter().zip(skipped) {
+        if let Some(error) = skip {
+            writers.push(None);
+            outcomes.push(Some(error));
+            continue;
+        }
         match sink.writer_with(&key, WriteMode::Retained).await {
             Ok(w) => {
                 writers.push(Some(w));

@@ -45,7 +45,7 @@ use crate::layout::{
     REENCRYPT_SUFFIX,
 };
 use crate::manifest::{Manifest, MANIFEST_SIZE_LIMIT};
-use crate::pipeline::{DESTINATION_LOCK_WAIT, TOOL_NAME};
+use crate::pipeline::DESTINATION_LOCK_WAIT;
 use crate::RunStatus;
 
 /// Which backups to re-encrypt.
@@ -470,15 +470,7 @@ fn staging_key(key: &str) -> String {
 
 /// The body of a re-encryption's claim: says whose it is.
 fn claim_body() -> Bytes {
-    Bytes::from(
-        serde_json::json!({
-            "tool": TOOL_NAME,
-            "purpose": "reencrypt",
-            "pid": std::process::id(),
-            "started_at": Utc::now(),
-        })
-        .to_string(),
-    )
+    crate::marker::body(Some("reencrypt"), Utc::now())
 }
 
 /// Steps 1 to 5 of the [module docs](crate::reencrypt) for one backup.
@@ -784,70 +776,20 @@ struct RunMarker {
 
 impl RunMarker {
     async fn take(sink: &dyn Sink) -> Result<Self> {
-        let host = crate::host_name();
-        let body = Bytes::from(
-            serde_json::json!({
-                "tool": TOOL_NAME,
-                "host": host,
-                "pid": std::process::id(),
-                "started_at": Utc::now(),
-            })
-            .to_string(),
-        );
-        for _ in 0..2 {
-            match sink
-                .put_with(REENCRYPT_RUN_KEY, body.clone(), WriteMode::Create)
-                .await
-            {
-                Ok(_) => return Ok(Self { body }),
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e.into()),
-            }
-            let held = sink
-                .get_bytes(REENCRYPT_RUN_KEY, 4096)
-                .await
-                .unwrap_or_default();
-            let holder: serde_json::Value =
-                serde_json::from_slice(&held).unwrap_or(serde_json::Value::Null);
-            let same_host = holder.get("host").and_then(|h| h.as_str()) == Some(host.as_str());
-            let pid = holder
-                .get("pid")
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|p| i32::try_from(p).ok());
-            let dead = same_host && pid.is_some_and(|p| !process_alive(p));
-            if !dead {
-                return Err(CoreError::Config(format!(
-                    "another backup-key reencrypt holds {} ({}): one run at a time; if that \
-                     run is not running any more (it ran on another host, or was killed), \
-                     delete {REENCRYPT_RUN_KEY} there and run again",
-                    sink.describe(),
-                    String::from_utf8_lossy(&held).trim()
-                )));
-            }
-            tracing::info!(
-                "taking over {REENCRYPT_RUN_KEY} on {} from a run that was killed",
-                sink.describe()
-            );
-            delete_if_present(sink, REENCRYPT_RUN_KEY).await?;
+        let body = crate::marker::body(None, Utc::now());
+        match crate::marker::take(sink, REENCRYPT_RUN_KEY, &body, None).await? {
+            Ok(()) => Ok(Self { body }),
+            Err(held) => Err(CoreError::Config(format!(
+                "another backup-key reencrypt holds {} ({}): one run at a time; if that run is \
+                 not running any more (it ran on another host, or was killed), delete \
+                 {REENCRYPT_RUN_KEY} there and run again",
+                sink.describe(),
+                held.holder
+            ))),
         }
-        Err(CoreError::Config(format!(
-            "could not take {REENCRYPT_RUN_KEY} on {}: another run keeps taking it",
-            sink.describe()
-        )))
     }
 
     async fn release(self, sink: &dyn Sink) {
-        if sink.get_bytes(REENCRYPT_RUN_KEY, 4096).await.ok().as_ref() == Some(&self.body) {
-            let _ = sink.delete(REENCRYPT_RUN_KEY).await;
-        }
-    }
-}
-
-fn process_alive(pid: i32) -> bool {
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::ESRCH) => false,
-        // EPERM: it exists, owned by someone else.
-        Err(_) => true,
+        crate::marker::release(sink, REENCRYPT_RUN_KEY, &self.body).await;
     }
 }

@@ -44,6 +44,22 @@ pub async fn open_backup(
     open_stream(reader, prepared, progress)
 }
 
+/// Opens the complete object `key` on `sink`, one stored under a fixed name rather than a
+/// dated backup name (a WAL segment): the checks of [`open_backup`] for a complete backup
+/// (its manifest's HMAC with the key that signed it, that the manifest describes `key`, the
+/// stored size), then the verifying, decrypting, decompressing stream. A missing manifest is
+/// [`CoreError::Storage`] with [`backup_storage::StorageError::NotFound`].
+pub async fn open_object(
+    sink: &dyn Sink,
+    key: &str,
+    keyring: Option<&Keyring>,
+    progress: Option<ProgressFn>,
+) -> Result<OpenedBackup> {
+    let prepared = prepare_complete(sink, key, keyring).await?;
+    let reader = sink.get(key).await?;
+    open_stream(reader, prepared, progress)
+}
+
 /// What was checked of a backup before any of its bytes are read, and how to read them.
 #[derive(Debug, Clone)]
 struct Prepared {
@@ -79,72 +95,7 @@ async fn prepare(
                 reason: reason.clone(),
             })
         }
-        BackupStatus::Complete => {
-            let manifest_key = manifest_key_for(key);
-            let bytes = sink.get_bytes(&manifest_key, MANIFEST_SIZE_LIMIT).await?;
-            let unverified = Manifest::parse(&manifest_key, &bytes)?;
-            let (manifest, signer) = match (&unverified.encryption, keyring) {
-                (Some(_), None) => {
-                    return Err(CoreError::KeyRequired {
-                        key: key.to_owned(),
-                    })
-                }
-                // With a key at hand, every manifest must carry a valid signature: unencrypted
-                // backups are signed too.
-                (None, Some(_)) if unverified.hmac.is_none() => {
-                    return Err(CoreError::ManifestInvalid {
-                        key: manifest_key,
-                        reason: "it is not signed, but a key is configured: every manifest this \
-                                 tool writes while a key is at hand is signed with it, so this \
-                                 one may be forged; refusing to restore"
-                            .to_owned(),
-                    });
-                }
-                (_, Some(ring)) => {
-                    let (manifest, signer) =
-                        Manifest::parse_verified_by(key, &manifest_key, &bytes, ring)?;
-                    (manifest, Some(signer))
-                }
-                // No key at all (an unencrypted backup restored without one): nothing to check
-                // the signature with; the caller says so.
-                (None, None) => (unverified, None),
-            };
-            if !manifest.describes(key) {
-                return Err(CoreError::ManifestInvalid {
-                    key: manifest_key,
-                    reason: format!("it describes {:?}", manifest.object_key),
-                });
-            }
-            let head = sink.head(key).await?;
-            if head.size != manifest.stored_bytes {
-                return Err(CoreError::Integrity {
-                    key: key.to_owned(),
-                    detail: format!(
-                        "stored object has {} bytes, its manifest records {} (truncated?)",
-                        head.size, manifest.stored_bytes
-                    ),
-                });
-            }
-            let encryption = match (&manifest.encryption, signer) {
-                (Some(e), Some(k)) => Some(Decryption {
-                    key: k.clone(),
-                    id: e.key_id.clone(),
-                    iterations: e.iterations,
-                }),
-                (Some(_), None) => {
-                    return Err(CoreError::KeyRequired {
-                        key: key.to_owned(),
-                    })
-                }
-                (None, _) => None,
-            };
-            (
-                Some(manifest.stored_digest()),
-                manifest.compression,
-                encryption,
-                Some(manifest),
-            )
-        }
+        BackupStatus::Complete => return prepare_complete(sink, key, keyring).await,
         BackupStatus::InProgress => {
             return Err(CoreError::NoMatch(format!(
                 "{key} is still being written by another run (its claim, or the journal of a \
@@ -176,6 +127,95 @@ async fn prepare(
         compression,
         encryption,
         manifest,
+    })
+}
+
+/// The manifest of the complete object `key` on `sink`, checked: with a keyring, its HMAC
+/// must verify with one of its keys (an unsigned manifest is refused, it may be forged), and
+/// it must describe `key`. Without a keyring an unencrypted object's manifest is read as it
+/// is (nothing could check it). Returns the key that signed it, if any.
+///
+/// # Errors
+/// [`CoreError::Storage`] with `NotFound` when there is no manifest;
+/// [`CoreError::KeyRequired`], [`CoreError::ManifestInvalid`],
+/// [`CoreError::ManifestTampered`], [`CoreError::KeyNotAvailable`] as the checks fail.
+pub async fn read_verified_manifest<'k>(
+    sink: &dyn Sink,
+    key: &str,
+    keyring: Option<&'k Keyring>,
+) -> Result<(Manifest, Option<&'k EncryptionKey>)> {
+    let manifest_key = manifest_key_for(key);
+    let bytes = sink.get_bytes(&manifest_key, MANIFEST_SIZE_LIMIT).await?;
+    let unverified = Manifest::parse(&manifest_key, &bytes)?;
+    let (manifest, signer) = match (&unverified.encryption, keyring) {
+        (Some(_), None) => {
+            return Err(CoreError::KeyRequired {
+                key: key.to_owned(),
+            })
+        }
+        // With a key at hand, every manifest must carry a valid signature: unencrypted
+        // backups are signed too.
+        (None, Some(_)) if unverified.hmac.is_none() => {
+            return Err(CoreError::ManifestInvalid {
+                key: manifest_key,
+                reason: "it is not signed, but a key is configured: every manifest this \
+                         tool writes while a key is at hand is signed with it, so this \
+                         one may be forged; refusing to restore"
+                    .to_owned(),
+            });
+        }
+        (_, Some(ring)) => {
+            let (manifest, signer) = Manifest::parse_verified_by(key, &manifest_key, &bytes, ring)?;
+            (manifest, Some(signer))
+        }
+        // No key at all (an unencrypted backup restored without one): nothing to check
+        // the signature with; the caller says so.
+        (None, None) => (unverified, None),
+    };
+    if !manifest.describes(key) {
+        return Err(CoreError::ManifestInvalid {
+            key: manifest_key,
+            reason: format!("it describes {:?}", manifest.object_key),
+        });
+    }
+    Ok((manifest, signer))
+}
+
+/// The checks of a complete backup (one with a manifest) that need no read of the object.
+async fn prepare_complete(
+    sink: &dyn Sink,
+    key: &str,
+    keyring: Option<&Keyring>,
+) -> Result<Prepared> {
+    let (manifest, signer) = read_verified_manifest(sink, key, keyring).await?;
+    let head = sink.head(key).await?;
+    if head.size != manifest.stored_bytes {
+        return Err(CoreError::Integrity {
+            key: key.to_owned(),
+            detail: format!(
+                "stored object has {} bytes, its manifest records {} (truncated?)",
+                head.size, manifest.stored_bytes
+            ),
+        });
+    }
+    let encryption = match (&manifest.encryption, signer) {
+        (Some(e), Some(k)) => Some(Decryption {
+            key: k.clone(),
+            id: e.key_id.clone(),
+            iterations: e.iterations,
+        }),
+        (Some(_), None) => {
+            return Err(CoreError::KeyRequired {
+                key: key.to_owned(),
+            })
+        }
+        (None, _) => None,
+    };
+    Ok(Prepared {
+        expected: Some(manifest.stored_digest()),
+        compression: manifest.compression,
+        encryption,
+        manifest: Some(manifest),
     })
 }
 

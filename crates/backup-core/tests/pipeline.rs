@@ -887,3 +887,86 @@ async fn a_new_kind_of_backup_gets_listing_restore_and_retention_without_editing
         vec![keys[1].clone()]
     );
 }
+
+#[tokio::test]
+async fn a_fixed_key_is_stored_once_an_interrupted_copy_is_replaced_and_a_live_claim_is_left_alone()
+{
+    use backup_core::{open_object, store_object};
+    let key = EncryptionKey::from_passphrase("k").unwrap();
+    let keyring = Keyring::new(key.clone());
+    let options = options(Some(&key), Compression::gzip());
+    let sink = MemorySink::new();
+    let sinks: [&dyn Sink; 1] = [&sink];
+    let object = "wal/00000001/000000010000000000000001.gz.enc";
+    let data = sample_data(100_000);
+
+    // What an interrupted run leaves: the object without its manifest, and its claim from a
+    // process that is gone.
+    sink.put(object, Bytes::from_static(b"half of it"))
+        .await
+        .unwrap();
+    let dead = serde_json::json!({
+        "host": backup_core::host_name(), "pid": i32::MAX, "started_at": chrono::Utc::now()
+    });
+    sink.put(&format!("{object}.claim"), Bytes::from(dead.to_string()))
+        .await
+        .unwrap();
+    let mut source = MemorySource::new(BackupKind::WAL, "wal", data.clone());
+    let results = store_object(&mut source, &sinks, object, &options, None)
+        .await
+        .unwrap();
+    let report = results[0].result.as_ref().unwrap();
+    assert_eq!(report.key, object);
+    assert!(
+        sink.head(&format!("{object}.claim")).await.is_err(),
+        "claim released"
+    );
+    let mut opened = open_object(&sink, object, Some(&keyring), None)
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    opened.stream.read_to_end(&mut plain).await.unwrap();
+    assert_eq!(plain, data);
+
+    // Stored: a second store is refused there, and nothing is replaced.
+    let before = sink.get_bytes(object, u64::MAX).await.unwrap();
+    let mut again = MemorySource::new(BackupKind::WAL, "wal", b"other".to_vec());
+    let results = store_object(&mut again, &sinks, object, &options, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            results[0].result,
+            Err(CoreError::Storage(
+                backup_storage::StorageError::AlreadyExists { .. }
+            ))
+        ),
+        "{:?}",
+        results[0].result
+    );
+    assert_eq!(sink.get_bytes(object, u64::MAX).await.unwrap(), before);
+
+    // A live run's claim (this process) makes the destination busy; nothing is written.
+    let other = "wal/00000001/000000010000000000000002.gz.enc";
+    let live = serde_json::json!({
+        "host": backup_core::host_name(), "pid": std::process::id(),
+        "started_at": chrono::Utc::now()
+    });
+    sink.put(&format!("{other}.claim"), Bytes::from(live.to_string()))
+        .await
+        .unwrap();
+    let mut source = MemorySource::new(BackupKind::WAL, "wal", data);
+    let results = store_object(&mut source, &sinks, other, &options, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(results[0].result, Err(CoreError::Busy { .. })),
+        "{:?}",
+        results[0].result
+    );
+    assert!(sink.head(other).await.is_err());
+    assert!(
+        sink.head(&format!("{other}.claim")).await.is_ok(),
+        "its claim stays"
+    );
+}

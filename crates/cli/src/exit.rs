@@ -15,6 +15,10 @@ pub enum ExitStatus {
     Failure = 2,
     /// 3: usage or configuration error, or an unexpected error.
     Usage = 3,
+    /// 126: `backup-wal fetch` failed for another reason than "not in the archive":
+    /// PostgreSQL takes a `restore_command` status above 125 as fatal and stops the recovery,
+    /// where any other status would end it there and promote the server.
+    StopRecovery = 126,
 }
 
 impl From<backup_core::RunStatus> for ExitStatus {

@@ -377,3 +377,40 @@ Examples:
   BACKUP_SECURITY_SCANNERS='trivy image randevubu:latest --format json; cargo audit --json' \\
       security-scan --json > scan.json
 ";
+
+/// `backup-wal --help`.
+pub const BACKUP_WAL: &str = "\
+Set in postgresql.conf (the command runs as the server's user, which must be able to read the
+key file and reach the destinations; put the settings in a config file it can read):
+  archive_mode = on
+  archive_command = '/usr/local/bin/backup-wal --config /etc/backup/backup.toml push %p'
+  restore_command = '/usr/local/bin/backup-wal --config /etc/backup/backup.toml fetch %f %p'
+  (restore-database --pitr writes restore_command itself)
+
+Output: wal/TIMELINE/NAME.gz.enc (or .zst.enc) with NAME.gz.enc.manifest.json on every
+destination, e.g. wal/00000001/000000010000000000000003.gz.enc. The manifest records the
+SHA-256 of the plain file: pushing a file that is already stored with the same contents
+succeeds without writing; other contents under the same name are refused (two clusters
+archiving into one place).
+
+push exits 0 only once every destination holds the file, so PostgreSQL never recycles a WAL
+file that is not stored. While PostgreSQL waits for one file, up to
+BACKUP_WAL_PUSH_CONCURRENCY - 1 of the next ready ones (archive_status/*.ready) are pushed
+beside it and recorded in the spool directory (pg_wal/backup_wal_spool), so PostgreSQL's own
+calls for them return at once.
+
+fetch checks the signed manifest, the stored bytes' SHA-256, decrypts, decompresses, checks the
+plain SHA-256, then renames the file into place: PostgreSQL never reads an unverified byte. The
+next BACKUP_WAL_FETCH_AHEAD - 1 segments are fetched ahead, verified, into the spool directory.
+A copy that fails its checks on one destination is reported and the next destination's used.
+
+Exit codes: push: 0 stored everywhere, 2 not stored everywhere (PostgreSQL keeps the file and
+tries again), 3 usage or configuration error. fetch: 0 restored, 1 not in the archive (the end
+of the archive: recovery ends there), 126 any other failure (tampered or unreadable copy,
+unreachable destination, missing key): PostgreSQL stops the recovery rather than ending it.
+
+Examples:
+  # What PostgreSQL runs
+  backup-wal push pg_wal/000000010000000000000003
+  backup-wal fetch 000000010000000000000003 pg_wal/RECOVERYXLOG
+";

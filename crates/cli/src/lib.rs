@@ -26,5 +26,6 @@ pub mod runlog;
 pub mod security;
 pub mod select;
 pub mod status;
+pub mod wal;
 
 pub use exit::{CliError, ExitStatus};

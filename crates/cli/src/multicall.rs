@@ -21,6 +21,7 @@ pub const COMMANDS: &[&str] = &[
     "backup-status",
     "backup-key",
     "security-scan",
+    "backup-wal",
 ];
 
 /// Runs the command `args` name (see the module docs).
@@ -58,6 +59,7 @@ fn run(command: &str, args: Vec<OsString>) -> ExitCode {
         "backup-status" => run_interruptible(crate::status::run(parse_args_from(args))),
         "backup-key" => run_interruptible(crate::keys::run(parse_args_from(args))),
         "security-scan" => run_interruptible(crate::security::run(parse_args_from(args))),
+        "backup-wal" => run_interruptible(crate::wal::run(parse_args_from(args))),
         _ => usage(),
     }
 }

@@ -195,6 +195,7 @@ pub fn sections() -> Vec<Section> {
         NotifyConfig::SECTION,
         crate::run_config::RunConfig::SECTION,
         crate::security::SecurityConfig::SECTION,
+        backup_sources::wal::WalConfig::SECTION,
     ]);
     all
 }

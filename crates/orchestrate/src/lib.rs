@@ -21,6 +21,7 @@ mod report;
 mod run_config;
 pub mod security;
 mod status;
+mod wal;
 
 pub use backup_core::RunStatus;
 pub use checks::{
@@ -51,3 +52,4 @@ pub use run_config::{
 pub use status::{
     judge, newest_report, prometheus, Found, Verdict, DEFAULT_MAX_AGE, SUCCESS_LOOKBACK,
 };
+pub use wal::{FetchReport, PushReport, PushedAhead, WalArchive, WalError};

@@ -230,6 +230,10 @@ pub enum SourceError {
         source: io::Error,
     },
 
+    /// A WAL file, or the WAL archive, is not what it must be (a name, a header, a size).
+    #[error("{0}")]
+    Wal(String),
+
     /// The source was used out of order (e.g. `finish` before `open`).
     #[error("{0}")]
     Usage(&'static str),

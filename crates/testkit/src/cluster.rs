@@ -31,6 +31,9 @@ pub struct PgOptions {
     pub password: Option<String>,
     /// Extra server settings, passed as `-c name=value`.
     pub settings: Vec<(String, String)>,
+    /// Extra environment of the server process (and so of its `archive_command` and
+    /// `restore_command`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running throwaway PostgreSQL cluster, stopped and deleted on drop.
@@ -264,6 +267,7 @@ impl PgCluster {
         for (name, value) in &options.settings {
             cmd.arg("-c").arg(format!("{name}={value}"));
         }
+        cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir(&socket_dir)
             .stdin(Stdio::null())
             .stdout(log)
@@ -312,6 +316,35 @@ impl PgCluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The user and group ids the server runs as when the tests run as root (`postgres`);
+    /// `None` when it runs as the tests' own user. A command that must act as the server's
+    /// `archive_command` does (reading a key file only that user may read) runs as them.
+    ///
+    /// # Errors
+    /// Running as root without a `postgres` user.
+    pub fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
+        Ok(server_identity()?.map(|(uid, gid)| (uid.as_raw(), gid.as_raw())))
+    }
+
+    /// Gives `path` and everything under it to the user the server runs as (when the tests
+    /// run as root and the server as `postgres`), so that its `archive_command` can use them.
+    ///
+    /// # Errors
+    /// When a `chown` fails.
+    pub fn give_to_server(path: &Path) -> anyhow::Result<()> {
+        let identity = server_identity()?;
+        if identity.is_none() {
+            return Ok(());
+        }
+        chown_to(path, identity)?;
+        if path.is_dir() {
+            for entry in fs::read_dir(path)? {
+                Self::give_to_server(&entry?.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// The address the server listens on: `127.0.0.1`.
