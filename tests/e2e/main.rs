@@ -10,6 +10,7 @@ mod entry_points;
 mod files;
 mod harness;
 mod keys;
+mod pitr;
 mod redis_e2e;
 mod redis_hostile;
 mod security;

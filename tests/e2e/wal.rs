@@ -12,17 +12,17 @@ use tempfile::TempDir;
 
 use crate::harness::*;
 
-const BUCKET: &str = "wal";
+pub(crate) const BUCKET: &str = "wal";
 
 /// A scratch directory the server's user can use: a backup directory and a key file.
-struct Scratch {
-    dir: TempDir,
-    backups: PathBuf,
-    key_file: PathBuf,
+pub(crate) struct Scratch {
+    pub dir: TempDir,
+    pub backups: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Scratch {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let backups = dir.path().join("backups");
@@ -37,7 +37,7 @@ impl Scratch {
         }
     }
 
-    fn env(&self, s3: Option<&S3Server>) -> BTreeMap<String, String> {
+    pub fn env(&self, s3: Option<&S3Server>) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         env.insert(
             "BACKUP_LOCAL_DIR".to_owned(),
@@ -56,23 +56,28 @@ impl Scratch {
 
 /// `name` with `env`, as the server's user (as PostgreSQL runs its archive and restore
 /// commands: the key file and the backup directory are that user's).
-fn as_server(name: &str, env: &BTreeMap<String, String>) -> std::process::Command {
+pub(crate) fn as_server(name: &str, env: &BTreeMap<String, String>) -> std::process::Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = clean_command(name, env);
     if let Some((uid, gid)) = PgCluster::server_user().unwrap() {
-        cmd.uid(uid).gid(gid);
+        // Not root's home: the AWS SDK would try to read root's ~/.aws as that user.
+        cmd.uid(uid).gid(gid).env("HOME", std::env::temp_dir());
     }
     cmd
 }
 
 /// Creates `path` (and its parents) for the server's user.
-fn server_dir(path: &Path) -> PathBuf {
+pub(crate) fn server_dir(path: &Path) -> PathBuf {
     std::fs::create_dir_all(path).unwrap();
     PgCluster::give_to_server(path).unwrap();
     path.to_owned()
 }
 
-async fn run(name: &str, args: &[&str], env: &BTreeMap<String, String>) -> std::process::Output {
+pub(crate) async fn run(
+    name: &str,
+    args: &[&str],
+    env: &BTreeMap<String, String>,
+) -> std::process::Output {
     let mut cmd = as_server(name, env);
     cmd.args(args);
     tokio::task::spawn_blocking(move || cmd.output().expect("run binary"))
@@ -81,7 +86,7 @@ async fn run(name: &str, args: &[&str], env: &BTreeMap<String, String>) -> std::
 }
 
 /// A cluster archiving with `backup-wal push %p` into `env`'s destinations.
-async fn archiving_cluster(env: &BTreeMap<String, String>) -> PgCluster {
+pub(crate) async fn archiving_cluster(env: &BTreeMap<String, String>) -> PgCluster {
     let command = format!("{} push %p", bin("backup-wal").display());
     PgCluster::start_with(PgOptions {
         settings: vec![
@@ -97,7 +102,7 @@ async fn archiving_cluster(env: &BTreeMap<String, String>) -> PgCluster {
 }
 
 /// Waits until the server archived at least `count` files, with no failure; returns the last.
-async fn archived(pg: &PgCluster, count: i64) -> String {
+pub(crate) async fn archived(pg: &PgCluster, count: i64) -> String {
     let client = pg.connect("postgres").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -130,7 +135,7 @@ async fn archived(pg: &PgCluster, count: i64) -> String {
 }
 
 /// Writes some rows and switches to a new segment, `times` times.
-async fn write_segments(pg: &PgCluster, times: usize) {
+pub(crate) async fn write_segments(pg: &PgCluster, times: usize) {
     let client = pg.connect("postgres").await.unwrap();
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS filler (id serial, pad text)")
@@ -147,16 +152,16 @@ async fn write_segments(pg: &PgCluster, times: usize) {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
-fn manifest(path: &Path) -> serde_json::Value {
+pub(crate) fn manifest(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// Files in `dir` (names), sorted.
-fn names_in(dir: &Path) -> Vec<String> {
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()

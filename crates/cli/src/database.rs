@@ -2,7 +2,7 @@
 
 use backup_core::PipelineConfig;
 use backup_orchestrate::{back_up_databases, BackupJob};
-use backup_sources::postgres::{DatabaseRunPlan, DumpFormat, PostgresConfig};
+use backup_sources::postgres::{DatabaseRunPlan, DumpFormat, PhysicalSource, PostgresConfig};
 use clap::Parser;
 
 use crate::common::{self, flag, CommonArgs, CompressionArgs, Loaded};
@@ -56,6 +56,13 @@ pub struct BackupDatabaseArgs {
     #[arg(long)]
     no_role_passwords: bool,
 
+    /// A physical base backup of the whole cluster instead of a dump: pg_basebackup's tar to
+    /// base/PREFIX_backup_YYYYMMDD_HHMMSS.tar.gz.enc, its WAL left to the archive that
+    /// backup-wal push fills (the server must archive with it); restore with
+    /// restore-database --pitr
+    #[arg(long, conflicts_with_all = ["format", "database", "all_databases", "allow_empty"])]
+    physical: bool,
+
     /// Print the result as JSON (object name, manifest) instead of just the object name
     #[arg(long)]
     json: bool,
@@ -98,6 +105,26 @@ pub async fn run(args: BackupDatabaseArgs) -> Result<ExitStatus, CliError> {
     let options = pipeline
         .backup_options()
         .encrypted_with(common::load_key(&pipeline)?);
+    if args.physical {
+        let job = BackupJob {
+            options,
+            publish_latest: None,
+        };
+        let label = format!("{} base backup", job.options.name_prefix);
+        let mut source = PhysicalSource::new(postgres.connection.clone(), label);
+        if let Some(tools) = postgres.tools().map_err(CliError::usage)? {
+            source = source.with_tools(tools);
+        }
+        let run = outcome::run_job(
+            &args.common,
+            &destinations,
+            &mut source,
+            &job,
+            "pg_basebackup",
+        )
+        .await?;
+        return outcome::report(&run, "base backup", args.json);
+    }
     // The flag names the database even when DATABASE_URL names another.
     let postgres = match &args.database {
         Some(db) => postgres.selecting(db).map_err(CliError::usage)?,

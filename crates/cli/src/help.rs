@@ -39,6 +39,10 @@ Examples:
   # zstd, faster and smaller; custom-format archive
   backup-database --local-dir /var/backups/randevubu --compression zstd --format custom
 
+  # A physical base backup of the whole cluster, for point-in-time restores (the server
+  # archives its WAL with backup-wal push; see backup-wal --help)
+  backup-database --physical
+
   # Emergency decryption with stock tools, no need for this tool
   openssl enc -d -aes-256-cbc -pbkdf2 -pass file:/etc/backup/encryption.key \\
       -in FILE.sql.gz.enc | gunzip | psql -d newdb";
@@ -51,6 +55,17 @@ without a manifest made by the old scripts are listed as `legacy`: they cannot b
 authenticated, restore by --file NAME (or by --latest/--date with --allow-legacy) and are
 checked only by decryption padding, gzip CRC and pg_dump's end marker. An `incomplete` backup
 (no manifest, newer than signed ones) restores only by --file NAME --allow-unverified.
+
+Point in time (--pitr TIME|latest, --target-lsn, --target-xid or --target-name, with
+--target-dir DIR): the newest physical base backup (backup-database --physical) that ended
+before the target, then the WAL archived by backup-wal push, replayed up to the target. The
+archive is checked first: a missing segment is named with the newest point reachable, and
+nothing is written. The base backup is verified, extracted into a new data directory (absent
+or empty; mode 0700, owned by --owner), and configured to recover: recovery.signal,
+restore_command calling backup-wal fetch with this configuration (non-secret settings only;
+credentials come from the server's environment or the config file),
+recovery_target_action=promote, archive_mode=off (the restored cluster never writes into the
+archive it reads). --start --port N starts it and reports where recovery stopped.
 
 Exit codes: 0 success, 1 (--all) some databases restored, others not, 2 restore failed
 (target unchanged; with --all: refused before anything was written, or nothing restored),
@@ -79,7 +94,11 @@ Examples:
   restore-database --date 2024-01-15 --target-db randevubu --replace --terminate-connections
 
   # A file copied from elsewhere (its .manifest.json beside it is used when present)
-  restore-database --file /tmp/randevubu_backup_20240115_020000.sql.gz.enc --target-db scratch --create";
+  restore-database --file /tmp/randevubu_backup_20240115_020000.sql.gz.enc --target-db scratch --create
+
+  # The cluster as it was at 12:00 UTC, started on port 5433
+  restore-database --pitr '2024-01-15 12:00:00+00' --target-dir /var/lib/postgresql/15/pitr \
+      --start --port 5433";
 
 /// `backup-redis --help`.
 pub const BACKUP_REDIS: &str = "\

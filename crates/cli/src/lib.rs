@@ -22,6 +22,7 @@ pub mod redis_backup;
 pub mod redis_restore;
 pub mod restore;
 pub mod restore_all;
+pub mod restore_pitr;
 pub mod runlog;
 pub mod security;
 pub mod select;

@@ -69,6 +69,9 @@ pub struct RestoreDatabaseArgs {
     /// decrypt them and say what would be created
     #[arg(long)]
     with_globals: bool,
+
+    #[command(flatten)]
+    pitr: crate::restore_pitr::PitrArgs,
 }
 
 /// Runs `restore-database` with parsed arguments.
@@ -83,6 +86,9 @@ pub async fn run(args: RestoreDatabaseArgs) -> Result<ExitStatus, CliError> {
             "--json prints the recovery report of a restore, or with --list the listing; a dry \
              run prints text"
         )));
+    }
+    if args.pitr.requested() {
+        return crate::restore_pitr::run(&args.common, &args.pitr, args.select.json, &config).await;
     }
     let pipeline: PipelineConfig = common::component(&config)?;
     let postgres: PostgresConfig = common::component(&config)?;

@@ -101,10 +101,12 @@ pub async fn run(args: BackupWalArgs) -> Result<ExitStatus, CliError> {
                 );
                 Ok(ExitStatus::Success)
             }
-            Err(e @ WalError::NotFound { .. }) => Err(CliError {
-                status: ExitStatus::Partial,
-                error: e.into(),
-            }),
+            Err(e @ WalError::NotFound { .. }) => {
+                // The end of the archive: PostgreSQL asks for files past it as a matter of
+                // course, so this is no error in its log.
+                tracing::info!("{e}");
+                Ok(ExitStatus::Partial)
+            }
             Err(e) => Err(fatal(e.into())),
         },
     }

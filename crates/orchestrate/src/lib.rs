@@ -17,6 +17,7 @@ mod job;
 mod lock;
 mod nightly;
 mod notify;
+mod pitr;
 mod report;
 mod run_config;
 pub mod security;
@@ -41,6 +42,7 @@ pub use job::{back_up, BackupJob, BackupRun};
 pub use lock::{LockError, RunLock};
 pub use nightly::{Nightly, ProgressFactory};
 pub use notify::{Delivery, Notification, Notifier, NotifyStatus};
+pub use pitr::{restore_command, restore_pitr, PitrError, PitrReport, PitrRequest};
 pub use report::{
     append_run_log, host_name, report_key, run_id, run_log_key, status_word, ComponentReport,
     RunReport, REPORT_FORMAT_VERSION, REPORT_SIZE_LIMIT,
@@ -52,4 +54,6 @@ pub use run_config::{
 pub use status::{
     judge, newest_report, prometheus, Found, Verdict, DEFAULT_MAX_AGE, SUCCESS_LOOKBACK,
 };
-pub use wal::{FetchReport, PushReport, PushedAhead, WalArchive, WalError};
+pub use wal::{
+    ArchivedWal, BaseWal, FetchReport, PushReport, PushedAhead, ReplayPlan, WalArchive, WalError,
+};

@@ -13,6 +13,8 @@ mod config;
 mod connection;
 mod dump;
 mod globals;
+mod physical;
+mod pitr;
 mod report;
 mod restore;
 mod restrict;
@@ -33,6 +35,11 @@ pub use globals::{
     apply as apply_globals, apply_fetched as apply_fetched_globals, capture as capture_globals,
     plan as plan_globals, CapturedGlobals, GlobalsReport, GLOBALS_ATTACHMENT, MAX_GLOBALS_BYTES,
 };
+pub use physical::{
+    pg_basebackup_args, BackupPositions, PhysicalSource, ServerArchiving, DEFAULT_ARCHIVE_WAIT,
+    PHYSICAL_SOURCE_TYPE,
+};
+pub use pitr::{DataDirectory, PitrTarget, RecoveryOutcome};
 pub use report::RecoveryReport;
 pub use restore::{
     derived_db_name, quote_ident, validate_db_name, PostgresRestore, RestoreOptions, ASIDE_INFIX,

@@ -428,6 +428,24 @@ impl Config {
         self.file_path.as_deref()
     }
 
+    /// The settings given by a flag or the environment that are not secret, as variables and
+    /// values: what another process (PostgreSQL's `restore_command`) needs besides the config
+    /// file to see the same configuration. Secrets (passwords) are never among them.
+    pub fn non_secret_overrides(&self) -> Vec<(&'static str, String)> {
+        self.sections
+            .iter()
+            .flat_map(|section| section.settings.iter())
+            .filter(|setting| !setting.redact && !setting.env_only)
+            .filter(|setting| {
+                matches!(
+                    self.origin(setting.env),
+                    Some(Origin::Flag(_) | Origin::Env(_))
+                )
+            })
+            .filter_map(|setting| Some((setting.env, self.get(setting.env)?.to_owned())))
+            .collect()
+    }
+
     /// Deprecation warnings from reading the file (flat names), for the log.
     pub fn warnings(&self) -> &[String] {
         &self.warnings

@@ -337,3 +337,32 @@ fn compression_algorithms_parse_and_print_their_names() {
         assert_eq!(algorithm.compression().name(), algorithm.name());
     }
 }
+
+#[test]
+fn overrides_for_another_process_carry_flags_and_environment_but_no_secret() {
+    let (_dir, file) = file_with("[test]\nport = 6543\n");
+    let mut config = Config::load(
+        &sections(),
+        env(&[
+            ("TEST_HOST", "envhost"),
+            ("TEST_PASSWORD", "hunter2"),
+            ("TEST_HOOK", "https://hook/secret-token"),
+        ]),
+        Some(&file),
+    )
+    .unwrap();
+    config
+        .set_flag("BACKUP_LOCAL_DIR", "--local-dir", "/from/flag")
+        .unwrap();
+    let overrides = config.non_secret_overrides();
+    assert!(overrides.contains(&("TEST_HOST", "envhost".to_owned())));
+    assert!(overrides.contains(&("BACKUP_LOCAL_DIR", "/from/flag".to_owned())));
+    // The file's values come with the file; defaults need nothing.
+    assert!(!overrides.iter().any(|(k, _)| *k == "TEST_PORT"));
+    assert!(!overrides.iter().any(|(k, _)| *k == "BACKUP_RETENTION_DAYS"));
+    let all = format!("{overrides:?}");
+    assert!(
+        !all.contains("hunter2") && !all.contains("secret-token"),
+        "{all}"
+    );
+}

@@ -123,7 +123,11 @@ impl WalArchive {
     }
 
     /// Fetches `name` from the first destination with a usable copy into `target`.
-    async fn fetch_to(&self, name: &WalFileName, target: &Path) -> Result<(String, u64), WalError> {
+    pub(super) async fn fetch_to(
+        &self,
+        name: &WalFileName,
+        target: &Path,
+    ) -> Result<(String, u64), WalError> {
         let mut failures = Vec::new();
         for destination in self.destinations.iter() {
             let sink = destination.sink();

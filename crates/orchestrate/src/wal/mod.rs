@@ -19,10 +19,12 @@
 //! must stop a recovery rather than end it. The next segments are fetched ahead into the spool
 //! directory, verified the same way.
 
+mod chain;
 mod fetch;
 mod push;
 mod spool;
 
+pub use chain::{ArchivedWal, BaseWal, ReplayPlan};
 pub use fetch::FetchReport;
 pub use push::{PushReport, PushedAhead};
 
@@ -115,6 +117,10 @@ pub enum WalError {
         /// Each failed destination with its error.
         failures: String,
     },
+    /// The archive lacks WAL a recovery needs; the message names the segment and the newest
+    /// point reachable.
+    #[error("{0}")]
+    Gap(String),
     /// Some destination holds the file, or could not be asked, and no copy could be used.
     #[error("no usable copy of {name}: {failures}")]
     Unusable {

@@ -243,6 +243,16 @@ impl PgTools {
     pub fn psql(&self) -> PathBuf {
         self.bin_dir.join("psql")
     }
+
+    /// Path of `pg_basebackup` (in the client package too).
+    pub fn pg_basebackup(&self) -> PathBuf {
+        self.bin_dir.join("pg_basebackup")
+    }
+
+    /// Path of `pg_ctl` (in the server package: `postgresql-NN`).
+    pub fn pg_ctl(&self) -> PathBuf {
+        self.bin_dir.join("pg_ctl")
+    }
 }
 
 /// Discovers tools without blocking the async runtime.

@@ -5,11 +5,15 @@
 //! how many files are pushed and fetched at once.
 
 mod file;
+mod history;
+mod lsn;
 mod names;
 
 pub use file::{
     recorded_plain_sha256, SegmentHeader, WalFileSource, PLAIN_SHA256, WAL_SOURCE_TYPE,
 };
+pub use history::{TimelineHistory, TimelineSwitch, MAX_HISTORY_BYTES};
+pub use lsn::Lsn;
 pub use names::{segments_per_log, timeline_folder, WalFileName, WalFileType};
 
 use std::path::PathBuf;
