@@ -1,4 +1,4 @@
-//! `backup-wal fetch`: restoring WAL files for a recovery (see the [module](super)).
+//! `backup-wal fetch`: restoring WAL files for a recovery (see [`WalArchive`]).
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::OpenOptionsExt;

@@ -1,4 +1,4 @@
-//! `backup-wal push`: storing WAL files (see the [module](super)).
+//! `backup-wal push`: storing WAL files (see [`WalArchive`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ enum Stored {
 
 impl WalArchive {
     /// Pushes the WAL file at `path` (PostgreSQL's `%p`; its file name is the WAL name) to
-    /// every destination, and the next files ready beside it (see the [module](super)).
+    /// every destination, and the next files ready beside it (see [`WalArchive`]).
     ///
     /// # Errors
     /// [`WalError::NotStored`] when a destination does not hold it at the end,
