@@ -166,7 +166,8 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
 
     // To the marker's time: exactly what was committed before it.
     let restored = server_dir(&scratch.dir.path().join("restored"));
-    let data = restored.join("at_marker");
+    let at_marker_dir = restored.join("at_marker");
+    let data = at_marker_dir.clone();
     let port = free_port();
     let out = run(
         "restore-database",
@@ -240,6 +241,103 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
     );
     let restored_client = connect(&pg, port).await;
     assert_eq!(table_checksums(&restored_client).await.unwrap(), at_end);
+    drop(restored_client);
+    stop_server(&pg, &data);
+
+    // A timeline switch: the cluster restored to the marker (promoted onto timeline 2) is
+    // made to archive into the same place; its history file goes along with its first
+    // segment, and a restore to latest follows timeline 2.
+    let port = free_port();
+    let archive_command = format!("{} push %p", bin("backup-wal").display());
+    let mut start = std::process::Command::new(pg.bin_dir().join("pg_ctl"));
+    start
+        .args(["start", "-w", "-D"])
+        .arg(&at_marker_dir)
+        .arg("-l")
+        .arg(at_marker_dir.join("log/timeline2.log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -c archive_mode=on -c \"archive_command={archive_command}\""
+        ))
+        .envs(&env);
+    {
+        use std::os::unix::process::CommandExt;
+        if let Some((uid, gid)) = PgCluster::server_user().unwrap() {
+            start.uid(uid).gid(gid).env("HOME", std::env::temp_dir());
+        }
+    }
+    let out = start.output().unwrap();
+    assert_success(&out, "starting the restored cluster with archiving");
+    let timeline2 = connect(&pg, port).await;
+    timeline2
+        .batch_execute(
+            "INSERT INTO bookings (note) SELECT 'timeline 2 ' || g FROM generate_series(1, 800) g",
+        )
+        .await
+        .unwrap();
+    let left: String = timeline2
+        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(left.starts_with("00000002"), "{left}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last: Option<String> = timeline2
+            .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if last.as_deref().is_some_and(|l| l >= left.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timeline 2's {left} was never archived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at_timeline2 = table_checksums(&timeline2).await.unwrap();
+    drop(timeline2);
+    stop_server(&pg, &at_marker_dir);
+    assert!(
+        scratch
+            .backups
+            .join("wal/00000002/00000002.history.gz.enc.manifest.json")
+            .is_file(),
+        "{:?}",
+        files_under(&scratch.backups.join("wal"))
+    );
+    let data = restored.join("timeline2");
+    let port = free_port();
+    let out = run(
+        "restore-database",
+        &[
+            "--pitr",
+            "latest",
+            "--target-dir",
+            data.to_str().unwrap(),
+            "--start",
+            "--port",
+            &port.to_string(),
+            "--json",
+        ],
+        &env,
+    )
+    .await;
+    assert_success(&out, "restore-database --pitr latest along timeline 2");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["replay"]["timelines"],
+        serde_json::json!([1, 2]),
+        "{report}"
+    );
+    assert_eq!(report["recovery"]["new_timeline"], 3, "{report}");
+    let restored_client = connect(&pg, port).await;
+    assert_eq!(
+        table_checksums(&restored_client).await.unwrap(),
+        at_timeline2
+    );
     drop(restored_client);
     stop_server(&pg, &data);
 
@@ -344,4 +442,237 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
     );
     assert!(err.contains("newest point reachable"), "{err}");
     assert!(!data.exists(), "nothing written");
+}
+
+#[tokio::test]
+async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_shows_its_age() {
+    let scratch = Scratch::new();
+    let env = scratch.env(None);
+    let pg = archiving_cluster(&env).await;
+    let env = with_pg(&env, &pg);
+    let client = pg.connect("postgres").await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE bookings (id serial PRIMARY KEY, note text); INSERT INTO bookings \
+             (note) SELECT 'first ' || g FROM generate_series(1, 1000) g",
+        )
+        .await
+        .unwrap();
+    let out = run("backup-database", &["--physical"], &env).await;
+    assert_success(&out, "first base backup");
+    let first = stdout(&out).trim().to_owned();
+    for _ in 0..2 {
+        client
+            .batch_execute(
+                "INSERT INTO bookings (note) SELECT 'more' FROM generate_series(1, 2000)",
+            )
+            .await
+            .unwrap();
+        switch_and_wait(&pg).await;
+    }
+    let out = run("backup-database", &["--physical"], &env).await;
+    assert_success(&out, "second base backup");
+    let second = stdout(&out).trim().to_owned();
+    assert_ne!(first, second);
+    client
+        .batch_execute("SELECT pg_create_restore_point('before_last')")
+        .await
+        .unwrap();
+    let at_restore_point = table_checksums(&client).await.unwrap();
+    client
+        .batch_execute("INSERT INTO bookings (note) SELECT 'last' FROM generate_series(1, 500)")
+        .await
+        .unwrap();
+    switch_and_wait(&pg).await;
+    let at_end = table_checksums(&client).await.unwrap();
+
+    let out = run("backup-status", &[], &env).await;
+    assert!(
+        stdout(&out).contains("wal      newest archived 0000000100000000"),
+        "{}",
+        stdout(&out)
+    );
+
+    let second_start = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(scratch.backups.join(format!("{second}.manifest.json"))).unwrap(),
+    )
+    .unwrap()["source"]["wal_start"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let segments = || -> Vec<String> {
+        let mut names: Vec<String> = files_under(&scratch.backups.join("wal/00000001"))
+            .into_iter()
+            .filter(|n| n.ends_with(".gz.enc") && n.len() == 24 + ".gz.enc".len())
+            .map(|n| n[..24].to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = segments();
+    let older: Vec<&String> = before.iter().filter(|n| **n < second_start).collect();
+    assert!(!older.is_empty(), "{before:?} vs {second_start}");
+
+    let out = run(
+        "backup-prune",
+        &["--kind", "base", "--retention-days", "0", "--dry-run"],
+        &env,
+    )
+    .await;
+    assert_success(&out, "backup-prune --dry-run");
+    let plan = stdout(&out);
+    assert!(
+        plan.contains(&format!("from {second_start} on (the start of {second}")),
+        "{plan}"
+    );
+    // The older segments, and the first base backup's label among them.
+    assert!(
+        plan.contains(&format!(
+            "would delete {} older ({} to {})",
+            older.len() + 1,
+            older[0],
+            older[older.len() - 1]
+        )),
+        "{plan}"
+    );
+    assert_eq!(segments(), before, "a dry run deletes nothing");
+
+    let out = run(
+        "backup-prune",
+        &["--kind", "base", "--retention-days", "0"],
+        &env,
+    )
+    .await;
+    assert_success(&out, "backup-prune");
+    assert!(
+        !scratch.backups.join(&first).exists(),
+        "the older base backup goes"
+    );
+    assert!(scratch.backups.join(&second).exists(), "the newest stays");
+    let after = segments();
+    assert!(
+        after.iter().all(|n| *n >= second_start),
+        "{after:?} vs {second_start}"
+    );
+    assert_eq!(after.len(), before.len() - older.len());
+
+    // What is kept is enough: the newest base backup and its WAL restore everything.
+    let data = server_dir(&scratch.dir.path().join("restored")).join("latest");
+    let port = free_port();
+    let out = run(
+        "restore-database",
+        &[
+            "--pitr",
+            "latest",
+            "--target-dir",
+            data.to_str().unwrap(),
+            "--start",
+            "--port",
+            &port.to_string(),
+        ],
+        &env,
+    )
+    .await;
+    assert_success(&out, "restore after retention");
+    let restored = connect(&pg, port).await;
+    assert_eq!(table_checksums(&restored).await.unwrap(), at_end);
+    drop(restored);
+    stop_server(&pg, &data);
+
+    // A named restore point.
+    let data = scratch.dir.path().join("restored/named");
+    let port = free_port();
+    let out = run(
+        "restore-database",
+        &[
+            "--target-name",
+            "before_last",
+            "--target-dir",
+            data.to_str().unwrap(),
+            "--start",
+            "--port",
+            &port.to_string(),
+        ],
+        &env,
+    )
+    .await;
+    assert_success(&out, "restore to a named restore point");
+    let restored = connect(&pg, port).await;
+    assert_eq!(table_checksums(&restored).await.unwrap(), at_restore_point);
+    drop(restored);
+    stop_server(&pg, &data);
+}
+
+#[tokio::test]
+async fn backup_all_takes_a_base_backup_when_one_is_due_and_not_before() {
+    let scratch = Scratch::new();
+    let env = scratch.env(None);
+    let pg = archiving_cluster(&env).await;
+    pg.create_database("randevubu").await.unwrap();
+    pg.connect("randevubu")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE bookings (id int); INSERT INTO bookings VALUES (1)")
+        .await
+        .unwrap();
+    let mut env = env;
+    env.extend(pg.env("randevubu"));
+    env.insert("BACKUP_WAL_BASE_BACKUP".into(), "weekly".into());
+    env.insert(
+        "BACKUP_LOG_DIR".into(),
+        scratch.dir.path().join("no-logs").display().to_string(),
+    );
+    env.insert("BACKUP_SKIP_COMPONENTS".into(), "logs".into());
+
+    let out = run("backup-all", &["--json"], &env).await;
+    assert_success(&out, "backup-all with a base backup due");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let base = report["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == "base")
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .clone();
+    assert_eq!(base["status"], "success", "{base:#}");
+    let object = base["objects"]["local"].as_str().unwrap();
+    assert!(object.starts_with("base/randevubu_backup_"), "{object}");
+    assert_eq!(base["verification"][0]["ok"], true, "{base:#}");
+    assert!(
+        !report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("WAL archiving")),
+        "{report:#}"
+    );
+
+    let out = run("backup-all", &["--json"], &env).await;
+    assert_success(&out, "backup-all with a recent base backup");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let base = report["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == "base")
+        .unwrap()
+        .clone();
+    assert!(
+        base["skipped_because"]
+            .as_str()
+            .unwrap()
+            .contains("not due yet"),
+        "{base:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_base_backup_of_a_server_that_does_not_archive_says_what_to_set() {
+    let w = World::new(1).await;
+    let out = w.run("backup-database", &["--physical"], &[]);
+    assert_exit(&out, 2, "a base backup without archiving");
+    let err = stderr(&out);
+    assert!(err.contains("archive_mode = on"), "{err}");
+    assert!(err.contains("backup-wal push %p"), "{err}");
+    assert!(w.files().is_empty(), "nothing stored: {:?}", w.files());
 }

@@ -32,18 +32,20 @@ pub enum PruneKind {
 
 impl PruneKind {
     /// Every kind the tool makes, in the order they are pruned.
-    pub const ALL: [PruneKind; 6] = [
+    pub const ALL: [PruneKind; 7] = [
         Self::Backups(BackupKind::DATABASE),
         Self::Backups(BackupKind::REDIS),
         Self::Backups(BackupKind::CONFIG),
         Self::Backups(BackupKind::LOGS),
+        Self::Backups(BackupKind::BASE),
         Self::Reports,
         Self::RunLogs,
     ];
 
     /// The names `--kind` takes, in the order of [`PruneKind::ALL`].
-    pub const NAMES: [&'static str; 6] =
-        ["database", "redis", "config", "logs", "reports", "run-logs"];
+    pub const NAMES: [&'static str; 7] = [
+        "database", "redis", "config", "logs", "base", "reports", "run-logs",
+    ];
 
     /// The key prefix the kind lives under.
     pub fn prefix(self) -> String {
@@ -687,6 +689,7 @@ mod tests {
                 "redis/",
                 "config/",
                 "logs/",
+                "base/",
                 "reports/orchestration/",
                 "logs/orchestration/"
             ]

@@ -2,6 +2,7 @@
 
 use backup_core::prune::PruneKind;
 use backup_core::RetentionConfig;
+use backup_orchestrate::Retention;
 use chrono::Utc;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Parser;
@@ -83,9 +84,7 @@ pub async fn run(args: BackupPruneArgs) -> Result<ExitStatus, CliError> {
     let asked = |k: &PruneKind| args.kind.is_empty() || args.kind.contains(k);
     let kinds: Vec<PruneKind> = PruneKind::ALL.into_iter().filter(asked).collect();
     let destinations = common::open_destinations(&config, true).await?;
-    let report = destinations
-        .prune(&kinds, &policy, Utc::now(), args.dry_run)
-        .await;
+    let report = Retention::apply(&destinations, &kinds, &policy, Utc::now(), args.dry_run).await;
     if args.json {
         println!("{:#}", report.to_json());
     } else {

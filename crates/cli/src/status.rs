@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backup_orchestrate::{judge, newest_report, parse_duration, prometheus};
+use backup_orchestrate::{judge, newest_report, newest_wal, parse_duration, prometheus};
 use chrono::Utc;
 use clap::Parser;
 
@@ -51,8 +51,19 @@ pub async fn run(args: BackupStatusArgs) -> Result<ExitStatus, CliError> {
     }
     let now = Utc::now();
     let verdict = judge(found.as_ref().map(|f| &f.report), now, args.max_age);
+    let wal = newest_wal(&destinations).await;
+    let wal_age = wal.as_ref().map(|(_, at)| (now - *at).num_seconds().max(0));
     if let Some(path) = &args.prometheus {
-        write_atomically(path, &prometheus(found.as_ref(), &verdict, now)).map_err(|e| {
+        let mut text = prometheus(found.as_ref(), &verdict, now);
+        if let Some((_, at)) = &wal {
+            text.push_str(&format!(
+                "# HELP backup_wal_newest_archived_timestamp_seconds When the newest WAL file \
+                 was stored.\n# TYPE backup_wal_newest_archived_timestamp_seconds gauge\n\
+                 backup_wal_newest_archived_timestamp_seconds {}\n",
+                at.timestamp()
+            ));
+        }
+        write_atomically(path, &text).map_err(|e| {
             CliError::usage(anyhow::anyhow!("cannot write {}: {e}", path.display()))
         })?;
     }
@@ -65,6 +76,9 @@ pub async fn run(args: BackupStatusArgs) -> Result<ExitStatus, CliError> {
             "report_object": found.as_ref().map(|f| &f.key),
             "last_success_at": found.as_ref().and_then(|f| f.last_success_at),
             "report": found.as_ref().map(|f| &f.report),
+            "wal": wal.as_ref().map(|(name, at)| serde_json::json!({
+                "newest": name, "stored_at": at, "age_seconds": wal_age,
+            })),
         });
         println!("{doc:#}");
     } else {
@@ -82,6 +96,9 @@ pub async fn run(args: BackupStatusArgs) -> Result<ExitStatus, CliError> {
             for warning in &found.report.warnings {
                 println!("  warning: {warning}");
             }
+        }
+        if let (Some((name, _)), Some(age)) = (&wal, wal_age) {
+            println!("  wal      newest archived {name}, {age}s ago");
         }
     }
     Ok(match verdict.exit_code {

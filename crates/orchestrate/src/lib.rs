@@ -55,5 +55,6 @@ pub use status::{
     judge, newest_report, prometheus, Found, Verdict, DEFAULT_MAX_AGE, SUCCESS_LOOKBACK,
 };
 pub use wal::{
-    ArchivedWal, BaseWal, FetchReport, PushReport, PushedAhead, ReplayPlan, WalArchive, WalError,
+    newest_wal, prune_wal, wal_prune_status, ArchivedWal, BaseWal, FetchReport, PushReport,
+    PushedAhead, ReplayPlan, Retention, WalArchive, WalError, WalPrune,
 };

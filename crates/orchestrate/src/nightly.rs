@@ -15,8 +15,9 @@ use backup_crypto::Keyring;
 use backup_sources::files::{
     apply_log_retention, FilesCheck, FilesConfig, FilesKind, FilesRestoreOptions,
 };
-use backup_sources::postgres::{DatabaseRunPlan, DumpFormat, PostgresConfig};
+use backup_sources::postgres::{DatabaseRunPlan, DumpFormat, PhysicalSource, PostgresConfig};
 use backup_sources::redis::{RdbCheck, RedisSettings, RedisSource};
+use backup_sources::wal::WalConfig;
 use chrono::Utc;
 
 use crate::checks::{self, Disk, Health};
@@ -59,6 +60,8 @@ pub struct Nightly {
     pub config_skip: Option<String>,
     /// Why the log backup is skipped (no log directory).
     pub logs_skip: Option<String>,
+    /// WAL archiving: how often a physical base backup is taken.
+    pub wal: WalConfig,
     /// Timeouts, verification, drill, retention, lock.
     pub run: RunConfig,
     /// What retention keeps.
@@ -142,6 +145,7 @@ impl Nightly {
             files,
             config_skip,
             logs_skip,
+            wal: config.component()?,
             run,
             retention: config.component()?,
             local: config.component()?,
@@ -177,11 +181,19 @@ impl Nightly {
             vec![
                 Self::files_component(FilesKind::Config, &ctx, progress("config")),
                 Self::files_component(FilesKind::Logs, &ctx, progress("logs")),
+                Self::base_component(&ctx, progress("base")).await,
             ],
         ];
         let results = run_stages(stages, self.run.component_timeout).await;
         let destinations = &*destinations;
         let health = self.health().await;
+        if let Ok(pg) = &self.postgres {
+            // A server that archives its WAL: say when the archiving fails or falls behind.
+            if let Ok(status) = backup_sources::postgres::ArchiverStatus::read(&pg.connection).await
+            {
+                warnings.extend(status.warnings());
+            }
+        }
         for h in health.iter().filter(|h| !h.ok) {
             warnings.push(format!(
                 "{} at {} is unhealthy: {}",
@@ -210,9 +222,14 @@ impl Nightly {
             ));
         }
         let retention = if self.run.prune {
-            let report = destinations
-                .prune(&PruneKind::ALL, &self.retention.policy, Utc::now(), false)
-                .await;
+            let report = crate::Retention::apply(
+                destinations,
+                &PruneKind::ALL,
+                &self.retention.policy,
+                Utc::now(),
+                false,
+            )
+            .await;
             let text = report.text();
             for line in text.lines() {
                 tracing::info!("retention: {}", line.trim());
@@ -435,6 +452,84 @@ impl Nightly {
                 )
                 .await;
             }
+            Ok(run)
+        })
+    }
+
+    /// The physical base backup, when [`WalConfig::base_backup`] says one is due: the newest
+    /// complete one is older than its period.
+    async fn base_component(ctx: &Ctx, progress: Option<ProgressFn>) -> Component<'static> {
+        let this = &ctx.this;
+        let Some(period) = this.wal.base_backup.period() else {
+            return Component::skip("base", "no base backups scheduled ([wal] base_backup)");
+        };
+        if this.run.skip.iter().any(|s| s == "base") {
+            return Component::skip("base", "left out by BACKUP_SKIP_COMPONENTS / --skip base");
+        }
+        let postgres = match &this.postgres {
+            Ok(postgres) => postgres.clone(),
+            Err(why) => return Component::skip("base", why),
+        };
+        if let Ok(catalog) = ctx
+            .destinations
+            .catalog(BackupKind::BASE, &this.pipeline.name_prefix)
+            .await
+        {
+            let newest = catalog
+                .listed
+                .iter()
+                .rev()
+                .find(|l| l.entry.status == backup_core::BackupStatus::Complete);
+            if let Some(newest) = newest {
+                let age = Utc::now() - newest.entry.timestamp();
+                if age.to_std().is_ok_and(|age| age < period) {
+                    return Component::skip(
+                        "base",
+                        format!(
+                            "the newest base backup, {}, is {}h old: not due yet",
+                            newest.entry.key,
+                            age.num_hours()
+                        ),
+                    );
+                }
+            }
+        }
+        let ctx = ctx.clone();
+        Component::run("base", async move {
+            let (this, destinations, keyring, spool) = ctx.parts();
+            tracing::info!(
+                "base: physical base backup of {}",
+                postgres.connection.endpoint()
+            );
+            let label = format!("{} base backup", this.pipeline.name_prefix);
+            let mut source = PhysicalSource::new(postgres.connection.clone(), label);
+            if let Ok(Some(tools)) = postgres.tools() {
+                source = source.with_tools(tools);
+            }
+            let job = BackupJob {
+                options: this
+                    .pipeline
+                    .backup_options()
+                    .encrypted_with(keyring.current().clone()),
+                publish_latest: None,
+            };
+            let mut run = back_up(&mut source, destinations, &job, progress).await?;
+            let scratch = spool.join(".base-backup-check");
+            let check = move || -> Box<dyn RestoreTarget> {
+                Box::new(FilesCheck::new(FilesRestoreOptions {
+                    target_dir: scratch.clone(),
+                    overwrite: false,
+                }))
+            };
+            this.verify(
+                &mut run,
+                destinations,
+                BackupKind::BASE,
+                keyring,
+                spool,
+                &check,
+            )
+            .await;
             Ok(run)
         })
     }

@@ -79,7 +79,7 @@ pub struct RunConfig {
 }
 
 /// The components of a run, in order.
-pub const COMPONENTS: [&str; 4] = ["database", "redis", "config", "logs"];
+pub const COMPONENTS: [&str; 5] = ["database", "redis", "config", "logs", "base"];
 
 impl Default for RunConfig {
     fn default() -> Self {
@@ -185,7 +185,7 @@ impl Component for RunConfig {
             Setting::new(
                 "BACKUP_SKIP_COMPONENTS",
                 "skip",
-                "components left out of the run, comma-separated: database, redis, config, logs",
+                "components left out of the run, comma-separated: database, redis, config, logs, base",
             ),
         ],
         check: check::<Self>,

@@ -36,8 +36,8 @@ pub use globals::{
     plan as plan_globals, CapturedGlobals, GlobalsReport, GLOBALS_ATTACHMENT, MAX_GLOBALS_BYTES,
 };
 pub use physical::{
-    pg_basebackup_args, BackupPositions, PhysicalSource, ServerArchiving, DEFAULT_ARCHIVE_WAIT,
-    PHYSICAL_SOURCE_TYPE,
+    pg_basebackup_args, ArchiverStatus, BackupPositions, PhysicalSource, ServerArchiving,
+    DEFAULT_ARCHIVE_WAIT, PHYSICAL_SOURCE_TYPE,
 };
 pub use pitr::{DataDirectory, PitrTarget, RecoveryOutcome};
 pub use report::RecoveryReport;

@@ -306,6 +306,36 @@ fn legs(base: &BaseWal, newest: &TimelineHistory, size: u64) -> Vec<Leg> {
     legs
 }
 
+/// The newest complete WAL file (an object with its manifest) on any of `destinations`, and
+/// when it was stored: how far behind a point-in-time restore would be. `None` when there is
+/// no WAL archive (or no destination could be listed).
+pub async fn newest_wal(
+    destinations: &backup_core::Destinations,
+) -> Option<(String, DateTime<Utc>)> {
+    let mut newest: Option<(String, DateTime<Utc>)> = None;
+    for destination in destinations.iter() {
+        let Ok(listed) = destination.sink().list(&BackupKind::WAL.prefix()).await else {
+            continue;
+        };
+        let keys: BTreeSet<&str> = listed.iter().map(|m| m.key.as_str()).collect();
+        for meta in &listed {
+            let Some((name, _, _)) = WalFileName::from_object_key(&meta.key) else {
+                continue;
+            };
+            if !keys.contains(manifest_key_for(&meta.key).as_str()) {
+                continue;
+            }
+            if newest
+                .as_ref()
+                .is_none_or(|(_, at)| meta.last_modified > *at)
+            {
+                newest = Some((name.to_string(), meta.last_modified));
+            }
+        }
+    }
+    newest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

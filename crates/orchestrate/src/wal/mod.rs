@@ -21,11 +21,13 @@
 
 mod chain;
 mod fetch;
+mod prune;
 mod push;
 mod spool;
 
-pub use chain::{ArchivedWal, BaseWal, ReplayPlan};
+pub use chain::{newest_wal, ArchivedWal, BaseWal, ReplayPlan};
 pub use fetch::FetchReport;
+pub use prune::{prune_wal, wal_prune_status, Retention, WalPrune};
 pub use push::{PushReport, PushedAhead};
 
 use backup_core::{BackupOptions, CoreError, Destinations};

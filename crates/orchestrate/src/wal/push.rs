@@ -86,8 +86,10 @@ impl WalArchive {
             .map(|ahead| self.push_ahead(&wal_dir, ahead, &spool))
             .buffer_unordered(self.config.push_concurrency.max(1))
             .collect::<Vec<_>>();
-        let (current, ahead) = tokio::join!(current, ahead);
+        let (current, ahead, history) =
+            tokio::join!(current, ahead, self.push_history(&wal_dir, &name, &spool));
         let (stored, already, pushed_ahead_earlier) = current?;
+        history?;
         spool.forget_pushed(&name);
         Ok(PushReport {
             file: name.to_string(),
@@ -126,6 +128,34 @@ impl WalArchive {
         ready.sort();
         ready.truncate(wanted);
         ready.into_iter().map(|n| wal_dir.join(n)).collect()
+    }
+
+    /// Makes sure the history file of `name`'s timeline is archived: a cluster promoted
+    /// while it did not archive (a point-in-time restore runs with `archive_mode = off`) never
+    /// marked it ready, and without it the archive cannot be followed onto its timeline.
+    /// Pushed (idempotently) from beside the WAL files when it is there and not recorded as
+    /// pushed in the spool.
+    async fn push_history(
+        &self,
+        wal_dir: &Path,
+        name: &WalFileName,
+        spool: &Spool,
+    ) -> Result<(), WalError> {
+        if name.timeline() <= 1 || name.file_type() == backup_sources::wal::WalFileType::History {
+            return Ok(());
+        }
+        let history = WalFileName::history(name.timeline());
+        let path = wal_dir.join(history.as_str());
+        if spool.pushed(&history).is_some() || !path.is_file() {
+            return Ok(());
+        }
+        let source = WalFileSource::prepare(&path, history.clone()).await?;
+        let sha = source.digest().sha256.clone();
+        self.push_source(source).await?;
+        if let Err(e) = spool.record_pushed(&history, &sha) {
+            tracing::debug!("cannot record the push of {history}: {e}");
+        }
+        Ok(())
     }
 
     /// Pushes a file ahead and records it in the spool once stored everywhere.

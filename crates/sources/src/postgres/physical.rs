@@ -112,6 +112,107 @@ impl ServerArchiving {
     }
 }
 
+/// How the server's archiving goes (`pg_stat_archiver` and the current WAL position).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ArchiverStatus {
+    /// `archive_mode`.
+    pub archive_mode: String,
+    /// Files archived since the statistics were reset.
+    pub archived_count: i64,
+    /// The newest file archived.
+    pub last_archived_wal: Option<String>,
+    /// Seconds since it was archived.
+    pub last_archived_secs_ago: Option<f64>,
+    /// Failed attempts since the statistics were reset.
+    pub failed_count: i64,
+    /// The file of the newest failed attempt.
+    pub last_failed_wal: Option<String>,
+    /// Seconds since that attempt.
+    pub last_failed_secs_ago: Option<f64>,
+    /// The segment the server writes now.
+    pub current_wal: String,
+}
+
+impl ArchiverStatus {
+    /// Reads it from the server `conn` names.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or queried.
+    pub async fn read(conn: &PgConnection) -> Result<Self, SourceError> {
+        let client = conn.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('archive_mode'), archived_count, last_archived_wal, \
+                 extract(epoch FROM now() - last_archived_time)::float8, failed_count, \
+                 last_failed_wal, extract(epoch FROM now() - last_failed_time)::float8, \
+                 CASE WHEN pg_is_in_recovery() THEN '' \
+                      ELSE pg_walfile_name(pg_current_wal_lsn()) END \
+                 FROM pg_stat_archiver",
+                &[],
+            )
+            .await
+            .map_err(|e| SourceError::query("reading pg_stat_archiver", e))?;
+        Ok(Self {
+            archive_mode: row.get(0),
+            archived_count: row.get(1),
+            last_archived_wal: row.get(2),
+            last_archived_secs_ago: row.get(3),
+            failed_count: row.get(4),
+            last_failed_wal: row.get(5),
+            last_failed_secs_ago: row.get(6),
+            current_wal: row.get(7),
+        })
+    }
+
+    /// What is wrong with the archiving, one line each: attempts failing since the last
+    /// success, or more than one finished segment waiting (archiving falls behind).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !matches!(self.archive_mode.as_str(), "on" | "always") {
+            return warnings;
+        }
+        let failing = match (self.last_failed_secs_ago, self.last_archived_secs_ago) {
+            (Some(failed), Some(archived)) => failed < archived,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if failing {
+            warnings.push(format!(
+                "WAL archiving is failing: the last attempt, for {}, failed {:.0}s ago ({} \
+                 failures in all), and nothing was archived since; see the server log for the \
+                 archive_command's error",
+                self.last_failed_wal.as_deref().unwrap_or("?"),
+                self.last_failed_secs_ago.unwrap_or_default(),
+                self.failed_count
+            ));
+        }
+        let position = |name: &str| -> Option<(u32, u64)> {
+            let timeline = u32::from_str_radix(name.get(..8)?, 16).ok()?;
+            let log = u64::from_str_radix(name.get(8..16)?, 16).ok()?;
+            let seg = u64::from_str_radix(name.get(16..24)?, 16).ok()?;
+            Some((timeline, (log << 32) | seg))
+        };
+        if let (Some((tl, current)), Some((archived_tl, archived))) = (
+            position(&self.current_wal),
+            self.last_archived_wal.as_deref().and_then(position),
+        ) {
+            // The segment being written is never archived yet; one more finished one is the
+            // archiver at work.
+            let waiting = current.saturating_sub(archived).saturating_sub(1);
+            if tl == archived_tl && waiting > 1 {
+                warnings.push(format!(
+                    "WAL archiving lags: {waiting} finished segments wait to be archived (the \
+                     newest archived is {}, the server writes {}); raise \
+                     BACKUP_WAL_PUSH_CONCURRENCY or check the destinations' speed",
+                    self.last_archived_wal.as_deref().unwrap_or("?"),
+                    self.current_wal
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 /// A physical base backup of the cluster `conn` reaches (see the module).
 pub struct PhysicalSource {
     conn: PgConnection,
@@ -650,6 +751,45 @@ mod tests {
             Some(256)
         );
         assert_eq!(tar_size(b"zz"), None);
+    }
+
+    #[test]
+    fn failing_or_lagging_archiving_is_a_warning() {
+        let fine = ArchiverStatus {
+            archive_mode: "on".into(),
+            archived_count: 10,
+            last_archived_wal: Some("000000010000000000000009".into()),
+            last_archived_secs_ago: Some(5.0),
+            failed_count: 1,
+            last_failed_wal: Some("000000010000000000000003".into()),
+            last_failed_secs_ago: Some(600.0),
+            current_wal: "00000001000000000000000A".into(),
+        };
+        assert!(fine.warnings().is_empty(), "{:?}", fine.warnings());
+        let failing = ArchiverStatus {
+            last_failed_wal: Some("00000001000000000000000A".into()),
+            last_failed_secs_ago: Some(1.0),
+            ..fine.clone()
+        };
+        assert!(
+            failing.warnings()[0].contains("failing"),
+            "{:?}",
+            failing.warnings()
+        );
+        let lagging = ArchiverStatus {
+            current_wal: "00000001000000010000000A".into(),
+            ..fine.clone()
+        };
+        assert!(
+            lagging.warnings()[0].contains("lags"),
+            "{:?}",
+            lagging.warnings()
+        );
+        let off = ArchiverStatus {
+            archive_mode: "off".into(),
+            ..lagging
+        };
+        assert!(off.warnings().is_empty());
     }
 
     #[test]

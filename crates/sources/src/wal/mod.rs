@@ -34,6 +34,47 @@ pub struct WalConfig {
     /// Where pushes ahead and fetches ahead are recorded (`BACKUP_WAL_SPOOL_DIR`); `None`:
     /// beside the WAL files themselves (`pg_wal/backup_wal_spool/`).
     pub spool_dir: Option<PathBuf>,
+    /// How often `backup-all` takes a physical base backup (`BACKUP_WAL_BASE_BACKUP`).
+    pub base_backup: BaseSchedule,
+}
+
+/// How often `backup-all` takes a physical base backup: when the newest complete one is older
+/// than this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BaseSchedule {
+    /// Never (base backups by hand, `backup-database --physical`).
+    #[default]
+    Never,
+    /// When the newest is a day old (23 hours, so a nightly run never slips a day).
+    Daily,
+    /// When the newest is a week old (less one hour).
+    Weekly,
+}
+
+impl BaseSchedule {
+    /// The age at which the next base backup is due.
+    pub fn period(self) -> Option<std::time::Duration> {
+        match self {
+            Self::Never => None,
+            Self::Daily => Some(std::time::Duration::from_secs(23 * 3600)),
+            Self::Weekly => Some(std::time::Duration::from_secs((7 * 24 - 1) * 3600)),
+        }
+    }
+}
+
+impl std::str::FromStr for BaseSchedule {
+    type Err = backup_core::CoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "never" | "off" | "" => Ok(Self::Never),
+            "daily" => Ok(Self::Daily),
+            "weekly" => Ok(Self::Weekly),
+            other => Err(backup_core::CoreError::Config(format!(
+                "BACKUP_WAL_BASE_BACKUP={other:?}: use never, daily or weekly"
+            ))),
+        }
+    }
 }
 
 impl Default for WalConfig {
@@ -42,6 +83,7 @@ impl Default for WalConfig {
             push_concurrency: 4,
             fetch_ahead: 4,
             spool_dir: None,
+            base_backup: BaseSchedule::Never,
         }
     }
 }
@@ -64,6 +106,13 @@ const WAL: &[Setting] = &[
          plus the next ones, kept verified until asked for; 1 to 64",
     )
     .default("4"),
+    Setting::new(
+        "BACKUP_WAL_BASE_BACKUP",
+        "base_backup",
+        "how often backup-all takes a physical base backup (backup-database --physical): \
+         never, daily or weekly (when the newest complete one is that old)",
+    )
+    .default("never"),
     Setting::new(
         "BACKUP_WAL_SPOOL_DIR",
         "spool_dir",
@@ -96,6 +145,10 @@ impl Component for WalConfig {
             push_concurrency: bounded("BACKUP_WAL_PUSH_CONCURRENCY", 4)?,
             fetch_ahead: bounded("BACKUP_WAL_FETCH_AHEAD", 4)?,
             spool_dir: config.path("BACKUP_WAL_SPOOL_DIR"),
+            base_backup: config
+                .get("BACKUP_WAL_BASE_BACKUP")
+                .unwrap_or("never")
+                .parse()?,
         })
     }
 }
