@@ -470,15 +470,44 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
             .unwrap();
         switch_and_wait(&pg).await;
     }
+    // A point between the two base backups: a restore to it starts from the first.
+    let between: String = client
+        .query_one(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let at_between = table_checksums(&client).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let out = run("backup-database", &["--physical"], &env).await;
     assert_success(&out, "second base backup");
     let second = stdout(&out).trim().to_owned();
     assert_ne!(first, second);
-    client
-        .batch_execute("SELECT pg_create_restore_point('before_last')")
+    let restore_point_lsn: String = client
+        .query_one("SELECT pg_create_restore_point('before_last')::text", &[])
         .await
-        .unwrap();
+        .unwrap()
+        .get(0);
     let at_restore_point = table_checksums(&client).await.unwrap();
+    // A transaction whose id is a target.
+    let xid: String = {
+        client.batch_execute("BEGIN").await.unwrap();
+        client
+            .batch_execute("INSERT INTO bookings (note) VALUES ('the xid')")
+            .await
+            .unwrap();
+        let xid: String = client
+            .query_one("SELECT txid_current()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        client.batch_execute("COMMIT").await.unwrap();
+        xid
+    };
+    let at_xid = table_checksums(&client).await.unwrap();
     client
         .batch_execute("INSERT INTO bookings (note) SELECT 'last' FROM generate_series(1, 500)")
         .await
@@ -512,6 +541,31 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
     let before = segments();
     let older: Vec<&String> = before.iter().filter(|n| **n < second_start).collect();
     assert!(!older.is_empty(), "{before:?} vs {second_start}");
+
+    let data = server_dir(&scratch.dir.path().join("restored")).join("between");
+    let port = free_port();
+    let out = run(
+        "restore-database",
+        &[
+            "--pitr",
+            &between,
+            "--target-dir",
+            data.to_str().unwrap(),
+            "--start",
+            "--port",
+            &port.to_string(),
+            "--json",
+        ],
+        &env,
+    )
+    .await;
+    assert_success(&out, "restore to a time between the base backups");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["base_backup"], first.as_str(), "{report}");
+    let restored = connect(&pg, port).await;
+    assert_eq!(table_checksums(&restored).await.unwrap(), at_between);
+    drop(restored);
+    stop_server(&pg, &data);
 
     let out = run(
         "backup-prune",
@@ -557,7 +611,7 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
     assert_eq!(after.len(), before.len() - older.len());
 
     // What is kept is enough: the newest base backup and its WAL restore everything.
-    let data = server_dir(&scratch.dir.path().join("restored")).join("latest");
+    let data = scratch.dir.path().join("restored/latest");
     let port = free_port();
     let out = run(
         "restore-database",
@@ -601,6 +655,42 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
     assert_eq!(table_checksums(&restored).await.unwrap(), at_restore_point);
     drop(restored);
     stop_server(&pg, &data);
+
+    // The restore point's WAL position, and the transaction id.
+    for (flag, value, expected) in [
+        (
+            "--target-lsn",
+            restore_point_lsn.as_str(),
+            &at_restore_point,
+        ),
+        ("--target-xid", xid.as_str(), &at_xid),
+    ] {
+        let data = scratch.dir.path().join(format!("restored/{}", &flag[2..]));
+        let port = free_port();
+        let out = run(
+            "restore-database",
+            &[
+                flag,
+                value,
+                "--target-dir",
+                data.to_str().unwrap(),
+                "--start",
+                "--port",
+                &port.to_string(),
+            ],
+            &env,
+        )
+        .await;
+        assert_success(&out, &format!("restore with {flag} {value}"));
+        let restored = connect(&pg, port).await;
+        assert_eq!(
+            &table_checksums(&restored).await.unwrap(),
+            expected,
+            "{flag}"
+        );
+        drop(restored);
+        stop_server(&pg, &data);
+    }
 }
 
 #[tokio::test]
