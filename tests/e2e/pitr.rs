@@ -214,7 +214,14 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
     drop(restored_client);
     stop_server(&pg, &data);
 
-    // latest: everything archived.
+    // latest: everything archived; the local copy of the base backup is damaged, so the
+    // restore streams S3's copy (the damaged stream's files never reach the data directory).
+    let base_path = scratch.backups.join(&base);
+    let pristine_base = std::fs::read(&base_path).unwrap();
+    let mut damaged_base = pristine_base.clone();
+    let middle = damaged_base.len() / 2;
+    damaged_base[middle] ^= 1;
+    std::fs::write(&base_path, &damaged_base).unwrap();
     let data = restored.join("latest");
     let port = free_port();
     let out = run(
@@ -235,10 +242,13 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
     assert_success(&out, "restore-database --pitr latest --start");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["base_backup"], base.as_str(), "{report}");
+    assert_eq!(report["destination"], "s3", "{report}");
+    assert!(stderr(&out).contains("cannot be used"), "{}", stderr(&out));
     assert!(
         report["recovery"]["promoted"].as_bool().unwrap(),
         "{report}"
     );
+    std::fs::write(&base_path, &pristine_base).unwrap();
     let restored_client = connect(&pg, port).await;
     assert_eq!(table_checksums(&restored_client).await.unwrap(), at_end);
     drop(restored_client);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backup_core::config::Config;
-use backup_core::{LocalConfig, PipelineConfig, RestoreConfig};
+use backup_core::PipelineConfig;
 use backup_orchestrate::{restore_command, restore_pitr, PitrRequest, WalArchive};
 use backup_sources::postgres::{PitrTarget, PostgresConfig};
 use backup_sources::wal::{Lsn, WalConfig};
@@ -130,8 +130,6 @@ pub async fn run(
     let pipeline: PipelineConfig = common::component(config)?;
     let wal: WalConfig = common::component(config)?;
     let postgres: PostgresConfig = common::component(config)?;
-    let restore: RestoreConfig = common::component(config)?;
-    let local: LocalConfig = common::component(config)?;
     let keyring = common::load_keyring(&pipeline)?;
     let destinations = common::open_destinations(config, true).await?;
     let options = pipeline
@@ -155,7 +153,6 @@ pub async fn run(
             config.file_path(),
             &config.non_secret_overrides(),
         ),
-        spool_dir: restore.spool_dir(&local),
         start: args.start.then_some(args.port).flatten(),
         bin_dir: postgres.bin_dir.clone(),
         wait: args.recovery_timeout.unwrap_or(Duration::from_secs(3600)),

@@ -5,9 +5,11 @@
 //! 2. The archive is checked for the WAL the recovery needs ([`WalArchive::plan_replay`]): a
 //!    gap is reported with the missing segment and the newest point reachable, before
 //!    anything is written.
-//! 3. The base backup is read once into a verified private copy, checked (every tar entry is a
-//!    plain file or directory inside the target), extracted into a staging directory beside
-//!    the target and renamed into place, mode 0700, owned by the server's user.
+//! 3. The base backup is streamed once (its signed manifest and stored size checked first, the
+//!    stored bytes' SHA-256 at the end of the stream) into a staging directory beside the
+//!    target, each tar entry checked before it is written (plain files and directories inside
+//!    it only); only after the whole stream verified is it renamed into place, mode 0700,
+//!    owned by the server's user. A failure empties it and the next destination is tried.
 //! 4. The recovery is configured: `recovery.signal`, `restore_command` calling
 //!    `backup-wal fetch`, the target, `recovery_target_action = promote`, `archive_mode = off`.
 //! 5. With a port, the server is started; the report says where recovery stopped.
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use backup_core::{BackupKind, CoreError, ProgressFn};
 use backup_crypto::Keyring;
-use backup_sources::files::{check_then_extract, FilesRestoreOptions};
+use backup_sources::files::{FilesExtract, FilesRestoreOptions};
 use backup_sources::postgres::{
     DataDirectory, PgTools, PitrTarget, RecoveryOutcome, PHYSICAL_SOURCE_TYPE,
 };
@@ -39,8 +41,6 @@ pub struct PitrRequest {
     pub owner: Option<(u32, u32)>,
     /// `restore_command`, calling `backup-wal fetch %f %p` with the same configuration.
     pub restore_command: String,
-    /// Where the private copy of the base backup is made.
-    pub spool_dir: PathBuf,
     /// Start the server on this port and wait for the recovery to end.
     pub start: Option<u16>,
     /// With `start`: the directory of `pg_ctl` (`PG_BIN_DIR`); `None`: the newest installed
@@ -162,38 +162,15 @@ pub async fn restore_pitr(
         plan.last,
         request.target.describe()
     );
-    let mut fetched = destinations
-        .fetch(
-            &catalog,
-            listed,
-            Some(keyring),
-            &request.spool_dir,
-            progress.clone(),
-        )
-        .await?;
-    // The verified manifest must say what the listing said.
-    let verified = BaseFacts::of(fetched.manifest())?;
-    if verified.wal != facts.wal {
-        return Err(PitrError::NoBaseBackup(format!(
-            "the signed manifest of {} differs from its listing; refusing it",
-            listed.entry.key
-        )));
-    }
-    let destination = fetched.destination().to_owned();
     let staging = data.staging()?;
-    let extracted = check_then_extract(
-        &mut fetched,
-        FilesRestoreOptions {
-            target_dir: staging.clone(),
-            overwrite: false,
-        },
-        progress,
-    )
-    .await;
-    if let Err(e) = extracted {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e.into());
-    }
+    let (destination, verified, server_version) =
+        match extract_base(destinations, listed, keyring, &facts, &staging, progress).await {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
     if !staging.join("PG_VERSION").is_file() || !staging.join("backup_label").is_file() {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(PitrError::NoBaseBackup(format!(
@@ -214,7 +191,7 @@ pub async fn restore_pitr(
     }
     let recovery = match request.start {
         Some(port) => {
-            let tools = server_tools(request.bin_dir.as_deref(), fetched.manifest())?;
+            let tools = server_tools(request.bin_dir.as_deref(), server_version.as_deref())?;
             Some(data.start(&tools, port, request.wait).await?)
         }
         None => None,
@@ -231,16 +208,91 @@ pub async fn restore_pitr(
     })
 }
 
+/// Streams the base backup `listed` from the first destination holding a usable copy into
+/// the empty `staging` directory: its manifest's signature and the stored size are checked
+/// first, the stream verifies the stored bytes' SHA-256 at its end, and every tar entry is
+/// checked before it is written (plain files and directories inside `staging` only). Nothing
+/// reaches the data directory before the whole stream verified: `staging` is emptied after a
+/// failure and the next destination is tried. One read of the object, one decompression.
+/// Returns the destination, the verified facts and the server version.
+async fn extract_base(
+    destinations: &backup_core::Destinations,
+    listed: &backup_core::Listed,
+    keyring: &Keyring,
+    facts: &BaseFacts,
+    staging: &Path,
+    progress: Option<ProgressFn>,
+) -> Result<(String, BaseFacts, Option<String>), PitrError> {
+    use backup_core::RestoreTarget as _;
+    let key = &listed.entry.key;
+    let mut problems = Vec::new();
+    let items: Vec<&backup_core::Destination> = destinations.iter().collect();
+    for &i in &listed.holders {
+        let Some(destination) = items.get(i) else {
+            continue;
+        };
+        let sink = destination.sink();
+        let attempt = async {
+            let entry = backup_core::catalog::entry_for_key(sink, BackupKind::BASE, key).await?;
+            let opened =
+                backup_core::open_backup(sink, &entry, Some(keyring), progress.clone()).await?;
+            let verified = BaseFacts::of(opened.manifest.as_ref())?;
+            if verified.wal != facts.wal {
+                return Err(PitrError::NoBaseBackup(format!(
+                    "the signed manifest of {key} differs from its listing; refusing it"
+                )));
+            }
+            let server_version = opened
+                .manifest
+                .as_ref()
+                .and_then(|m| m.source.server_version.clone());
+            let mut extract = FilesExtract::new(FilesRestoreOptions {
+                target_dir: staging.to_owned(),
+                overwrite: false,
+            });
+            extract
+                .restore(opened.stream)
+                .await
+                .map_err(|source| CoreError::Restore {
+                    key: key.clone(),
+                    source,
+                })?;
+            Ok::<_, PitrError>((verified, server_version))
+        };
+        match attempt.await {
+            Ok((verified, server_version)) => {
+                return Ok((destination.name().to_owned(), verified, server_version))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the copy of {key} on {} cannot be used: {e}",
+                    destination.name()
+                );
+                problems.push(format!("{}: {e}", destination.name()));
+                // Start the next copy from an empty directory.
+                let _ = std::fs::remove_dir_all(staging);
+                std::fs::create_dir(staging).map_err(|source| SourceError::Io {
+                    what: format!("creating {}", staging.display()),
+                    source,
+                })?;
+            }
+        }
+    }
+    Err(PitrError::NoBaseBackup(format!(
+        "no destination holds a usable copy of {key} ({})",
+        problems.join("; ")
+    )))
+}
+
 /// The PostgreSQL programs to run the restored server with.
 fn server_tools(
     bin_dir: Option<&Path>,
-    manifest: Option<&backup_core::Manifest>,
+    server_version: Option<&str>,
 ) -> Result<PgTools, PitrError> {
     if let Some(dir) = bin_dir {
         return Ok(PgTools::in_dir(dir)?);
     }
-    let major = manifest
-        .and_then(|m| m.source.server_version.as_deref())
+    let major = server_version
         .and_then(|v| v.split('.').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
