@@ -66,19 +66,10 @@ impl WalArchive {
     pub async fn inventory(&self, segment_size: u64) -> Result<ArchivedWal, WalError> {
         let mut archived = ArchivedWal::default();
         for destination in self.destinations.iter() {
-            let listed = destination
-                .sink()
-                .list(&BackupKind::WAL.prefix())
+            let files = complete_files(destination.sink())
                 .await
                 .map_err(CoreError::from)?;
-            let keys: BTreeSet<&str> = listed.iter().map(|m| m.key.as_str()).collect();
-            for meta in &listed {
-                let Some((name, _, _)) = WalFileName::from_object_key(&meta.key) else {
-                    continue;
-                };
-                if !keys.contains(manifest_key_for(&meta.key).as_str()) {
-                    continue;
-                }
+            for (name, meta) in files {
                 match name.file_type() {
                     WalFileType::History => {
                         archived.histories.insert(name.timeline());
@@ -306,6 +297,24 @@ fn legs(base: &BaseWal, newest: &TimelineHistory, size: u64) -> Vec<Leg> {
     legs
 }
 
+/// The complete WAL files on `sink`: objects of a WAL file's name with their manifest beside
+/// them (a file being pushed, or left by a killed push, has none).
+///
+/// # Errors
+/// When `sink` cannot be listed.
+pub(super) async fn complete_files(
+    sink: &dyn backup_storage::Sink,
+) -> Result<Vec<(WalFileName, backup_storage::ObjectMeta)>, backup_storage::StorageError> {
+    let listed = sink.list(&BackupKind::WAL.prefix()).await?;
+    let keys: BTreeSet<&str> = listed.iter().map(|m| m.key.as_str()).collect();
+    let complete: Vec<(WalFileName, backup_storage::ObjectMeta)> = listed
+        .iter()
+        .filter(|m| keys.contains(manifest_key_for(&m.key).as_str()))
+        .filter_map(|m| Some((WalFileName::from_object_key(&m.key)?.0, m.clone())))
+        .collect();
+    Ok(complete)
+}
+
 /// The newest complete WAL file (an object with its manifest) on any of `destinations`, and
 /// when it was stored: how far behind a point-in-time restore would be. `None` when there is
 /// no WAL archive (or no destination could be listed).
@@ -314,17 +323,10 @@ pub async fn newest_wal(
 ) -> Option<(String, DateTime<Utc>)> {
     let mut newest: Option<(String, DateTime<Utc>)> = None;
     for destination in destinations.iter() {
-        let Ok(listed) = destination.sink().list(&BackupKind::WAL.prefix()).await else {
+        let Ok(files) = complete_files(destination.sink()).await else {
             continue;
         };
-        let keys: BTreeSet<&str> = listed.iter().map(|m| m.key.as_str()).collect();
-        for meta in &listed {
-            let Some((name, _, _)) = WalFileName::from_object_key(&meta.key) else {
-                continue;
-            };
-            if !keys.contains(manifest_key_for(&meta.key).as_str()) {
-                continue;
-            }
+        for (name, meta) in files {
             if newest
                 .as_ref()
                 .is_none_or(|(_, at)| meta.last_modified > *at)

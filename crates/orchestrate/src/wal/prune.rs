@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 
 use backup_core::prune::{PruneKind, PruneReport};
 use backup_core::{
-    list_backups, manifest_key_for, BackupKind, BackupStatus, Destinations, RunStatus,
-    CLAIM_SUFFIX, MANIFEST_SUFFIX,
+    list_backups, BackupKind, BackupStatus, Destinations, RunStatus, CLAIM_SUFFIX, MANIFEST_SUFFIX,
 };
 use backup_sources::wal::{WalFileName, WalFileType};
 use backup_storage::{LockMode, Sink};
@@ -216,15 +215,10 @@ async fn prune_one(
 
 /// The number of complete WAL files on `sink`.
 async fn count_wal(sink: &dyn Sink) -> Option<usize> {
-    let listed = sink.list(&BackupKind::WAL.prefix()).await.ok()?;
-    let keys: BTreeSet<&str> = listed.iter().map(|m| m.key.as_str()).collect();
-    Some(
-        listed
-            .iter()
-            .filter(|m| WalFileName::from_object_key(&m.key).is_some())
-            .filter(|m| keys.contains(manifest_key_for(&m.key).as_str()))
-            .count(),
-    )
+    super::chain::complete_files(sink)
+        .await
+        .ok()
+        .map(|f| f.len())
 }
 
 /// Retention over everything: [`Destinations::prune`] of `kinds`, then, when base backups
