@@ -371,8 +371,9 @@ fn describe(url: &reqwest::Url) -> String {
     }
 }
 
-/// An error and its sources, `: `-separated (reqwest's own message is only the outermost).
-fn chain(error: &dyn std::error::Error) -> String {
+/// An error and its sources, `: `-separated, each cause once (reqwest's own message is only
+/// the outermost; library errors often repeat their cause's).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

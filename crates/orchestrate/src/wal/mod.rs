@@ -35,6 +35,9 @@ use backup_crypto::Keyring;
 use backup_sources::wal::WalConfig;
 use backup_sources::SourceError;
 
+// An error's text with its causes, each once.
+use crate::notify::chain as error_text;
+
 /// A WAL archive over a set of destinations (see the module).
 pub struct WalArchive {
     destinations: Destinations,
@@ -138,19 +141,4 @@ impl WalError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
     }
-}
-
-/// The error text of a core error with its causes.
-fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
