@@ -271,7 +271,54 @@ where
         // The reader may be gone already: nothing to tell then.
         let _ = tx.blocking_send(last);
     });
-    Box::new(ChunkReader::new(rx, "zstd"))
+    Box::new(ChunkReader::new(rx, "zstd compression thread"))
+}
+
+/// Bytes per chunk of [`read_ahead`].
+const READ_AHEAD_CHUNK: usize = 256 * 1024;
+
+/// Reads `stream` on a task of its own, up to four chunks of 256 KiB ahead of
+/// the returned reader (about 1 MiB at most in between).
+///
+/// A restore's stream does its work (reading, hashing, decrypting, decompressing) in whoever
+/// polls it; a consumer on a blocking thread that reads it through
+/// [`tokio_util::io::SyncIoBridge`] (a tar extraction) would run all of it on that one thread,
+/// between its own writes. Behind `read_ahead` the two run side by side. An error of `stream`
+/// reaches the reader after the bytes before it; when the reader is dropped, the task stops.
+pub fn read_ahead(stream: ByteStream) -> ByteStream {
+    use tokio::io::AsyncReadExt as _;
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let mut done = false;
+        while !done {
+            // At least half a chunk per message: a codec may hand out a few KiB per read.
+            let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
+            let mut failed = None;
+            while chunk.len() < READ_AHEAD_CHUNK / 2 {
+                match stream.read_buf(&mut chunk).await {
+                    Ok(0) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if !chunk.is_empty() && tx.send(Chunk::Data(chunk)).await.is_err() {
+                return; // The reader is gone.
+            }
+            if let Some(e) = failed {
+                let _ = tx.send(Chunk::Failed(e)).await;
+                return;
+            }
+        }
+        let _ = tx.send(Chunk::Done).await;
+    });
+    Box::new(ChunkReader::new(rx, "read-ahead task"))
 }
 
 /// The reading end of a compression thread: end of file only after the thread said `Done`;
@@ -322,11 +369,88 @@ impl AsyncRead for ChunkReader {
                 Some(Chunk::Failed(e)) => return Poll::Ready(Err(e)),
                 None => {
                     return Poll::Ready(Err(io::Error::other(format!(
-                        "the {} compression thread stopped before the end of the stream",
+                        "the {} stopped before the end of the stream",
                         this.what
                     ))))
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt as _;
+
+    /// Endless bytes, counting how many were read.
+    struct Endless(Arc<AtomicUsize>);
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = buf.remaining().min(4096);
+            buf.put_slice(&vec![7u8; n]);
+            self.0.fetch_add(n, Ordering::SeqCst);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn read_ahead_hands_over_every_byte_in_order() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::new();
+        read_ahead(Box::new(std::io::Cursor::new(data.clone())))
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_passes_an_error_on_after_the_bytes_before_it() {
+        let failing = std::io::Cursor::new(vec![1u8; 1000]).chain(broken_source());
+        let mut reader = read_ahead(Box::new(failing));
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).await.unwrap_err();
+        assert_eq!(out.len(), 1000);
+        assert!(err.to_string().contains("broken source"), "{err}");
+    }
+
+    fn broken_source() -> impl AsyncRead + Send + Unpin {
+        struct Broken;
+        impl AsyncRead for Broken {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                _buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Poll::Ready(Err(io::Error::other("broken source")))
+            }
+        }
+        Broken
+    }
+
+    #[tokio::test]
+    async fn read_ahead_stays_a_bounded_distance_ahead_and_stops_with_its_reader() {
+        let read = Arc::new(AtomicUsize::new(0));
+        let mut reader = read_ahead(Box::new(Endless(read.clone())));
+        let mut first = [0u8; 10];
+        reader.read_exact(&mut first).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let ahead = read.load(Ordering::SeqCst);
+        // The channel's chunks, the one being read and the one being filled.
+        let bound = (CHUNKS_IN_FLIGHT + 2) * READ_AHEAD_CHUNK;
+        assert!(ahead <= bound, "read {ahead} bytes ahead, bound {bound}");
+        drop(reader);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let after = read.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(read.load(Ordering::SeqCst), after, "the task kept reading");
     }
 }

@@ -32,7 +32,7 @@ pub mod retention;
 mod source;
 
 pub use catalog::{list_backups, BackupEntry, BackupStatus, Selection};
-pub use compression::{Compression, ZSTD_JOB_BYTES};
+pub use compression::{read_ahead, Compression, ZSTD_JOB_BYTES};
 pub use config::{
     Component, CompressionAlgorithm, Config, LocalConfig, PipelineConfig, RestoreConfig,
     RetentionConfig, S3Settings, DEFAULT_KEY_FILE, DEFAULT_NAME_PREFIX, DEFAULT_RETENTION_DAYS,

@@ -232,7 +232,7 @@ where
         // The reader may be gone already: nothing to tell then.
         let _ = tx.blocking_send(last);
     });
-    Box::new(ChunkReader::new(rx, "gzip"))
+    Box::new(ChunkReader::new(rx, "gzip compression thread"))
 }
 
 #[cfg(test)]

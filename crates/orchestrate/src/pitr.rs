@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use backup_core::{BackupKind, CoreError, ProgressFn};
 use backup_crypto::Keyring;
-use backup_sources::files::{FilesExtract, FilesRestoreOptions};
+use backup_sources::files::FilesExtract;
 use backup_sources::postgres::{
     DataDirectory, PgTools, PitrTarget, RecoveryOutcome, PHYSICAL_SOURCE_TYPE,
 };
@@ -246,10 +246,7 @@ async fn extract_base(
                 .manifest
                 .as_ref()
                 .and_then(|m| m.source.server_version.clone());
-            let mut extract = FilesExtract::new(FilesRestoreOptions {
-                target_dir: staging.to_owned(),
-                overwrite: false,
-            });
+            let mut extract = FilesExtract::into_fresh_directory(staging.to_owned());
             extract
                 .restore(opened.stream)
                 .await

@@ -560,4 +560,137 @@ mod restore {
         assert!(restore(&a, &target, true).await.is_err());
         assert!(files_under(&target).is_empty());
     }
+
+    /// Every file's name, kind, mode, mtime, owner, contents and link target under `dir`.
+    fn described(dir: &Path) -> Vec<String> {
+        files_under(dir)
+            .into_iter()
+            .map(|name| {
+                let path = dir.join(&name);
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                let what = if meta.is_symlink() {
+                    format!("-> {}", std::fs::read_link(&path).unwrap().display())
+                } else if meta.is_dir() {
+                    "dir".to_owned()
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    format!(
+                        "{} bytes, sum {}",
+                        bytes.len(),
+                        bytes.iter().map(|b| u64::from(*b)).sum::<u64>()
+                    )
+                };
+                let mtime = if meta.is_dir() { 0 } else { meta.mtime() };
+                format!(
+                    "{name} {what} mode {:o} mtime {mtime} owner {}:{}",
+                    meta.mode() & 0o7777,
+                    meta.uid(),
+                    meta.gid()
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_directory_gets_the_same_tree_as_a_careful_extraction() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(root.join("base/5")).unwrap();
+        // Larger than the write buffer, and not a multiple of a page.
+        let big: Vec<u8> = (0..3_000_001u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(root.join("base/5/16384"), &big).unwrap();
+        std::fs::write(root.join("PG_VERSION"), b"15\n").unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+        std::fs::set_permissions(
+            root.join("base/5/16384"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            root.join("base"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o750),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("base/5", root.join("link")).unwrap();
+        if nix_uid() == 0 {
+            std::os::unix::fs::chown(root.join("PG_VERSION"), Some(1234), Some(2345)).unwrap();
+        }
+        let mut source = FilesSource::new(FilesKind::Config, vec![root.clone()]);
+        let (archive, _) = run(&mut source).await.unwrap();
+
+        let careful = dir.path().join("careful");
+        restore(&archive, &careful, false).await.unwrap();
+        let fresh = dir.path().join("fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        let summary = FilesExtract::into_fresh_directory(fresh.clone())
+            .restore(stream(&archive))
+            .await
+            .unwrap();
+        assert_eq!(summary.plain_bytes, archive.len() as u64);
+        assert_eq!(described(&fresh), described(&careful));
+        let base = fresh.join(root.display().to_string().trim_start_matches('/'));
+        assert_eq!(std::fs::read(base.join("base/5/16384")).unwrap(), big);
+        assert!(!files_under(&fresh).iter().any(|f| f.contains(".restore-")));
+    }
+
+    #[tokio::test]
+    async fn a_fresh_directory_refuses_hostile_entries_and_writes_nothing_outside() {
+        use tar::EntryType::{Regular, Symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let escape = "../outside/evil";
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"ok", Regular, b"", b"fine");
+                    raw_entry(&mut a, escape.as_bytes(), Regular, b"", b"x");
+                    finish(a)
+                },
+                "'..'",
+            ),
+            (
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"dir", Symlink, b"../outside", b"");
+                    finish(a)
+                },
+                "outside the target",
+            ),
+            (
+                {
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"dir", Symlink, b"sub", b"");
+                    raw_entry(&mut a, b"dir/file", Regular, b"", b"x");
+                    finish(a)
+                },
+                "a link in the archive",
+            ),
+            (
+                {
+                    // The same name twice: the second would overwrite the first.
+                    let mut a = Vec::new();
+                    raw_entry(&mut a, b"twice", Regular, b"", b"first");
+                    raw_entry(&mut a, b"twice", Regular, b"", b"second");
+                    finish(a)
+                },
+                "exists",
+            ),
+        ];
+        for (i, (archive, expected)) in cases.into_iter().enumerate() {
+            let target = dir.path().join(format!("fresh{i}"));
+            std::fs::create_dir(&target).unwrap();
+            let err = FilesExtract::into_fresh_directory(target.clone())
+                .restore(stream(&archive))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "case {i}: {err}");
+            assert!(files_under(&outside).is_empty(), "case {i}");
+            if expected == "exists" {
+                assert_eq!(std::fs::read(target.join("twice")).unwrap(), b"first");
+            }
+        }
+    }
 }

@@ -70,6 +70,7 @@ impl FilesCheck {
 impl RestoreTarget for FilesCheck {
     async fn restore(&mut self, stream: ByteStream) -> Result<RestoreSummary, BoxError> {
         let options = self.options.clone();
+        let stream = backup_core::read_ahead(stream);
         let (plan, bytes) =
             tokio::task::spawn_blocking(move || walk(SyncIoBridge::new(stream), &options, None))
                 .await??;
@@ -96,12 +97,34 @@ impl RestoreTarget for FilesCheck {
 /// Writes an archive that [`FilesCheck`] accepted.
 pub struct FilesExtract {
     options: FilesRestoreOptions,
+    fresh: bool,
 }
 
 impl FilesExtract {
     /// An extraction into `options.target_dir`.
     pub fn new(options: FilesRestoreOptions) -> Self {
-        Self { options }
+        Self {
+            options,
+            fresh: false,
+        }
+    }
+
+    /// An extraction into `dir`, an empty directory this process made for it and nobody else
+    /// writes to: a staging directory that is moved into place whole afterwards (a
+    /// point-in-time restore's). Every entry is checked as by [`FilesExtract::new`], but each
+    /// file is written under its own name (there is nothing to replace and nobody to see it
+    /// half-written), and the files are synced by a few threads while the extraction goes on
+    /// rather than one by one in its way; the extraction returns once every file and directory
+    /// is on disk. After a failure the directory holds what was written until then, for its
+    /// maker to remove.
+    pub fn into_fresh_directory(dir: PathBuf) -> Self {
+        Self {
+            options: FilesRestoreOptions {
+                target_dir: dir,
+                overwrite: false,
+            },
+            fresh: true,
+        }
     }
 }
 
@@ -110,15 +133,30 @@ impl RestoreTarget for FilesExtract {
     async fn restore(&mut self, stream: ByteStream) -> Result<RestoreSummary, BoxError> {
         let options = self.options.clone();
         let target = options.target_dir.clone();
+        let fresh = self.fresh;
+        let stream = backup_core::read_ahead(stream);
         let (plan, bytes) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&options.target_dir)?;
-            let mut dirs = Vec::new();
-            let result = walk(SyncIoBridge::new(stream), &options, Some(&mut dirs));
+            let mut writer = Writer {
+                dirs: Vec::new(),
+                syncer: fresh.then(Syncer::start),
+            };
+            let result = walk(SyncIoBridge::new(stream), &options, Some(&mut writer));
             // Directory modes last (a read-only directory would refuse its own files).
-            for (dir, mode) in dirs.iter().rev() {
+            for (dir, mode) in writer.dirs.iter().rev() {
                 let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode));
             }
-            result
+            let synced = match writer.syncer {
+                Some(syncer) => {
+                    let mut dirs: Vec<PathBuf> = writer.dirs.into_iter().map(|(d, _)| d).collect();
+                    dirs.push(options.target_dir.clone());
+                    syncer.finish(&dirs)
+                }
+                None => Ok(()),
+            };
+            let walked = result?;
+            synced?;
+            Ok::<_, io::Error>(walked)
         })
         .await??;
         let files = plan
@@ -133,6 +171,80 @@ impl RestoreTarget for FilesExtract {
                 target.display()
             )],
         })
+    }
+}
+
+/// What an extraction keeps while it writes.
+struct Writer {
+    /// The directories created, with their archived modes (set last).
+    dirs: Vec<(PathBuf, u32)>,
+    /// Into a fresh directory: the threads that sync the files written.
+    syncer: Option<Syncer>,
+}
+
+/// Threads that sync the files handed to them ([`FilesExtract::into_fresh_directory`]).
+struct Syncer {
+    tx: std::sync::mpsc::SyncSender<(std::fs::File, PathBuf)>,
+    threads: Vec<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+/// Threads syncing files; several, so that the file system can commit them together.
+const SYNC_THREADS: usize = 4;
+/// Written files waiting for a sync thread (open descriptors).
+const SYNC_QUEUE: usize = 64;
+
+impl Syncer {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(std::fs::File, PathBuf)>(SYNC_QUEUE);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads = (0..SYNC_THREADS)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || -> io::Result<()> {
+                    loop {
+                        let next = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return Err(io::Error::other("a sync thread failed")),
+                        };
+                        let Ok((file, path)) = next else {
+                            return Ok(()); // Every file was handed out.
+                        };
+                        file.sync_all().map_err(|e| {
+                            io::Error::new(e.kind(), format!("syncing {}: {e}", path.display()))
+                        })?;
+                    }
+                })
+            })
+            .collect();
+        Self { tx, threads }
+    }
+
+    /// Hands `file` (written in full) to the sync threads.
+    fn sync(&self, file: std::fs::File, path: PathBuf) -> io::Result<()> {
+        self.tx
+            .send((file, path))
+            .map_err(|_| io::Error::other("the threads syncing the restored files stopped"))
+    }
+
+    /// Waits until every file handed over is synced, then syncs `dirs` (their entries).
+    fn finish(self, dirs: &[PathBuf]) -> io::Result<()> {
+        drop(self.tx);
+        let mut first = Ok(());
+        for thread in self.threads {
+            let result = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a sync thread panicked")));
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first?;
+        for dir in dirs {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io::Error::new(e.kind(), format!("syncing {}: {e}", dir.display())))?;
+        }
+        Ok(())
     }
 }
 
@@ -158,7 +270,7 @@ pub async fn check_then_extract(
 fn walk<R: Read>(
     input: R,
     options: &FilesRestoreOptions,
-    mut write: Option<&mut Vec<(PathBuf, u32)>>,
+    mut write: Option<&mut Writer>,
 ) -> io::Result<(Vec<Planned>, u64)> {
     let mut counted = Counted { inner: input, n: 0 };
     let mut archive = tar::Archive::new(&mut counted);
@@ -184,9 +296,9 @@ fn walk<R: Read>(
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         match header.entry_type() {
             tar::EntryType::Directory => {
-                if let Some(dirs) = write.as_deref_mut() {
+                if let Some(writer) = write.as_deref_mut() {
                     create_dir(&dest)?;
-                    dirs.push((dest.clone(), mode));
+                    writer.dirs.push((dest.clone(), mode));
                 }
                 plan.push(Planned::Directory(name));
             }
@@ -201,7 +313,7 @@ fn walk<R: Read>(
                 if exists && !options.overwrite {
                     existing.push(name.clone());
                 }
-                if let Some(_dirs) = write.as_deref_mut() {
+                if write.is_some() {
                     write_link(&dest, &target, options.overwrite)?;
                 }
                 plan.push(Planned::Link(name, target));
@@ -212,8 +324,11 @@ fn walk<R: Read>(
                 if exists && !options.overwrite {
                     existing.push(name.clone());
                 }
-                if write.is_some() {
-                    write_file(&mut entry, &dest, &header, options.overwrite)?;
+                if let Some(writer) = write.as_deref_mut() {
+                    match &writer.syncer {
+                        Some(syncer) => write_fresh_file(&mut entry, &dest, &header, syncer)?,
+                        None => write_file(&mut entry, &dest, &header, options.overwrite)?,
+                    }
                 } else {
                     io::copy(&mut entry, &mut io::sink())?;
                 }
@@ -416,22 +531,54 @@ fn write_file<R: Read>(
     let (temp, mut file) = TempFile::create(temp_name(dest)?, 0o600)?;
     io::copy(entry, &mut file)?;
     file.sync_all()?;
-    let mode = header.mode().unwrap_or(0o644) & 0o7777;
-    // As root the owner is the archived one; otherwise the file stays ours.
-    if let (Ok(uid), Ok(gid)) = (header.uid(), header.gid()) {
-        let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
-        let _ = std::os::unix::fs::fchown(&file, uid, gid);
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    if let Ok(mtime) = header.mtime() {
-        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime))?;
-    }
+    set_attributes(&file, header)?;
     drop(file);
     if overwrite {
         temp.rename_to(dest)
     } else {
         temp.link_to(dest)
     }
+}
+
+/// Buffer of a file written into a fresh directory: whole pages to the file system.
+const FRESH_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// A file of a fresh directory ([`FilesExtract::into_fresh_directory`]): written under its
+/// name (which must not exist) and handed to the sync threads.
+fn write_fresh_file<R: Read>(
+    entry: &mut R,
+    dest: &Path,
+    header: &tar::Header,
+    syncer: &Syncer,
+) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(parent_of(dest)?)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dest.display())))?;
+    let mut out = io::BufWriter::with_capacity(FRESH_WRITE_BUFFER, file);
+    io::copy(entry, &mut out)?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    set_attributes(&file, header)?;
+    syncer.sync(file, dest.to_owned())
+}
+
+/// The archived mode, mtime and (as root) owner.
+fn set_attributes(file: &std::fs::File, header: &tar::Header) -> io::Result<()> {
+    let mode = header.mode().unwrap_or(0o644) & 0o7777;
+    // As root the owner is the archived one; otherwise the file stays ours.
+    if let (Ok(uid), Ok(gid)) = (header.uid(), header.gid()) {
+        let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
+        let _ = std::os::unix::fs::fchown(file, uid, gid);
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Ok(mtime) = header.mtime() {
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime))?;
+    }
+    Ok(())
 }
 
 fn write_link(dest: &Path, target: &Path, overwrite: bool) -> io::Result<()> {

@@ -168,7 +168,10 @@ impl DataDirectory {
             if self.path.exists() {
                 std::fs::remove_dir(&self.path)?;
             }
-            std::fs::rename(staging, &self.path)
+            std::fs::rename(staging, &self.path)?;
+            // The new name on disk too (the files in it are synced already).
+            let parent = self.path.parent().unwrap_or(Path::new("."));
+            std::fs::File::open(parent)?.sync_all()
         })();
         result.map_err(|source| {
             let _ = std::fs::remove_dir_all(staging);
