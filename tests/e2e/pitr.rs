@@ -80,6 +80,43 @@ async fn connect(pg: &PgCluster, port: u16) -> tokio_postgres::Client {
     client
 }
 
+/// Runs `restore-database TARGET... --target-dir DATA --start --port P EXTRA...`; returns its
+/// output and P.
+async fn restore_started(
+    env: &BTreeMap<String, String>,
+    target: &[&str],
+    data: &Path,
+    extra: &[&str],
+) -> (std::process::Output, u16) {
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut args = target.to_vec();
+    args.extend([
+        "--target-dir",
+        data.to_str().unwrap(),
+        "--start",
+        "--port",
+        &port_text,
+    ]);
+    args.extend(extra);
+    (run("restore-database", &args, env).await, port)
+}
+
+/// The server restored into `data` and listening on `port` holds exactly `expected`; it is
+/// stopped then.
+async fn assert_restored(
+    pg: &PgCluster,
+    port: u16,
+    data: &Path,
+    expected: &BTreeMap<String, backup_testkit::TableChecksum>,
+    what: &str,
+) {
+    let client = connect(pg, port).await;
+    assert_eq!(&table_checksums(&client).await.unwrap(), expected, "{what}");
+    drop(client);
+    stop_server(pg, data);
+}
+
 fn with_pg(env: &BTreeMap<String, String>, pg: &PgCluster) -> BTreeMap<String, String> {
     let mut env = env.clone();
     env.extend(pg.env("postgres"));
@@ -168,21 +205,7 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
     let restored = server_dir(&scratch.dir.path().join("restored"));
     let at_marker_dir = restored.join("at_marker");
     let data = at_marker_dir.clone();
-    let port = free_port();
-    let out = run(
-        "restore-database",
-        &[
-            "--pitr",
-            &target,
-            "--target-dir",
-            data.to_str().unwrap(),
-            "--start",
-            "--port",
-            &port.to_string(),
-        ],
-        &env,
-    )
-    .await;
+    let (out, port) = restore_started(&env, &["--pitr", &target], &data, &[]).await;
     assert_success(&out, "restore-database --pitr TIME --start");
     let report = stdout(&out);
     assert!(report.contains(&base), "{report}");
@@ -223,22 +246,7 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
     damaged_base[middle] ^= 1;
     std::fs::write(&base_path, &damaged_base).unwrap();
     let data = restored.join("latest");
-    let port = free_port();
-    let out = run(
-        "restore-database",
-        &[
-            "--pitr",
-            "latest",
-            "--target-dir",
-            data.to_str().unwrap(),
-            "--start",
-            "--port",
-            &port.to_string(),
-            "--json",
-        ],
-        &env,
-    )
-    .await;
+    let (out, port) = restore_started(&env, &["--pitr", "latest"], &data, &["--json"]).await;
     assert_success(&out, "restore-database --pitr latest --start");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["base_backup"], base.as_str(), "{report}");
@@ -249,10 +257,7 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
         "{report}"
     );
     std::fs::write(&base_path, &pristine_base).unwrap();
-    let restored_client = connect(&pg, port).await;
-    assert_eq!(table_checksums(&restored_client).await.unwrap(), at_end);
-    drop(restored_client);
-    stop_server(&pg, &data);
+    assert_restored(&pg, port, &data, &at_end, "latest").await;
 
     // A timeline switch: the cluster restored to the marker (promoted onto timeline 2) is
     // made to archive into the same place; its history file goes along with its first
@@ -319,22 +324,7 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
         files_under(&scratch.backups.join("wal"))
     );
     let data = restored.join("timeline2");
-    let port = free_port();
-    let out = run(
-        "restore-database",
-        &[
-            "--pitr",
-            "latest",
-            "--target-dir",
-            data.to_str().unwrap(),
-            "--start",
-            "--port",
-            &port.to_string(),
-            "--json",
-        ],
-        &env,
-    )
-    .await;
+    let (out, port) = restore_started(&env, &["--pitr", "latest"], &data, &["--json"]).await;
     assert_success(&out, "restore-database --pitr latest along timeline 2");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -343,13 +333,7 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
         "{report}"
     );
     assert_eq!(report["recovery"]["new_timeline"], 3, "{report}");
-    let restored_client = connect(&pg, port).await;
-    assert_eq!(
-        table_checksums(&restored_client).await.unwrap(),
-        at_timeline2
-    );
-    drop(restored_client);
-    stop_server(&pg, &data);
+    assert_restored(&pg, port, &data, &at_timeline2, "along timeline 2").await;
 
     // A target directory that is not empty is refused.
     let out = run(
@@ -400,21 +384,11 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
         .await
         .unwrap();
     let data = restored.join("tampered");
-    let port = free_port();
-    let out = run(
-        "restore-database",
-        &[
-            "--pitr",
-            "latest",
-            "--target-dir",
-            data.to_str().unwrap(),
-            "--start",
-            "--port",
-            &port.to_string(),
-            "--recovery-timeout",
-            "120",
-        ],
+    let (out, _) = restore_started(
         &env,
+        &["--pitr", "latest"],
+        &data,
+        &["--recovery-timeout", "120"],
     )
     .await;
     assert_exit(&out, 2, "pitr over a tampered segment");
@@ -553,29 +527,11 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
     assert!(!older.is_empty(), "{before:?} vs {second_start}");
 
     let data = server_dir(&scratch.dir.path().join("restored")).join("between");
-    let port = free_port();
-    let out = run(
-        "restore-database",
-        &[
-            "--pitr",
-            &between,
-            "--target-dir",
-            data.to_str().unwrap(),
-            "--start",
-            "--port",
-            &port.to_string(),
-            "--json",
-        ],
-        &env,
-    )
-    .await;
+    let (out, port) = restore_started(&env, &["--pitr", &between], &data, &["--json"]).await;
     assert_success(&out, "restore to a time between the base backups");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["base_backup"], first.as_str(), "{report}");
-    let restored = connect(&pg, port).await;
-    assert_eq!(table_checksums(&restored).await.unwrap(), at_between);
-    drop(restored);
-    stop_server(&pg, &data);
+    assert_restored(&pg, port, &data, &at_between, "between").await;
 
     let out = run(
         "backup-prune",
@@ -620,54 +576,11 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
     );
     assert_eq!(after.len(), before.len() - older.len());
 
-    // What is kept is enough: the newest base backup and its WAL restore everything.
-    let data = scratch.dir.path().join("restored/latest");
-    let port = free_port();
-    let out = run(
-        "restore-database",
-        &[
-            "--pitr",
-            "latest",
-            "--target-dir",
-            data.to_str().unwrap(),
-            "--start",
-            "--port",
-            &port.to_string(),
-        ],
-        &env,
-    )
-    .await;
-    assert_success(&out, "restore after retention");
-    let restored = connect(&pg, port).await;
-    assert_eq!(table_checksums(&restored).await.unwrap(), at_end);
-    drop(restored);
-    stop_server(&pg, &data);
-
-    // A named restore point.
-    let data = scratch.dir.path().join("restored/named");
-    let port = free_port();
-    let out = run(
-        "restore-database",
-        &[
-            "--target-name",
-            "before_last",
-            "--target-dir",
-            data.to_str().unwrap(),
-            "--start",
-            "--port",
-            &port.to_string(),
-        ],
-        &env,
-    )
-    .await;
-    assert_success(&out, "restore to a named restore point");
-    let restored = connect(&pg, port).await;
-    assert_eq!(table_checksums(&restored).await.unwrap(), at_restore_point);
-    drop(restored);
-    stop_server(&pg, &data);
-
-    // The restore point's WAL position, and the transaction id.
+    // What is kept is enough: the newest base backup and its WAL restore everything, a named
+    // restore point, its WAL position and a transaction id each what they name.
     for (flag, value, expected) in [
+        ("--pitr", "latest", &at_end),
+        ("--target-name", "before_last", &at_restore_point),
         (
             "--target-lsn",
             restore_point_lsn.as_str(),
@@ -676,30 +589,10 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
         ("--target-xid", xid.as_str(), &at_xid),
     ] {
         let data = scratch.dir.path().join(format!("restored/{}", &flag[2..]));
-        let port = free_port();
-        let out = run(
-            "restore-database",
-            &[
-                flag,
-                value,
-                "--target-dir",
-                data.to_str().unwrap(),
-                "--start",
-                "--port",
-                &port.to_string(),
-            ],
-            &env,
-        )
-        .await;
-        assert_success(&out, &format!("restore with {flag} {value}"));
-        let restored = connect(&pg, port).await;
-        assert_eq!(
-            &table_checksums(&restored).await.unwrap(),
-            expected,
-            "{flag}"
-        );
-        drop(restored);
-        stop_server(&pg, &data);
+        let (out, port) = restore_started(&env, &[flag, value], &data, &[]).await;
+        let what = format!("restore with {flag} {value} after retention");
+        assert_success(&out, &what);
+        assert_restored(&pg, port, &data, expected, &what).await;
     }
 }
 

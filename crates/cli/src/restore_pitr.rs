@@ -7,9 +7,8 @@ use std::time::Duration;
 use backup_core::config::Config;
 use backup_core::PipelineConfig;
 use backup_orchestrate::{restore_command, restore_pitr, PitrRequest, WalArchive};
-use backup_sources::postgres::{PitrTarget, PostgresConfig};
+use backup_sources::postgres::{DataDirectory, PitrTarget, PostgresConfig};
 use backup_sources::wal::{Lsn, WalConfig};
-use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::Args;
 
 use crate::common::{self, CommonArgs};
@@ -86,32 +85,12 @@ impl PitrArgs {
             return Ok(PitrTarget::Name(name.clone()));
         }
         match self.pitr.as_deref() {
-            Some("latest") | None => Ok(PitrTarget::Latest),
-            Some(time) => parse_time(time).map(PitrTarget::Time),
+            None => Ok(PitrTarget::Latest),
+            Some(text) => text
+                .parse()
+                .map_err(|e| CliError::usage(anyhow::anyhow!("--pitr {e}"))),
         }
     }
-}
-
-/// A recovery target time: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.f][+HH[:MM]]`, UTC without an
-/// offset.
-fn parse_time(text: &str) -> Result<DateTime<Utc>, CliError> {
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
-        if let Ok(t) = DateTime::parse_from_str(text, format) {
-            return Ok(t.with_timezone(&Utc));
-        }
-    }
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .map(|t| t.and_utc())
-        .map_err(|_| {
-            CliError::usage(anyhow::anyhow!(
-                "--pitr {text:?} is not a time: use 'YYYY-MM-DD HH:MM:SS+00' (UTC without an \
-                 offset) or latest"
-            ))
-        })
 }
 
 /// Runs a point-in-time restore with the loaded `config`.
@@ -146,7 +125,7 @@ pub async fn run(
     let request = PitrRequest {
         target,
         data_dir: absolute(data_dir)?,
-        owner: owner(args.owner.as_deref())?,
+        owner: DataDirectory::owner_named(args.owner.as_deref()).map_err(CliError::usage)?,
         restore_command: restore_command(
             &program,
             multicall,
@@ -187,43 +166,4 @@ fn absolute(path: PathBuf) -> Result<PathBuf, CliError> {
         return Ok(path);
     }
     Ok(std::env::current_dir().map_err(CliError::usage)?.join(path))
-}
-
-/// The owner's uid and gid: `--owner`, else `postgres` when running as root.
-fn owner(name: Option<&str>) -> Result<Option<(u32, u32)>, CliError> {
-    let root = nix::unistd::geteuid().is_root();
-    let name = match name {
-        Some(name) => name,
-        None if root => "postgres",
-        None => return Ok(None),
-    };
-    let user = nix::unistd::User::from_name(name)
-        .map_err(CliError::usage)?
-        .ok_or_else(|| {
-            CliError::usage(anyhow::anyhow!(
-                "there is no user {name:?} to own the restored data directory: give --owner USER \
-                 (the user PostgreSQL runs as)"
-            ))
-        })?;
-    Ok(Some((user.uid.as_raw(), user.gid.as_raw())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn target_times_take_the_usual_spellings() {
-        let want = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z").unwrap();
-        for text in [
-            "2026-11-27 12:00:00+00",
-            "2026-11-27 12:00:00+00:00",
-            "2026-11-27T12:00:00Z",
-            "2026-11-27 12:00:00",
-            "2026-11-27 13:00:00+01",
-        ] {
-            assert_eq!(parse_time(text).unwrap(), want, "{text}");
-        }
-        assert!(parse_time("27/11/2026").is_err());
-    }
 }

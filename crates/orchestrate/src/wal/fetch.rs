@@ -15,6 +15,13 @@ use tokio::io::AsyncWriteExt;
 use super::spool::Spool;
 use super::{error_text, WalArchive, WalError};
 
+/// Segments fetched ahead at the same time: enough to keep a few cores decrypting and
+/// decompressing, few enough that memory stays small (about 12 MiB each).
+const DOWNLOADS_AT_ONCE: usize = 4;
+
+/// Bytes per write of a fetched WAL file.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
 /// What a fetch did.
 #[derive(Debug, Clone, Serialize)]
 pub struct FetchReport {
@@ -116,7 +123,7 @@ impl WalArchive {
                     }
                 }
             })
-            .buffer_unordered(self.config.fetch_ahead.max(1))
+            .buffer_unordered(DOWNLOADS_AT_ONCE)
             .filter_map(|fetched| async move { fetched })
             .collect()
             .await
@@ -187,7 +194,10 @@ impl WalArchive {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(|source| io(&tmp, source))?;
-            let mut file = tokio::fs::File::from_std(file);
+            // Whole MiBs per write: each write of a tokio file is a trip to a blocking
+            // thread, and 8 KiB writes made a segment cost thousands of them.
+            let mut file =
+                tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
             let mut plain = HashingReader::new(opened.stream);
             tokio::io::copy(&mut plain, &mut file)
                 .await
@@ -196,6 +206,7 @@ impl WalArchive {
                     detail: format!("reading it failed: {source}"),
                 })?;
             file.flush().await.map_err(|source| io(&tmp, source))?;
+            let file = file.into_inner();
             file.sync_all().await.map_err(|source| io(&tmp, source))?;
             let digest = plain.digest();
             if digest.sha256 != expected {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use super::tools::PgTools;
@@ -45,6 +45,31 @@ impl PitrTarget {
         }
     }
 
+    /// A recovery target time: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.f][+HH[:MM]]`, UTC without
+    /// an offset.
+    ///
+    /// # Errors
+    /// A message saying how to write it.
+    pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+        let text = text.trim();
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Ok(t.with_timezone(&Utc));
+        }
+        for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
+            if let Ok(t) = DateTime::parse_from_str(text, format) {
+                return Ok(t.with_timezone(&Utc));
+            }
+        }
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .map(|t| t.and_utc())
+            .map_err(|_| {
+                format!(
+                    "{text:?} is not a time: use 'YYYY-MM-DD HH:MM:SS+00' (UTC without an \
+                     offset) or latest"
+                )
+            })
+    }
+
     /// The target in words.
     pub fn describe(&self) -> String {
         match self {
@@ -54,6 +79,18 @@ impl PitrTarget {
             Self::Xid(xid) => format!("transaction {xid}"),
             Self::Name(name) => format!("restore point {name:?}"),
         }
+    }
+}
+
+/// `latest`, or a time as [`PitrTarget::parse_time`] reads it (`restore-database --pitr`).
+impl std::str::FromStr for PitrTarget {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim() == "latest" {
+            return Ok(Self::Latest);
+        }
+        Self::parse_time(text).map(Self::Time)
     }
 }
 
@@ -89,6 +126,30 @@ impl DataDirectory {
             path: path.into(),
             owner,
         }
+    }
+
+    /// The uid and gid of the user `name` to own a restored data directory; without a name,
+    /// `postgres` when running as root (PostgreSQL refuses to run as root), else nobody in
+    /// particular (the files stay the current user's).
+    ///
+    /// # Errors
+    /// [`SourceError::Wal`] when there is no such user.
+    pub fn owner_named(name: Option<&str>) -> Result<Option<(u32, u32)>, SourceError> {
+        let name = match name {
+            Some(name) => name,
+            None if nix::unistd::geteuid().is_root() => "postgres",
+            None => return Ok(None),
+        };
+        let missing = || {
+            SourceError::Wal(format!(
+                "there is no user {name:?} to own the restored data directory: give --owner \
+                 USER (the user PostgreSQL runs as)"
+            ))
+        };
+        let user = nix::unistd::User::from_name(name)
+            .map_err(|_| missing())?
+            .ok_or_else(missing)?;
+        Ok(Some((user.uid.as_raw(), user.gid.as_raw())))
     }
 
     /// Its path.
@@ -410,6 +471,55 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_times_take_the_usual_spellings_and_latest() {
+        let want = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        for text in [
+            "2026-11-27 12:00:00+00",
+            "2026-11-27 12:00:00+00:00",
+            "2026-11-27T12:00:00Z",
+            "2026-11-27 12:00:00",
+            " 2026-11-27 13:00:00+01",
+        ] {
+            assert_eq!(
+                text.parse::<PitrTarget>().unwrap(),
+                PitrTarget::Time(want.with_timezone(&Utc)),
+                "{text}"
+            );
+        }
+        assert_eq!("latest".parse::<PitrTarget>().unwrap(), PitrTarget::Latest);
+        let err = "27/11/2026".parse::<PitrTarget>().unwrap_err();
+        assert!(
+            err.contains("YYYY-MM-DD HH:MM:SS+00") && err.contains("latest"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_owner_is_looked_up_by_name_and_a_missing_user_says_what_to_give() {
+        assert_eq!(
+            DataDirectory::owner_named(Some("root")).unwrap(),
+            Some((0, 0))
+        );
+        let err = DataDirectory::owner_named(Some("no-such-user-for-a-restore"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no-such-user-for-a-restore") && err.contains("--owner USER"),
+            "{err}"
+        );
+        let default = DataDirectory::owner_named(None).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+            assert_eq!(
+                default,
+                Some((postgres.uid.as_raw(), postgres.gid.as_raw()))
+            );
+        } else {
+            assert_eq!(default, None);
+        }
+    }
 
     #[test]
     fn targets_become_recovery_settings() {

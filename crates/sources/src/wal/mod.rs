@@ -27,9 +27,9 @@ pub struct WalConfig {
     /// plus the next ones already waiting in `archive_status/` (`.ready`), so that the
     /// archiver keeps up with a busy server. 1 pushes only the file asked for.
     pub push_concurrency: usize,
-    /// WAL segments fetched at once during recovery (`BACKUP_WAL_FETCH_AHEAD`): the one asked
-    /// for plus the next ones, kept verified in a spool directory until PostgreSQL asks. 1
-    /// fetches only the file asked for.
+    /// WAL segments fetched at once during recovery (`BACKUP_WAL_FETCH_AHEAD`, 16): the one
+    /// asked for plus the next ones (four downloads at a time), kept verified in a spool
+    /// directory until PostgreSQL asks. 1 fetches only the file asked for.
     pub fetch_ahead: usize,
     /// Where pushes ahead and fetches ahead are recorded (`BACKUP_WAL_SPOOL_DIR`); `None`:
     /// beside the WAL files themselves (`pg_wal/backup_wal_spool/`).
@@ -81,7 +81,7 @@ impl Default for WalConfig {
     fn default() -> Self {
         Self {
             push_concurrency: 4,
-            fetch_ahead: 4,
+            fetch_ahead: 16,
             spool_dir: None,
             base_backup: BaseSchedule::Never,
         }
@@ -103,9 +103,9 @@ const WAL: &[Setting] = &[
         "BACKUP_WAL_FETCH_AHEAD",
         "fetch_ahead",
         "WAL segments fetched at once by backup-wal fetch during recovery: the one asked for \
-         plus the next ones, kept verified until asked for; 1 to 64",
+         plus the next ones (four downloads at a time), kept verified until asked for; 1 to 64",
     )
-    .default("4"),
+    .default("16"),
     Setting::new(
         "BACKUP_WAL_BASE_BACKUP",
         "base_backup",
@@ -143,7 +143,7 @@ impl Component for WalConfig {
         };
         Ok(Self {
             push_concurrency: bounded("BACKUP_WAL_PUSH_CONCURRENCY", 4)?,
-            fetch_ahead: bounded("BACKUP_WAL_FETCH_AHEAD", 4)?,
+            fetch_ahead: bounded("BACKUP_WAL_FETCH_AHEAD", 16)?,
             spool_dir: config.path("BACKUP_WAL_SPOOL_DIR"),
             base_backup: config
                 .get("BACKUP_WAL_BASE_BACKUP")
