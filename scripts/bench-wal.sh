@@ -243,8 +243,8 @@ done
 # A weekly base backup would be recent: take one now, so that the restore is the database's
 # (plus the little WAL since), not a replay of the whole load above. VACUUM first: the
 # autovacuum that follows the load otherwise writes several hundred MB of WAL (full pages)
-# right after the base backup, and the restore would be timing their replay (about 0.07 s
-# of fetching per segment; the number replayed is printed).
+# right after the base backup, and the restore would be timing their replay (about 0.1 s
+# per segment; the number replayed is printed).
 psql_q -c "VACUUM" >/dev/null
 "${AS_PG[@]}" env BACKUP_LOCAL_DIR="$W/backups" BACKUP_ENCRYPTION_KEY_FILE="$W/encryption.key" \
   HOME="$W" PGPASSWORD="$PGPASSWORD" POSTGRES_PASSWORD="$PGPASSWORD" POSTGRES_HOST=127.0.0.1 \
