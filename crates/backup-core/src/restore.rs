@@ -412,7 +412,10 @@ impl FetchedBackup {
             |e| backup_storage::StorageError::io("read the private copy of", key.clone(), e);
         let mut file = self.file.try_clone().map_err(copy_error)?;
         file.rewind().map_err(copy_error)?;
-        let (counted, _) = CountingReader::new(tokio::fs::File::from_std(file), progress);
+        // Large reads: each read of a tokio file is a trip to a blocking thread.
+        let buffered =
+            tokio::io::BufReader::with_capacity(COPY_BUFFER, tokio::fs::File::from_std(file));
+        let (counted, _) = CountingReader::new(buffered, progress);
         let opened = open_stream(Box::new(counted), self.prepared.clone(), None)?;
         target
             .restore(opened.stream)
