@@ -117,6 +117,19 @@ async fn assert_restored(
     stop_server(pg, data);
 }
 
+/// The server's clock now, as a `--pitr` target ('YYYY-MM-DD HH:MM:SS.ffffff+00').
+async fn server_time(client: &tokio_postgres::Client) -> String {
+    client
+        .query_one(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn with_pg(env: &BTreeMap<String, String>, pg: &PgCluster) -> BTreeMap<String, String> {
     let mut env = env.clone();
     env.extend(pg.env("postgres"));
@@ -179,15 +192,7 @@ async fn pitr_to_a_marker_restores_exactly_what_was_committed_before_it_and_late
         .batch_execute("INSERT INTO bookings (note) VALUES ('marker')")
         .await
         .unwrap();
-    let target: String = client
-        .query_one(
-            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
-             'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let target = server_time(&client).await;
     let at_marker = table_checksums(&client).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client
@@ -455,15 +460,7 @@ async fn retention_keeps_the_wal_back_to_the_oldest_kept_base_backup_and_status_
         switch_and_wait(&pg).await;
     }
     // A point between the two base backups: a restore to it starts from the first.
-    let between: String = client
-        .query_one(
-            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
-             'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let between = server_time(&client).await;
     let at_between = table_checksums(&client).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let out = run("backup-database", &["--physical"], &env).await;
